@@ -1,0 +1,605 @@
+//! Configuration: read once from the environment (and an optional `.env` file), validated
+//! before anything binds a port.
+//!
+//! Variable names are the original service's (`PORT`, `DATABASE_URL`, `REDIS_URL`, …) plus
+//! new ones in the same plain style. Parsing goes through the [`Env`] trait so tests pass a
+//! map instead of mutating the process environment. A bad value is a [`ConfigError`] that
+//! names the variable and says what is expected; `main` turns it into exit code 64.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// Where configuration values come from.
+pub trait Env {
+    /// The value of `key`, or `None` when it is unset.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment, with values from a `.env` file as a fallback.
+pub struct ProcessEnv {
+    dotenv: HashMap<String, String>,
+}
+
+impl ProcessEnv {
+    /// Reads `.env` from the working directory when it exists. Process variables win.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dotenv = match std::fs::read_to_string(".env") {
+            Ok(text) => parse_dotenv(&text).map_err(|line| ConfigError {
+                var: ".env",
+                expected: format!("KEY=value lines; line {line} is not one"),
+                got: None,
+            })?,
+            Err(_) => HashMap::new(),
+        };
+        Ok(Self { dotenv })
+    }
+}
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key)
+            .ok()
+            .or_else(|| self.dotenv.get(key).cloned())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// Parses `KEY=value` lines; `#` comments, blank lines, `export ` prefixes and single or
+/// double quotes around the value are accepted. Returns the 1-based number of a bad line.
+pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, usize> {
+    let mut out = HashMap::new();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line.split_once('=').ok_or(idx + 1)?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(idx + 1);
+        }
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|q| {
+                value
+                    .strip_prefix(*q)
+                    .and_then(|v| v.strip_suffix(*q))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| value.to_string());
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// A configuration value that is missing or invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub var: &'static str,
+    /// What a valid value looks like.
+    pub expected: String,
+    /// The value that was given, when one was (never printed for secrets).
+    pub got: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.got {
+            Some(got) => write!(f, "{}: expected {}, got {:?}", self.var, self.expected, got),
+            None => write!(f, "{}: expected {}", self.var, self.expected),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Plain,
+    /// One JSON object per line, for Kubernetes log collectors.
+    Json,
+}
+
+/// How to reach Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// A `redis://` URL with password and database applied.
+    pub url: String,
+    /// Prefix put before every key and channel name (empty by default, so keys keep the
+    /// original service's names). Lets several deployments or tests share one Redis.
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// The whole configuration of a node.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to bind (`BIND_ADDRESS`, default `0.0.0.0`).
+    pub bind_address: IpAddr,
+    /// HTTP and WebSocket port (`PORT`, default 8083).
+    pub port: u16,
+    /// PostgreSQL connection string (`DATABASE_URL`, required).
+    pub database_url: String,
+    /// PostgreSQL pool size (`DB_POOL_SIZE`, default 32).
+    pub db_pool_size: usize,
+    /// Redis location (`REDIS_URL`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`).
+    pub redis: RedisConfig,
+    /// HMAC key for every token (`JWT_SECRET`, required, non-empty).
+    pub jwt_secret: String,
+    /// Default for the `max_video_size_mb` setting when it is first seeded
+    /// (`MAX_VIDEO_SIZE_MB`, default 50).
+    pub max_video_size_mb: u64,
+    /// Lifetime of tokens issued by `POST /api/v1/ws-token` (`WS_TOKEN_TTL`, default 300 s).
+    pub ws_token_ttl: Duration,
+    /// Profile service base URL (`AGENT_URL`); enrichment is off when unset.
+    pub agent_url: Option<String>,
+    /// This node's id in the registry and in cluster envelopes (`NODE_ID`).
+    pub node_id: String,
+    /// The `ws_url` this node advertises (`WS_PUBLIC_URL`).
+    pub ws_public_url: String,
+    /// Users who may call admin routes even without the `role: admin` claim.
+    pub admin_user_ids: HashSet<Uuid>,
+    /// Allowed WebSocket `Origin` values (`ALLOWED_ORIGINS`, comma separated); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// `LOG_FORMAT`: `plain` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `LOG_LEVEL`: a tracing filter, default `info`.
+    pub log_level: String,
+    /// Time allowed for a graceful drain (`SHUTDOWN_GRACE_SECONDS`, default 25).
+    pub shutdown_grace: Duration,
+    /// How long start-up keeps retrying PostgreSQL and Redis (`STARTUP_TIMEOUT_SECONDS`, 30).
+    pub startup_timeout: Duration,
+    /// Per-node WebSocket connection cap (`MAX_CONNECTIONS`, default 100000).
+    pub max_connections: usize,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind_address", &self.bind_address)
+            .field("port", &self.port)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .field("redis", &self.redis)
+            .field("jwt_secret", &"<redacted>")
+            .field("max_video_size_mb", &self.max_video_size_mb)
+            .field("ws_token_ttl", &self.ws_token_ttl)
+            .field("agent_url", &self.agent_url)
+            .field("node_id", &self.node_id)
+            .field("ws_public_url", &self.ws_public_url)
+            .field("admin_user_ids", &self.admin_user_ids.len())
+            .field("allowed_origins", &self.allowed_origins)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Replaces the password part of a URL (`scheme://user:secret@host`) with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+struct Reader<'a> {
+    env: &'a dyn Env,
+}
+
+impl Reader<'_> {
+    /// The trimmed value, with empty treated as unset.
+    fn opt(&self, var: &'static str) -> Option<String> {
+        self.env
+            .get(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str, expected: &str) -> Result<String, ConfigError> {
+        self.opt(var).ok_or_else(|| ConfigError {
+            var,
+            expected: expected.to_string(),
+            got: None,
+        })
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+        &self,
+        var: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        let Some(raw) = self.opt(var) else {
+            return Ok(default);
+        };
+        match raw.parse::<T>() {
+            Ok(v) if v >= min && v <= max => Ok(v),
+            _ => Err(ConfigError {
+                var,
+                expected: format!("an integer from {min} to {max}"),
+                got: Some(raw),
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the whole configuration.
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let r = Reader { env };
+        let port: u16 = r.number("PORT", 8083, 1, 65535)?;
+        let bind_address = match r.opt("BIND_ADDRESS") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw.parse().map_err(|_| ConfigError {
+                var: "BIND_ADDRESS",
+                expected: "an IP address such as 0.0.0.0 or 127.0.0.1".into(),
+                got: Some(raw),
+            })?,
+        };
+        let database_url = r.required(
+            "DATABASE_URL",
+            "a PostgreSQL URL such as postgres://user:pass@host:5432/dinq",
+        )?;
+        if database_url
+            .parse::<tokio_postgres::Config>()
+            .map(|c| c.get_hosts().is_empty())
+            .unwrap_or(true)
+        {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                expected:
+                    "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq"
+                        .into(),
+                got: Some(redact_url(&database_url)),
+            });
+        }
+        let jwt_secret = r
+            .env
+            .get("JWT_SECRET")
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ConfigError {
+                var: "JWT_SECRET",
+                expected: "a non-empty secret (the HMAC key shared with the Gateway)".into(),
+                got: None,
+            })?;
+        let redis = redis_config(&r)?;
+        let node_id = match r.opt("NODE_ID") {
+            Some(id) => {
+                if id.len() > 64
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(ConfigError {
+                        var: "NODE_ID",
+                        expected: "up to 64 characters of letters, digits, '-', '_' or '.'".into(),
+                        got: Some(id),
+                    });
+                }
+                id
+            }
+            None => default_node_id(r.opt("HOSTNAME")),
+        };
+        let ws_public_url = match r.opt("WS_PUBLIC_URL") {
+            Some(url) if url.starts_with("ws://") || url.starts_with("wss://") => url,
+            Some(url) => {
+                return Err(ConfigError {
+                    var: "WS_PUBLIC_URL",
+                    expected: "a ws:// or wss:// URL such as wss://chat.example.com/ws".into(),
+                    got: Some(url),
+                });
+            }
+            None => format!("ws://localhost:{port}/ws"),
+        };
+        let mut admin_user_ids = HashSet::new();
+        for raw in r.opt("ADMIN_USER_IDS").unwrap_or_default().split(',') {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                continue;
+            }
+            match Uuid::parse_str(raw) {
+                Ok(id) if !id.is_nil() => {
+                    admin_user_ids.insert(id);
+                }
+                _ => {
+                    return Err(ConfigError {
+                        var: "ADMIN_USER_IDS",
+                        expected: "a comma-separated list of user UUIDs".into(),
+                        got: Some(raw.to_string()),
+                    });
+                }
+            }
+        }
+        let allowed_origins = r
+            .opt("ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        let log_format = match r.opt("LOG_FORMAT").as_deref() {
+            None | Some("plain") => LogFormat::Plain,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "LOG_FORMAT",
+                    expected: "plain or json".into(),
+                    got: Some(other.to_string()),
+                });
+            }
+        };
+        let log_level = r.opt("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError {
+                var: "LOG_LEVEL",
+                expected: "a tracing filter such as info or dinq_message=debug,info".into(),
+                got: Some(log_level),
+            });
+        }
+        let agent_url = match r.opt("AGENT_URL") {
+            Some(url) if url.starts_with("http://") => Some(url.trim_end_matches('/').to_string()),
+            Some(url) => {
+                return Err(ConfigError {
+                    var: "AGENT_URL",
+                    expected: "an http:// URL of the profile service".into(),
+                    got: Some(url),
+                });
+            }
+            None => None,
+        };
+        Ok(Config {
+            bind_address,
+            port,
+            database_url,
+            db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,
+            redis,
+            jwt_secret,
+            max_video_size_mb: r.number("MAX_VIDEO_SIZE_MB", 50, 1, 100_000)?,
+            ws_token_ttl: Duration::from_secs(r.number("WS_TOKEN_TTL", 300, 10, 86_400)?),
+            agent_url,
+            node_id,
+            ws_public_url,
+            admin_user_ids,
+            allowed_origins,
+            log_format,
+            log_level,
+            shutdown_grace: Duration::from_secs(r.number("SHUTDOWN_GRACE_SECONDS", 25, 1, 3600)?),
+            startup_timeout: Duration::from_secs(r.number(
+                "STARTUP_TIMEOUT_SECONDS",
+                30,
+                1,
+                3600,
+            )?),
+            max_connections: r.number("MAX_CONNECTIONS", 100_000, 1, 10_000_000)?,
+        })
+    }
+}
+
+fn default_node_id(hostname: Option<String>) -> String {
+    let suffix = Uuid::new_v4().simple().to_string();
+    match hostname {
+        Some(h) if h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            format!("{h}-{}", &suffix[..6])
+        }
+        _ => format!("node-{}", &suffix[..8]),
+    }
+}
+
+fn redis_config(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
+    let raw = r
+        .opt("REDIS_URL")
+        .unwrap_or_else(|| "localhost:6379".into());
+    let password = r.env.get("REDIS_PASSWORD").filter(|p| !p.is_empty());
+    let db: u32 = r.number("REDIS_DB", 0, 0, 1_000_000)?;
+    let bad = |raw: &str| ConfigError {
+        var: "REDIS_URL",
+        expected: "host:port or a redis:// URL".into(),
+        got: Some(redact_url(raw)),
+    };
+    let url = if let Some(rest) = raw.strip_prefix("redis://") {
+        let mut url = raw.clone();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.is_empty() {
+            return Err(bad(&raw));
+        }
+        if let Some(pw) = &password
+            && !authority.contains('@')
+        {
+            url = format!("redis://:{}@{}", percent_encode(pw), rest);
+        }
+        if db != 0 && path.trim_matches('/').is_empty() {
+            url = format!("{}/{db}", url.trim_end_matches('/'));
+        }
+        url
+    } else if raw.contains("://") {
+        return Err(bad(&raw));
+    } else {
+        let (host, port) = raw.rsplit_once(':').unwrap_or((raw.as_str(), "6379"));
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(&raw));
+        }
+        let auth = password
+            .as_deref()
+            .map(|p| format!(":{}@", percent_encode(p)))
+            .unwrap_or_default();
+        format!("redis://{auth}{host}:{port}/{db}")
+    };
+    if redis::Client::open(url.as_str()).is_err() {
+        return Err(bad(&raw));
+    }
+    let key_prefix = r.opt("REDIS_KEY_PREFIX").unwrap_or_default();
+    Ok(RedisConfig { url, key_prefix })
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://u:p@localhost:5432/db"),
+            ("JWT_SECRET", "s3cret"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> ConfigError {
+        Config::from_env(&env(pairs)).expect_err("config should be refused")
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.port, 8083);
+        assert_eq!(c.redis.url, "redis://localhost:6379/0");
+        assert_eq!(c.max_video_size_mb, 50);
+        assert_eq!(c.ws_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.log_format, LogFormat::Plain);
+        assert_eq!(c.ws_public_url, "ws://localhost:8083/ws");
+        assert!(c.agent_url.is_none());
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn missing_required_values_are_named() {
+        let mut m = env(&[]);
+        m.remove("DATABASE_URL");
+        let e = Config::from_env(&m).unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+        let mut m = env(&[]);
+        m.remove("JWT_SECRET");
+        assert_eq!(Config::from_env(&m).unwrap_err().var, "JWT_SECRET");
+        assert_eq!(err(&[("JWT_SECRET", "")]).var, "JWT_SECRET");
+        assert_eq!(err(&[("JWT_SECRET", "   ")]).var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn invalid_values_are_named_with_what_is_expected() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("PORT", "0"),
+            ("PORT", "70000"),
+            ("REDIS_DB", "-1"),
+            ("REDIS_URL", "http://x"),
+            ("REDIS_URL", "host:notaport"),
+            ("MAX_VIDEO_SIZE_MB", "big"),
+            ("WS_TOKEN_TTL", "1"),
+            ("LOG_FORMAT", "xml"),
+            ("ADMIN_USER_IDS", "not-a-uuid"),
+            ("WS_PUBLIC_URL", "http://x/ws"),
+            ("SHUTDOWN_GRACE_SECONDS", "0"),
+            ("DATABASE_URL", "nonsense"),
+            ("BIND_ADDRESS", "everywhere"),
+            ("NODE_ID", "has space"),
+            ("AGENT_URL", "ftp://x"),
+        ] {
+            let e = err(&[(var, value)]);
+            assert_eq!(e.var, var, "{var}={value}");
+            assert!(!e.expected.is_empty());
+            assert!(e.to_string().starts_with(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn redis_url_forms() {
+        let c = Config::from_env(&env(&[("REDIS_URL", "cache:6380"), ("REDIS_DB", "2")])).unwrap();
+        assert_eq!(c.redis.url, "redis://cache:6380/2");
+        let c = Config::from_env(&env(&[
+            ("REDIS_URL", "cache:6380"),
+            ("REDIS_PASSWORD", "p@ss"),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis.url, "redis://:p%40ss@cache:6380/0");
+        let c = Config::from_env(&env(&[
+            ("REDIS_URL", "redis://r.example:6379"),
+            ("REDIS_PASSWORD", "pw"),
+            ("REDIS_DB", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis.url, "redis://:pw@r.example:6379/3");
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"));
+        assert!(!shown.contains("u:p@"));
+    }
+
+    #[test]
+    fn admin_ids_and_origins() {
+        let id = Uuid::new_v4();
+        let c = Config::from_env(&env(&[
+            ("ADMIN_USER_IDS", &format!(" {id} ,")),
+            ("ALLOWED_ORIGINS", "https://a.example/, https://b.example"),
+        ]))
+        .unwrap();
+        assert!(c.admin_user_ids.contains(&id));
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn dotenv_parsing() {
+        let m = parse_dotenv("# c\n\nexport A=1\nB = \"two words\"\nC='x=y'\n").unwrap();
+        assert_eq!(m["A"], "1");
+        assert_eq!(m["B"], "two words");
+        assert_eq!(m["C"], "x=y");
+        assert_eq!(parse_dotenv("A=1\nnot a line\n"), Err(2));
+    }
+}

@@ -1,0 +1,149 @@
+//! The one error type of the service, and what each error looks like on the wire.
+//!
+//! A client error carries its HTTP status, a stable snake_case code and the original
+//! service's message text. Database, Redis and internal errors are logged where they are
+//! handled and reach clients only as `500 internal error`.
+
+use std::borrow::Cow;
+
+use hyper::StatusCode;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure a request or a frame can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller did something wrong; shown to them as is.
+    #[error("{message}")]
+    Client {
+        /// HTTP status for HTTP callers.
+        status: StatusCode,
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human text (the original service's wording where it had one).
+        message: Cow<'static, str>,
+    },
+    /// PostgreSQL failed.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Anything else that is our fault.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A client error with its status, code and message.
+    pub fn client(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::Client {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with the given code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::client(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 403 with the given code and message.
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::client(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// 404 with the given code and message.
+    pub fn not_found(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::client(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 409 with the given code and message.
+    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::client(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 401 with the given code and message.
+    pub fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::client(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 500 for a failure we log but do not explain to the client.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal(what.into())
+    }
+
+    /// HTTP status to answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Client { status, .. } => *status,
+            Error::Pool(_) | Error::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Db(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable snake_case code (`error` field of the envelope, `code` of WebSocket errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Client { code, .. } => code,
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal_error",
+        }
+    }
+
+    /// The text a client may see. Internal details never leave the process.
+    pub fn public_message(&self) -> Cow<'static, str> {
+        match self {
+            Error::Client { message, .. } => message.clone(),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                Cow::Borrowed("service temporarily unavailable, please retry")
+            }
+            _ => Cow::Borrowed("internal error"),
+        }
+    }
+
+    /// True for errors that are the caller's doing (not worth a warning in the log).
+    pub fn is_client(&self) -> bool {
+        matches!(self, Error::Client { .. })
+    }
+}
+
+/// A PostgreSQL error that means "cannot reach the database" rather than a bad query.
+fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.as_db_error().is_none() && e.code().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_are_hidden() {
+        let e = Error::internal("secret table xyz broke");
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.public_message(), "internal error");
+        assert_eq!(e.code(), "internal_error");
+    }
+
+    #[test]
+    fn client_errors_keep_their_text() {
+        let e = Error::forbidden("not_member", "user is not a member of this conversation");
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert_eq!(e.code(), "not_member");
+        assert_eq!(
+            e.public_message(),
+            "user is not a member of this conversation"
+        );
+        assert!(e.is_client());
+    }
+}

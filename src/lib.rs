@@ -1,0 +1,33 @@
+//! dinq-message: a clustered instant-messaging server, wire-compatible with the Go
+//! `dinq_message` service.
+//!
+//! # Layout
+//!
+//! - [`app`]: composition root; start order and shutdown sequence. [`cli`]: the binary.
+//! - [`config`]: configuration from the environment, validated before anything binds.
+//! - [`http`]: hyper server, route table, envelopes, probes and API handlers.
+//! - [`domain`]: the product's rules, shared by HTTP and WebSocket.
+//! - [`store`]: PostgreSQL pool, migrations and queries.
+//! - [`cluster`]: Redis: per-user channels, presence, registry, control channel.
+//! - leaves: [`auth`] (tokens), [`error`], [`metrics`], [`model`], [`shutdown`], [`telemetry`].
+//!
+//! The README's "Architecture" section is the longer version of this map.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::run;
