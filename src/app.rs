@@ -1,0 +1,165 @@
+//! The composition root: builds every component from the configuration, starts them in
+//! order, and runs the shutdown sequence.
+//!
+//! Start: PostgreSQL (bounded retry) → migrations and seeds → Redis (bounded retry) →
+//! settings → ready → serve. Stop (SIGTERM/SIGINT or the test's future): not ready → stop
+//! accepting → in-flight requests finish within `SHUTDOWN_GRACE_SECONDS` → return.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::auth::Tokens;
+use crate::cluster::{self, Keys};
+use crate::config::{Config, redact_url};
+use crate::domain::Services;
+use crate::domain::settings::{self, SettingsCache, Snapshot};
+use crate::http;
+use crate::shutdown::Shutdown;
+use crate::store::{self, Store};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// PostgreSQL unreachable, or migrations failed.
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    /// Redis unreachable.
+    #[error("Redis: {0}")]
+    Redis(String),
+}
+
+/// Runs a node on `listener` until `stop` completes, then drains and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let metrics = crate::metrics::install();
+    let shutdown = Shutdown::new();
+    shutdown.set_ready(false);
+
+    let store = Store::new(&config.database_url, config.db_pool_size)
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    wait_for_postgres(&store, config.startup_timeout).await?;
+    prepare_schema(&store, &config).await?;
+
+    let redis = cluster::connect(&config.redis.url, config.startup_timeout)
+        .await
+        .map_err(|e| {
+            StartError::Redis(format!(
+                "cannot reach {} ({e})",
+                redact_url(&config.redis.url)
+            ))
+        })?;
+    let keys = Keys::new(&config.redis.key_prefix);
+
+    let settings = SettingsCache::new(
+        Snapshot::from_rows(Default::default(), &config),
+        config.clone(),
+    );
+    let conn = store
+        .conn()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    settings
+        .reload(&**conn)
+        .await
+        .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
+    drop(conn);
+
+    let services = Services {
+        tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
+        config: config.clone(),
+        store,
+        redis,
+        keys,
+        settings,
+    };
+    let ctx = http::Ctx {
+        services: services.clone(),
+        metrics,
+        shutdown: shutdown.clone(),
+    };
+
+    let local = listener.local_addr().ok();
+    let snap = services.settings.get();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id = %config.node_id,
+        addr = ?local,
+        ws_url = %config.ws_public_url,
+        database = %redact_url(&config.database_url),
+        redis = %redact_url(&config.redis.url),
+        redis_prefix = %config.redis.key_prefix,
+        admins = config.admin_user_ids.len(),
+        origins = ?config.allowed_origins,
+        first_message_limit = snap.first_message_limit,
+        block = snap.block,
+        recall_window_seconds = snap.recall_window_seconds,
+        "dinq-message started"
+    );
+    if config.allowed_origins.is_empty() {
+        tracing::warn!(
+            "ALLOWED_ORIGINS is empty: WebSocket connections from any origin are accepted"
+        );
+    }
+
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            shutdown.trigger();
+        });
+    }
+    shutdown.set_ready(true);
+    http::serve(listener, ctx, config.shutdown_grace).await;
+    tracing::info!(node_id = %config.node_id, "dinq-message stopped");
+    Ok(())
+}
+
+async fn wait_for_postgres(store: &Store, timeout: Duration) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), store.ping()).await {
+            Ok(Ok(())) => return Ok(()),
+            result => {
+                let why = match result {
+                    Ok(Err(e)) => format!("{e}"),
+                    _ => "timed out".to_string(),
+                };
+                if tokio::time::Instant::now() + delay >= deadline {
+                    return Err(StartError::Database(format!(
+                        "not reachable after {}s: {why}",
+                        timeout.as_secs()
+                    )));
+                }
+                tracing::warn!(error = %why, "PostgreSQL not reachable yet, retrying");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn prepare_schema(store: &Store, config: &Config) -> Result<(), StartError> {
+    let db = |what: &str, e: crate::error::Error| StartError::Database(format!("{what}: {e}"));
+    let mut conn = store.conn().await.map_err(|e| db("connect", e))?;
+    let applied = store::migrate::run(&mut conn)
+        .await
+        .map_err(|e| db("migrations", e))?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    store::seed::settings(&**conn, &settings::seeds(config))
+        .await
+        .map_err(|e| db("seed settings", e))?;
+    store::seed::templates(&**conn)
+        .await
+        .map_err(|e| db("seed templates", e))?;
+    Ok(())
+}

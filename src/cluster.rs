@@ -1,0 +1,61 @@
+//! Everything that crosses nodes goes through Redis: the per-user channels, presence, the
+//! node registry and the control channel. This module owns the Redis connections and the
+//! key names; it knows nothing of PostgreSQL, HTTP or WebSocket frames.
+
+pub mod keys;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::Result;
+pub use keys::Keys;
+
+/// Settings shared by every Redis connection of a node: short timeouts and a capped
+/// backoff, so a Redis restart is noticed and repaired in about a second.
+pub fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+        .set_number_of_retries(20)
+}
+
+/// Opens the multiplexed command connection, retrying until `deadline` passes.
+pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut conn = client
+                .get_connection_manager_with_config(manager_config())
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) if tokio::time::Instant::now() + delay >= deadline => return Err(e.into()),
+            Err(_) if tokio::time::Instant::now() + delay >= deadline => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out connecting to Redis",
+                ))
+                .into());
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "Redis not reachable yet, retrying"),
+            Err(_) => tracing::warn!("Redis connect timed out, retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Answers when Redis is reachable (used by `/ready`).
+pub async fn ping(conn: &ConnectionManager) -> Result<()> {
+    let mut conn = conn.clone();
+    redis::cmd("PING").query_async::<String>(&mut conn).await?;
+    Ok(())
+}

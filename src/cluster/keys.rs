@@ -1,0 +1,64 @@
+//! Redis key and channel names, in one place. With `REDIS_KEY_PREFIX` empty (the default)
+//! keys keep the original service's names, such as `online:{user_id}`.
+
+use uuid::Uuid;
+
+/// Builds every key and channel name with the configured prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Names with `prefix` in front.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `online:{user}`: "1" with a 30 s TTL while the user has a live device (original name).
+    pub fn online(&self, user: Uuid) -> String {
+        format!("{}online:{user}", self.prefix)
+    }
+
+    /// `devices:{user}`: hash of connection id → node id, for the cluster-wide device limit.
+    pub fn devices(&self, user: Uuid) -> String {
+        format!("{}devices:{user}", self.prefix)
+    }
+
+    /// `u:{user}`: the user's Pub/Sub channel.
+    pub fn user_channel(&self, user: Uuid) -> String {
+        format!("{}u:{user}", self.prefix)
+    }
+
+    /// The control channel (settings reloads, cache invalidations).
+    pub fn control_channel(&self) -> String {
+        format!("{}dinq:control", self.prefix)
+    }
+
+    /// The node registry hash: node id → JSON status.
+    pub fn registry(&self) -> String {
+        format!("{}dinq:nodes", self.prefix)
+    }
+
+    /// Set of users with devices on `node`, so a dead node's users can be taken offline.
+    pub fn node_users(&self, node: &str) -> String {
+        format!("{}dinq:node-users:{node}", self.prefix)
+    }
+
+    /// Lock taken by the node that cleans up after a dead node.
+    pub fn reaper_lock(&self, node: &str) -> String {
+        format!("{}dinq:reaper:{node}", self.prefix)
+    }
+
+    /// Cached profile of a user from the agent service.
+    pub fn profile(&self, user: Uuid) -> String {
+        format!("{}dinq:profile:{user}", self.prefix)
+    }
+}

@@ -1,0 +1,106 @@
+//! The JSON envelope of every HTTP answer: `{code, message, data}` on success and
+//! `{code, message, error}` on failure, where `code` is the HTTP status of the error
+//! (DECISIONS.md "error envelope").
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+/// A finished response.
+pub type Resp = Response<Body>;
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    code: u16,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// A JSON response with `status` and a serialized body.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+fn envelope<T: Serialize>(status: StatusCode, env: &Envelope<'_, T>) -> Resp {
+    match serde_json::to_vec(env) {
+        Ok(body) => json(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialization failed");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"code":500,"message":"internal error","error":"internal_error"}"#.to_vec(),
+            )
+        }
+    }
+}
+
+/// 200 `{"code":0,"message":"success","data":…}`.
+pub fn ok<T: Serialize>(data: T) -> Resp {
+    envelope(
+        StatusCode::OK,
+        &Envelope {
+            code: 0,
+            message: "success",
+            data: Some(data),
+            error: None,
+            request_id: None,
+        },
+    )
+}
+
+/// 200 `{"code":0,"message":<text>}` for routes that answer with a message only.
+pub fn ok_message(message: &str) -> Resp {
+    envelope::<()>(
+        StatusCode::OK,
+        &Envelope {
+            code: 0,
+            message,
+            data: None,
+            error: None,
+            request_id: None,
+        },
+    )
+}
+
+/// The error envelope. Internal errors show only a request id to quote in a bug report.
+pub fn error(err: &Error, request_id: &str) -> Resp {
+    let status = err.status();
+    let message = err.public_message();
+    envelope::<()>(
+        status,
+        &Envelope {
+            code: status.as_u16(),
+            message: &message,
+            data: None,
+            error: Some(err.code()),
+            request_id: (!err.is_client()).then_some(request_id),
+        },
+    )
+}
+
+/// A plain-text response (Prometheus exposition).
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}

@@ -1,0 +1,268 @@
+//! The route table: every HTTP route once, with its method, path template and access rule.
+//!
+//! User routes are served under `/api/v1` and `/api`, admin routes under `/api/admin` and
+//! `/api/v1/admin` (DECISIONS.md "prefixes"); the table holds the canonical form. Path
+//! parameters are `:name` segments.
+
+use hyper::Method;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token.
+    Public,
+    /// A valid user token (`Authorization: Bearer`).
+    User,
+    /// A valid token of an admin.
+    Admin,
+}
+
+/// Which prefixes a route is served under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Exactly the path given.
+    Root,
+    /// `/api/v1{path}` and `/api{path}`.
+    User,
+    /// `/api/admin{path}` and `/api/v1/admin{path}`.
+    Admin,
+}
+
+/// Names every route so handlers can be dispatched with a `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    /// `GET /health`.
+    Health,
+    /// `GET /ready`.
+    Ready,
+    /// `GET /metrics`.
+    Metrics,
+    /// `POST /api/v1/ws-token`.
+    WsToken,
+    /// `GET /api/admin/settings`.
+    AdminSettingsList,
+    /// `POST /api/admin/settings/reload`.
+    AdminSettingsReload,
+    /// `POST /api/admin/settings/:key`.
+    AdminSettingsUpdate,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Where it is mounted.
+    pub scope: Scope,
+    /// Path below the scope's prefix, with `:param` segments.
+    pub path: &'static str,
+    /// Handler name.
+    pub id: RouteId,
+    /// Access rule.
+    pub access: Access,
+}
+
+impl Route {
+    /// The canonical full path template (`/api/v1/...`, `/api/admin/...`).
+    pub fn template(&self) -> String {
+        match self.scope {
+            Scope::Root => self.path.to_string(),
+            Scope::User => format!("/api/v1{}", self.path),
+            Scope::Admin => format!("/api/admin{}", self.path),
+        }
+    }
+}
+
+const fn route(
+    method: Method,
+    scope: Scope,
+    path: &'static str,
+    id: RouteId,
+    access: Access,
+) -> Route {
+    Route {
+        method,
+        scope,
+        path,
+        id,
+        access,
+    }
+}
+
+/// Every route of the node.
+pub static ROUTES: &[Route] = &[
+    route(
+        Method::GET,
+        Scope::Root,
+        "/health",
+        RouteId::Health,
+        Access::Public,
+    ),
+    route(
+        Method::GET,
+        Scope::Root,
+        "/ready",
+        RouteId::Ready,
+        Access::Public,
+    ),
+    route(
+        Method::GET,
+        Scope::Root,
+        "/metrics",
+        RouteId::Metrics,
+        Access::Public,
+    ),
+    route(
+        Method::POST,
+        Scope::User,
+        "/ws-token",
+        RouteId::WsToken,
+        Access::User,
+    ),
+    route(
+        Method::GET,
+        Scope::Admin,
+        "/settings",
+        RouteId::AdminSettingsList,
+        Access::Admin,
+    ),
+    // The static segment comes first so it shadows a setting named "reload", as in the original.
+    route(
+        Method::POST,
+        Scope::Admin,
+        "/settings/reload",
+        RouteId::AdminSettingsReload,
+        Access::Admin,
+    ),
+    route(
+        Method::POST,
+        Scope::Admin,
+        "/settings/:key",
+        RouteId::AdminSettingsUpdate,
+        Access::Admin,
+    ),
+];
+
+/// Path parameters of a matched route, in template order.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Params {
+    /// The raw value of `:name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Result of looking a request up in the table.
+#[derive(Debug)]
+pub enum Match {
+    /// A route and its parameters.
+    Found(&'static Route, Params),
+    /// The path exists but not with this method.
+    MethodNotAllowed,
+    /// No such path.
+    NotFound,
+}
+
+/// Finds the route for `method` and `path` (a single trailing slash is ignored).
+pub fn resolve(method: &Method, path: &str) -> Match {
+    let path = if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    let mut path_exists = false;
+    for r in ROUTES {
+        let prefixes: &[&str] = match r.scope {
+            Scope::Root => &[""],
+            Scope::User => &["/api/v1", "/api"],
+            Scope::Admin => &["/api/admin", "/api/v1/admin"],
+        };
+        for prefix in prefixes {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            if let Some(params) = match_template(r.path, rest) {
+                if r.method == *method {
+                    return Match::Found(r, params);
+                }
+                path_exists = true;
+            }
+        }
+    }
+    if path_exists {
+        Match::MethodNotAllowed
+    } else {
+        Match::NotFound
+    }
+}
+
+fn match_template(template: &'static str, path: &str) -> Option<Params> {
+    let mut params = Params::default();
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix(':') {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    params.pairs.push((name, ps.to_string()));
+                } else if ts != ps {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_aliases() {
+        for path in ["/api/v1/ws-token", "/api/ws-token", "/api/v1/ws-token/"] {
+            assert!(
+                matches!(resolve(&Method::POST, path), Match::Found(r, _) if r.id == RouteId::WsToken),
+                "{path}"
+            );
+        }
+        for path in ["/api/admin/settings", "/api/v1/admin/settings"] {
+            assert!(
+                matches!(resolve(&Method::GET, path), Match::Found(r, _) if r.id == RouteId::AdminSettingsList),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            resolve(&Method::GET, "/api/v1/ws-token"),
+            Match::MethodNotAllowed
+        ));
+        assert!(matches!(resolve(&Method::GET, "/nope"), Match::NotFound));
+        assert!(matches!(
+            resolve(&Method::GET, "/api/v2/settings"),
+            Match::NotFound
+        ));
+    }
+
+    #[test]
+    fn templates_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method.clone(), r.template())),
+                "duplicate {}",
+                r.template()
+            );
+        }
+    }
+}
