@@ -1,0 +1,8 @@
+//! End-to-end tests: real nodes in this process against the real PostgreSQL and Redis
+//! that [`harness`] starts once per test run.
+
+mod client;
+mod harness;
+
+mod foundation;
+mod migrations;
