@@ -2,8 +2,10 @@
 //! order, and runs the shutdown sequence.
 //!
 //! Start: PostgreSQL (bounded retry) → migrations and seeds → Redis (bounded retry) →
-//! settings → ready → serve. Stop (SIGTERM/SIGINT or the test's future): not ready → stop
-//! accepting → in-flight requests finish within `SHUTDOWN_GRACE_SECONDS` → return.
+//! settings → bus, writer, hub, background tasks → ready → serve. Stop (SIGTERM/SIGINT or
+//! the test's future): not ready → leave the registry → WebSocket clients closed with 1012
+//! spread over a few seconds → cursors stored → in-flight requests finish, all within
+//! `SHUTDOWN_GRACE_SECONDS`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,13 +14,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
+use crate::cluster::bus::{Bus, LocalSink};
+use crate::cluster::presence::Presence;
+use crate::cluster::registry::Registry;
 use crate::cluster::{self, Keys};
 use crate::config::{Config, redact_url};
 use crate::domain::Services;
+use crate::domain::members::MemberCache;
 use crate::domain::settings::{self, SettingsCache, Snapshot};
-use crate::http;
+use crate::domain::writer::{self, Writer};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
+use crate::ws::hub::Hub;
+use crate::{http, ws};
+
+mod background;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +57,18 @@ pub async fn run(
     wait_for_postgres(&store, config.startup_timeout).await?;
     prepare_schema(&store, &config).await?;
 
-    let redis = cluster::connect(&config.redis.url, config.startup_timeout)
-        .await
-        .map_err(|e| {
-            StartError::Redis(format!(
-                "cannot reach {} ({e})",
-                redact_url(&config.redis.url)
-            ))
-        })?;
+    let connect_redis = || async {
+        cluster::connect(&config.redis.url, config.startup_timeout)
+            .await
+            .map_err(|e| {
+                StartError::Redis(format!(
+                    "cannot reach {} ({e})",
+                    redact_url(&config.redis.url)
+                ))
+            })
+    };
+    let redis = connect_redis().await?;
+    let publisher = connect_redis().await?;
     let keys = Keys::new(&config.redis.key_prefix);
 
     let settings = SettingsCache::new(
@@ -66,23 +80,57 @@ pub async fn run(
         .await
         .map_err(|e| StartError::Database(e.to_string()))?;
     settings
-        .reload(&**conn)
+        .reload(&conn)
         .await
         .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
     drop(conn);
 
+    let bus = Bus::new(&config.node_id, keys.clone(), publisher);
+    let members = Arc::new(MemberCache::default());
+    let writer = Writer::start(
+        config.writer_shards,
+        writer::Deps {
+            store: store.clone(),
+            bus: bus.clone(),
+            settings: settings.clone(),
+            members: members.clone(),
+        },
+    );
     let services = Services {
         tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
         config: config.clone(),
+        presence: Presence::new(redis.clone(), keys.clone(), &config.node_id),
+        registry: Registry::new(redis.clone(), keys.clone()),
         store,
         redis,
         keys,
         settings,
+        bus: bus.clone(),
+        members,
+        writer,
     };
+    let hub = Hub::new(services.clone());
+    bus.start_subscriber(
+        config.redis.url.clone(),
+        hub.clone() as Arc<dyn LocalSink>,
+        shutdown.wait(),
+    );
+    background::start(&hub, &shutdown);
+
     let ctx = http::Ctx {
         services: services.clone(),
         metrics,
         shutdown: shutdown.clone(),
+        hub: hub.clone(),
+        ws_limits: ws::Limits {
+            max_connections: config.max_connections,
+            allowed_origins: config.allowed_origins.clone(),
+            session: ws::session::Options {
+                queue: config.ws_queue_size,
+                ping_every: config.ws_ping,
+                idle_timeout: config.ws_idle_timeout,
+            },
+        },
     };
 
     let local = listener.local_addr().ok();
@@ -108,17 +156,37 @@ pub async fn run(
         );
     }
 
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            stop.await;
-            shutdown.trigger();
-        });
-    }
     shutdown.set_ready(true);
-    http::serve(listener, ctx, config.shutdown_grace).await;
+    let grace = config.shutdown_grace;
+    let server = tokio::spawn(http::serve(listener, ctx, grace));
+    stop.await;
+    drain(&hub, &shutdown, grace).await;
+    let _ = server.await;
+    services.store.close();
     tracing::info!(node_id = %config.node_id, "dinq-message stopped");
     Ok(())
+}
+
+/// The shutdown sequence: not ready, out of the registry, clients told to reconnect
+/// elsewhere (1012, spread over a few seconds), cursors stored, within `grace`.
+async fn drain(hub: &Arc<Hub>, shutdown: &Shutdown, grace: Duration) {
+    let started = tokio::time::Instant::now();
+    shutdown.trigger();
+    let services = hub.services();
+    if let Err(e) = services.registry.remove(&services.config.node_id).await {
+        tracing::warn!(error = %e, "could not leave the registry");
+    }
+    let spread = (grace / 3).min(Duration::from_secs(5));
+    hub.close_all(
+        crate::ws::protocol::close::RESTART,
+        "server restart",
+        spread,
+    )
+    .await;
+    while hub.connections() > 0 && started.elapsed() < grace.mul_f32(0.8) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hub.flush_cursors().await;
 }
 
 async fn wait_for_postgres(store: &Store, timeout: Duration) -> Result<(), StartError> {
@@ -155,10 +223,10 @@ async fn prepare_schema(store: &Store, config: &Config) -> Result<(), StartError
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
-    store::seed::settings(&**conn, &settings::seeds(config))
+    store::seed::settings(&conn, &settings::seeds(config))
         .await
         .map_err(|e| db("seed settings", e))?;
-    store::seed::templates(&**conn)
+    store::seed::templates(&conn)
         .await
         .map_err(|e| db("seed templates", e))?;
     Ok(())

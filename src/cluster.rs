@@ -2,7 +2,10 @@
 //! node registry and the control channel. This module owns the Redis connections and the
 //! key names; it knows nothing of PostgreSQL, HTTP or WebSocket frames.
 
+pub mod bus;
 pub mod keys;
+pub mod presence;
+pub mod registry;
 
 use std::time::Duration;
 

@@ -173,6 +173,15 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// Per-node WebSocket connection cap (`MAX_CONNECTIONS`, default 100000).
     pub max_connections: usize,
+    /// Outbound frames queued per connection before it is closed with 1013
+    /// (`WS_QUEUE_SIZE`, default 1024).
+    pub ws_queue_size: usize,
+    /// Server ping interval (`WS_PING_SECONDS`, default 20).
+    pub ws_ping: Duration,
+    /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
+    pub ws_idle_timeout: Duration,
+    /// Parallel writer transactions (`WRITER_SHARDS`, default 4).
+    pub writer_shards: usize,
 }
 
 impl fmt::Debug for Config {
@@ -196,6 +205,10 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("startup_timeout", &self.startup_timeout)
             .field("max_connections", &self.max_connections)
+            .field("ws_queue_size", &self.ws_queue_size)
+            .field("ws_ping", &self.ws_ping)
+            .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("writer_shards", &self.writer_shards)
             .finish()
     }
 }
@@ -404,6 +417,15 @@ impl Config {
                 3600,
             )?),
             max_connections: r.number("MAX_CONNECTIONS", 100_000, 1, 10_000_000)?,
+            ws_queue_size: r.number("WS_QUEUE_SIZE", 1024, 1, 1_000_000)?,
+            ws_ping: Duration::from_secs(r.number("WS_PING_SECONDS", 20, 1, 3600)?),
+            ws_idle_timeout: Duration::from_secs(r.number(
+                "WS_IDLE_TIMEOUT_SECONDS",
+                60,
+                2,
+                86_400,
+            )?),
+            writer_shards: r.number("WRITER_SHARDS", 4, 1, 64)?,
         })
     }
 }

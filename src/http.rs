@@ -39,6 +39,10 @@ pub struct Ctx {
     pub metrics: PrometheusHandle,
     /// Shutdown and readiness.
     pub shutdown: Shutdown,
+    /// This node's connected users.
+    pub hub: std::sync::Arc<crate::ws::hub::Hub>,
+    /// WebSocket handshake limits.
+    pub ws_limits: crate::ws::Limits,
 }
 
 /// A request after routing and authentication.

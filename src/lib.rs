@@ -9,6 +9,7 @@
 //! - [`domain`]: the product's rules, shared by HTTP and WebSocket.
 //! - [`store`]: PostgreSQL pool, migrations and queries.
 //! - [`cluster`]: Redis: per-user channels, presence, registry, control channel.
+//! - [`ws`]: WebSocket handshake, sessions, the hub of local users and delivery state.
 //! - leaves: [`auth`] (tokens), [`error`], [`metrics`], [`model`], [`shutdown`], [`telemetry`].
 //!
 //! The README's "Architecture" section is the longer version of this map.
@@ -26,6 +27,7 @@ pub mod model;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod ws;
 
 #[cfg(test)]
 mod tests;

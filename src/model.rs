@@ -108,6 +108,95 @@ impl ToSql for Timestamp {
     to_sql_checked!();
 }
 
+/// The two kinds of conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConversationKind {
+    /// Two users, one conversation per pair.
+    Private,
+    /// A named group with roles.
+    Group,
+}
+
+impl ConversationKind {
+    /// The `conversation_type` column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Private => "private",
+            ConversationKind::Group => "group",
+        }
+    }
+
+    /// Parses a `conversation_type` value (anything but `group` is private, as stored).
+    pub fn parse(s: &str) -> Self {
+        if s == "group" {
+            ConversationKind::Group
+        } else {
+            ConversationKind::Private
+        }
+    }
+}
+
+/// A member's role in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Plain member.
+    Member,
+    /// May add and remove members.
+    Admin,
+    /// One per group; may change roles.
+    Owner,
+}
+
+impl Role {
+    /// The `role` column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses a role name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A stored message, as read from `messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// UUIDv7 for new messages (UUIDv4 for rows of the original service).
+    pub id: uuid::Uuid,
+    /// Its conversation.
+    pub conversation_id: uuid::Uuid,
+    /// Position in the conversation, from 1.
+    pub seq: i64,
+    /// Who sent it.
+    pub sender_id: uuid::Uuid,
+    /// `text`, `image`, `video` or `emoji` (old rows may hold anything).
+    pub message_type: String,
+    /// Text, if any.
+    pub content: Option<String>,
+    /// Free JSON object, if any.
+    pub metadata: Option<serde_json::Value>,
+    /// Message being replied to.
+    pub reply_to_message_id: Option<uuid::Uuid>,
+    /// Recalled by its sender.
+    pub is_recalled: bool,
+    /// When it was recalled.
+    pub recalled_at: Option<Timestamp>,
+    /// Commit time.
+    pub created_at: Timestamp,
+    /// The sender's idempotency key, if it gave one.
+    pub client_msg_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,11 @@
 //! table or concern; each function takes a client (pooled connection or transaction) so
 //! callers decide the transaction boundaries.
 
+pub mod conversations;
+pub mod members;
+pub mod messages;
 pub mod migrate;
+pub mod relationships;
 pub mod seed;
 pub mod settings;
 
@@ -59,6 +63,11 @@ impl Store {
         let conn = self.conn().await?;
         conn.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// Closes the pool: idle connections end, later requests fail.
+    pub fn close(&self) {
+        self.pool.close();
     }
 
     /// Pool size and idle connections, for the metrics.

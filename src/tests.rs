@@ -3,6 +3,8 @@
 
 mod client;
 mod harness;
+mod ws_client;
 
 mod foundation;
 mod migrations;
+mod realtime;

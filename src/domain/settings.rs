@@ -236,7 +236,7 @@ impl SettingsCache {
     }
 
     /// Reads every row from PostgreSQL into the cache.
-    pub async fn reload(&self, client: &impl tokio_postgres::GenericClient) -> Result<bool> {
+    pub async fn reload(&self, client: &impl deadpool_postgres::GenericClient) -> Result<bool> {
         Ok(self.replace(crate::store::settings::all(client).await?))
     }
 }

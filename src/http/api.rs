@@ -14,6 +14,12 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         RouteId::Health => Ok(probes::health()),
         RouteId::Ready => probes::ready(ctx).await,
         RouteId::Metrics => Ok(probes::metrics(ctx)),
+        RouteId::WebSocket => crate::ws::upgrade(
+            &ctx.hub,
+            &ctx.ws_limits,
+            ctx.shutdown.is_shutting_down(),
+            call.req,
+        ),
         RouteId::WsToken => session::ws_token(ctx, call).await,
         RouteId::AdminSettingsList => admin::settings_list(ctx, call).await,
         RouteId::AdminSettingsReload => admin::settings_reload(ctx, call).await,

@@ -37,6 +37,8 @@ pub enum RouteId {
     Ready,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /ws` (token in the query, checked before the upgrade).
+    WebSocket,
     /// `POST /api/v1/ws-token`.
     WsToken,
     /// `GET /api/admin/settings`.
@@ -90,57 +92,17 @@ const fn route(
 }
 
 /// Every route of the node.
+#[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    route(
-        Method::GET,
-        Scope::Root,
-        "/health",
-        RouteId::Health,
-        Access::Public,
-    ),
-    route(
-        Method::GET,
-        Scope::Root,
-        "/ready",
-        RouteId::Ready,
-        Access::Public,
-    ),
-    route(
-        Method::GET,
-        Scope::Root,
-        "/metrics",
-        RouteId::Metrics,
-        Access::Public,
-    ),
-    route(
-        Method::POST,
-        Scope::User,
-        "/ws-token",
-        RouteId::WsToken,
-        Access::User,
-    ),
-    route(
-        Method::GET,
-        Scope::Admin,
-        "/settings",
-        RouteId::AdminSettingsList,
-        Access::Admin,
-    ),
+    route(Method::GET, Scope::Root, "/health", RouteId::Health, Access::Public),
+    route(Method::GET, Scope::Root, "/ready", RouteId::Ready, Access::Public),
+    route(Method::GET, Scope::Root, "/metrics", RouteId::Metrics, Access::Public),
+    route(Method::GET, Scope::Root, "/ws", RouteId::WebSocket, Access::Public),
+    route(Method::POST, Scope::User, "/ws-token", RouteId::WsToken, Access::User),
+    route(Method::GET, Scope::Admin, "/settings", RouteId::AdminSettingsList, Access::Admin),
     // The static segment comes first so it shadows a setting named "reload", as in the original.
-    route(
-        Method::POST,
-        Scope::Admin,
-        "/settings/reload",
-        RouteId::AdminSettingsReload,
-        Access::Admin,
-    ),
-    route(
-        Method::POST,
-        Scope::Admin,
-        "/settings/:key",
-        RouteId::AdminSettingsUpdate,
-        Access::Admin,
-    ),
+    route(Method::POST, Scope::Admin, "/settings/reload", RouteId::AdminSettingsReload, Access::Admin),
+    route(Method::POST, Scope::Admin, "/settings/:key", RouteId::AdminSettingsUpdate, Access::Admin),
 ];
 
 /// Path parameters of a matched route, in template order.

@@ -55,7 +55,7 @@ pub const DEFAULT_TEMPLATES: &[TemplateSeed] = &[
 
 /// Inserts the settings that are missing. Returns how many were inserted.
 pub async fn settings(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     seeds: &[SettingSeed],
 ) -> Result<u64> {
     let mut inserted = 0;
@@ -72,7 +72,7 @@ pub async fn settings(
 }
 
 /// Inserts the default templates whose type is missing. Returns how many were inserted.
-pub async fn templates(client: &impl tokio_postgres::GenericClient) -> Result<u64> {
+pub async fn templates(client: &impl deadpool_postgres::GenericClient) -> Result<u64> {
     let mut inserted = 0;
     for t in DEFAULT_TEMPLATES {
         inserted += client

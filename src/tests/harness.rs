@@ -35,8 +35,19 @@ pub fn free_port() -> u16 {
         .expect("find a free port")
 }
 
-/// The servers, started on first use.
+/// The servers, started on first use. Also installs a log subscriber writing through the
+/// test harness (level from `TEST_LOG`, default `warn`).
 pub fn stack() -> &'static Stack {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     STACK.get_or_init(|| {
         if let (Ok(pg), Ok(redis)) = (
             std::env::var("DINQ_TEST_DATABASE_URL"),

@@ -1,0 +1,130 @@
+//! The node's periodic tasks, all ending at shutdown: storing delivery cursors, refreshing
+//! presence, the registry heartbeat and the dead-node reaper, and a settings reload that
+//! catches up if a control message was lost.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::registry::{self, NodeInfo};
+use crate::shutdown::Shutdown;
+use crate::ws::hub::Hub;
+
+/// How often changed delivery and read cursors are stored.
+const CURSOR_FLUSH: Duration = Duration::from_millis(250);
+/// How often `online:{user}` is refreshed for local users.
+const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
+/// How often settings are re-read whatever the control channel said.
+const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
+
+fn every<F, Fut>(shutdown: &Shutdown, period: Duration, mut f: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let stop = shutdown.wait();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => f().await,
+            }
+        }
+    });
+}
+
+/// Starts every periodic task of `hub`'s node.
+pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
+    let h = hub.clone();
+    every(shutdown, CURSOR_FLUSH, move || {
+        let h = h.clone();
+        async move { h.flush_cursors().await }
+    });
+
+    let h = hub.clone();
+    every(shutdown, PRESENCE_REFRESH, move || {
+        let h = h.clone();
+        async move {
+            let services = h.services();
+            if !services.settings.get().online_status {
+                return;
+            }
+            for chunk in h.local_users().chunks(1000) {
+                if let Err(e) = services.presence.refresh_online(chunk).await {
+                    tracing::warn!(error = %e, "presence refresh failed");
+                    return;
+                }
+            }
+        }
+    });
+
+    let h = hub.clone();
+    every(shutdown, SETTINGS_RELOAD, move || {
+        let h = h.clone();
+        async move {
+            if let Err(e) = h.services().reload_local_settings().await {
+                tracing::warn!(error = %e, "periodic settings reload failed");
+            }
+        }
+    });
+
+    let h = hub.clone();
+    let started_ms = registry::now_ms();
+    let sd = shutdown.clone();
+    every(shutdown, registry::HEARTBEAT, move || {
+        let h = h.clone();
+        let sd = sd.clone();
+        async move {
+            if sd.is_shutting_down() {
+                return;
+            }
+            let services = h.services();
+            let info = NodeInfo {
+                node_id: services.config.node_id.clone(),
+                ws_url: services.config.ws_public_url.clone(),
+                connections: h.connections() as u64,
+                heartbeat_ms: registry::now_ms(),
+                started_ms,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                accepting: sd.is_ready(),
+            };
+            if let Err(e) = services.registry.heartbeat(&info).await {
+                tracing::warn!(error = %e, "registry heartbeat failed");
+            }
+            reap_dead_nodes(&h).await;
+        }
+    });
+}
+
+/// Takes the users of nodes whose heartbeat stopped offline (one live node does it).
+async fn reap_dead_nodes(hub: &Hub) {
+    let services = hub.services();
+    let Ok(nodes) = services.registry.all().await else {
+        return;
+    };
+    let now = registry::now_ms();
+    for dead in nodes
+        .iter()
+        .filter(|n| n.age(now) > registry::DEAD_AFTER && n.node_id != services.config.node_id)
+    {
+        match services.registry.lock_reaper(&dead.node_id).await {
+            Ok(true) => {}
+            _ => continue,
+        }
+        tracing::warn!(node = %dead.node_id, "node stopped heartbeating; taking its users offline");
+        match services.presence.remove_node(&dead.node_id).await {
+            Ok(offline) => {
+                for user in offline {
+                    if let Err(e) = services.presence_changed(user, false).await {
+                        tracing::warn!(%user, error = %e, "offline announcement failed");
+                    }
+                }
+                let _ = services.registry.remove(&dead.node_id).await;
+            }
+            Err(e) => tracing::warn!(node = %dead.node_id, error = %e, "dead node cleanup failed"),
+        }
+    }
+}

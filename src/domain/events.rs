@@ -1,0 +1,327 @@
+//! Server → client WebSocket events (PROTOCOL.md §4.3 plus `seq`, `client_msg_id` and
+//! `offline_truncated`), serialized once into frame bytes `{"type": …, "data": …}`.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{Message, Timestamp};
+
+#[derive(Serialize)]
+struct Frame<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: T,
+}
+
+/// Serializes `{"type": kind, "data": data}`.
+pub fn frame<T: Serialize>(kind: &str, data: T) -> Bytes {
+    Bytes::from(serde_json::to_vec(&Frame { kind, data }).expect("event serialization cannot fail"))
+}
+
+/// The `data` of a live `message` event.
+#[derive(Serialize)]
+pub struct MessageData<'a> {
+    /// Message id.
+    pub id: Uuid,
+    /// Conversation.
+    pub conversation_id: Uuid,
+    /// Sender.
+    pub sender_id: Uuid,
+    /// Type.
+    pub message_type: &'a str,
+    /// Text or null.
+    pub content: Option<&'a str>,
+    /// Metadata object or null.
+    pub metadata: Option<&'a Value>,
+    /// Always `"sent"`.
+    pub status: &'static str,
+    /// Commit time.
+    pub created_at: Timestamp,
+    /// Replied message or null.
+    pub reply_to_message_id: Option<Uuid>,
+    /// Whether the receiving member may send now (first-message limit).
+    pub can_send: bool,
+    /// Position in the conversation.
+    pub seq: i64,
+    /// The sender's idempotency key, when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<&'a str>,
+    /// True when the message was recalled (only in repaired deliveries).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_recalled: bool,
+}
+
+/// A `message` event for `m` as seen by a member whose `can_send` is given.
+pub fn message(m: &Message, can_send: bool) -> Bytes {
+    let recalled = m.is_recalled;
+    frame(
+        "message",
+        MessageData {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            sender_id: m.sender_id,
+            message_type: &m.message_type,
+            content: if recalled { None } else { m.content.as_deref() },
+            metadata: if recalled { None } else { m.metadata.as_ref() },
+            status: "sent",
+            created_at: m.created_at,
+            reply_to_message_id: m.reply_to_message_id,
+            can_send,
+            seq: m.seq,
+            client_msg_id: m.client_msg_id.as_deref(),
+            is_recalled: recalled,
+        },
+    )
+}
+
+/// The stored-message shape of HTTP history and `offline_message` (PROTOCOL.md §3.1):
+/// absent keys instead of nulls; a recalled message's content and metadata are not served.
+#[derive(Serialize)]
+pub struct MessageObject<'a> {
+    /// Message id.
+    pub id: Uuid,
+    /// Conversation.
+    pub conversation_id: Uuid,
+    /// Sender.
+    pub sender_id: Uuid,
+    /// Type.
+    pub message_type: &'a str,
+    /// Text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    /// Metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<&'a Value>,
+    /// Always `"sent"`.
+    pub status: &'static str,
+    /// Replied message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to_message_id: Option<Uuid>,
+    /// Recalled by its sender.
+    pub is_recalled: bool,
+    /// When recalled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recalled_at: Option<Timestamp>,
+    /// Commit time.
+    pub created_at: Timestamp,
+    /// Position in the conversation.
+    pub seq: i64,
+    /// The sender's idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Message> for MessageObject<'a> {
+    fn from(m: &'a Message) -> Self {
+        let recalled = m.is_recalled;
+        MessageObject {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            sender_id: m.sender_id,
+            message_type: &m.message_type,
+            content: if recalled { None } else { m.content.as_deref() },
+            metadata: if recalled { None } else { m.metadata.as_ref() },
+            status: "sent",
+            reply_to_message_id: m.reply_to_message_id,
+            is_recalled: recalled,
+            recalled_at: m.recalled_at,
+            created_at: m.created_at,
+            seq: m.seq,
+            client_msg_id: m.client_msg_id.as_deref(),
+        }
+    }
+}
+
+/// An `offline_message` event.
+pub fn offline_message(m: &Message) -> Bytes {
+    frame("offline_message", MessageObject::from(m))
+}
+
+/// An `error` event with a stable code and a message.
+pub fn error(code: &str, message: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    frame("error", Data { code, message })
+}
+
+/// `conversation_update`.
+pub fn conversation_update(
+    conversation_id: Uuid,
+    last_message_time: Option<Timestamp>,
+    last_message_text: Option<&str>,
+    unread_count: i64,
+) -> Bytes {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        conversation_id: Uuid,
+        last_message_time: Option<Timestamp>,
+        last_message_text: Option<&'a str>,
+        unread_count: i64,
+    }
+    frame(
+        "conversation_update",
+        Data {
+            conversation_id,
+            last_message_time,
+            last_message_text,
+            unread_count,
+        },
+    )
+}
+
+/// `unread_count_update`.
+pub fn unread_count_update(conversation_id: Uuid, unread_count: i64) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        conversation_id: Uuid,
+        unread_count: i64,
+    }
+    frame(
+        "unread_count_update",
+        Data {
+            conversation_id,
+            unread_count,
+        },
+    )
+}
+
+/// `typing`.
+pub fn typing(conversation_id: Uuid, user_id: Uuid) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        conversation_id: Uuid,
+        user_id: Uuid,
+    }
+    frame(
+        "typing",
+        Data {
+            conversation_id,
+            user_id,
+        },
+    )
+}
+
+/// `read` (a receipt).
+pub fn read(conversation_id: Uuid, message_id: Uuid, reader_id: Uuid) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        reader_id: Uuid,
+    }
+    frame(
+        "read",
+        Data {
+            conversation_id,
+            message_id,
+            reader_id,
+        },
+    )
+}
+
+/// `recalled`.
+pub fn recalled(conversation_id: Uuid, message_id: Uuid) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        message_id: Uuid,
+        conversation_id: Uuid,
+    }
+    frame(
+        "recalled",
+        Data {
+            message_id,
+            conversation_id,
+        },
+    )
+}
+
+/// `online_status_update`.
+pub fn online_status_update(user_id: Uuid, is_online: bool) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        user_id: Uuid,
+        is_online: bool,
+    }
+    frame("online_status_update", Data { user_id, is_online })
+}
+
+/// One conversation left out of an offline delivery.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Truncated {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Messages not delivered (older than those that were).
+    pub skipped: i64,
+    /// The newest seq not delivered; page history with `before_seq` = this + 1.
+    pub newest_skipped_seq: i64,
+}
+
+/// `offline_truncated`: more was pending than one connect delivers.
+pub fn offline_truncated(conversations: &[Truncated]) -> Bytes {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        conversations: &'a [Truncated],
+    }
+    frame("offline_truncated", Data { conversations })
+}
+
+/// The preview of a message in conversation lists and `conversation_update`
+/// (PROTOCOL.md §5.3): text cut to 50 characters, a label for media, nothing when recalled.
+pub fn preview(message_type: &str, content: Option<&str>, recalled: bool) -> Option<String> {
+    if recalled {
+        return None;
+    }
+    match message_type {
+        "text" => content.map(|c| {
+            let mut chars = c.chars();
+            let head: String = chars.by_ref().take(50).collect();
+            if chars.next().is_some() {
+                format!("{head}...")
+            } else {
+                head
+            }
+        }),
+        "image" => Some("[图片]".into()),
+        "video" => Some("[视频]".into()),
+        "emoji" => Some("[表情]".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews() {
+        assert_eq!(preview("text", Some("hi"), false).as_deref(), Some("hi"));
+        let long = "字".repeat(60);
+        let p = preview("text", Some(&long), false).unwrap();
+        assert_eq!(p.chars().count(), 53);
+        assert!(p.ends_with("..."));
+        assert_eq!(
+            preview("text", Some(&"a".repeat(50)), false).unwrap().len(),
+            50
+        );
+        assert_eq!(preview("image", None, false).as_deref(), Some("[图片]"));
+        assert_eq!(preview("video", None, false).as_deref(), Some("[视频]"));
+        assert_eq!(preview("emoji", None, false).as_deref(), Some("[表情]"));
+        assert_eq!(preview("other", Some("x"), false), None);
+        assert_eq!(preview("text", Some("x"), true), None);
+    }
+
+    #[test]
+    fn error_frame_shape() {
+        let f = error("rate_limited", "slow down");
+        let v: Value = serde_json::from_slice(&f).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "error", "data": {"code": "rate_limited", "message": "slow down"}})
+        );
+    }
+}

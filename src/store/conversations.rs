@@ -1,0 +1,191 @@
+//! `conversations` rows and their active members: private-pair creation, the row locks and
+//! counters of the send transaction, member lists.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{ConversationKind, Role, Timestamp};
+
+/// The unique key of the private conversation of two users: `"<low>:<high>"`.
+pub fn private_key(a: Uuid, b: Uuid) -> String {
+    let (a, b) = (a.to_string(), b.to_string());
+    if a <= b {
+        format!("{a}:{b}")
+    } else {
+        format!("{b}:{a}")
+    }
+}
+
+/// The private conversation of `a` and `b`, created with both as members when it does not
+/// exist. Safe under concurrency: the unique `private_key` makes exactly one. Returns the id
+/// and whether this call created it.
+pub async fn get_or_create_private(
+    client: &mut deadpool_postgres::Object,
+    a: Uuid,
+    b: Uuid,
+) -> Result<(Uuid, bool)> {
+    let key = private_key(a, b);
+    let find = client
+        .prepare_cached("SELECT id FROM conversations WHERE private_key = $1")
+        .await?;
+    if let Some(row) = client.query_opt(&find, &[&key]).await? {
+        return Ok((row.get(0), false));
+    }
+    let tx = client.transaction().await?;
+    let id = Uuid::now_v7();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO conversations (id, conversation_type, private_key, created_at, updated_at)
+             VALUES ($1, 'private', $2, now(), now())
+             ON CONFLICT (private_key) DO NOTHING RETURNING id",
+            &[&id, &key],
+        )
+        .await?;
+    if inserted.is_some() {
+        tx.execute(
+            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at)
+             VALUES ($1, $2, 'member', now()), ($1, $3, 'member', now())",
+            &[&id, &a, &b],
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok((id, true));
+    }
+    tx.rollback().await?;
+    // Someone else created it between our look-up and our insert; it is committed now.
+    let row = client.query_one(&find, &[&key]).await?;
+    Ok((row.get(0), false))
+}
+
+/// A conversation row locked by the send transaction.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    /// Conversation id.
+    pub id: Uuid,
+    /// Private or group.
+    pub kind: ConversationKind,
+    /// Highest seq handed out.
+    pub last_seq: i64,
+    /// Bumped by every membership change.
+    pub members_version: i64,
+    /// First-message limit: who spoke first (private only).
+    pub first_sender_id: Option<Uuid>,
+    /// First-message limit: the other side has written back.
+    pub replied: bool,
+}
+
+/// Locks the rows of `ids` (in id order, so concurrent batches cannot deadlock) and returns
+/// them with the transaction's timestamp.
+pub async fn lock_for_send(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<(Vec<Locked>, Timestamp)> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, conversation_type, last_seq, members_version, first_sender_id, replied, now()
+             FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    let now = match rows.first() {
+        Some(r) => r.get(6),
+        None => Timestamp::now(),
+    };
+    let locked = rows
+        .iter()
+        .map(|r| Locked {
+            id: r.get(0),
+            kind: ConversationKind::parse(r.get(1)),
+            last_seq: r.get(2),
+            members_version: r.get(3),
+            first_sender_id: r.get(4),
+            replied: r.get(5),
+        })
+        .collect();
+    Ok((locked, now))
+}
+
+/// Active members of each conversation in `ids`: `(conversation, user, role)`.
+pub async fn active_members(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, Role)>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT conversation_id, user_id, role FROM conversation_members
+             WHERE conversation_id = ANY($1) AND left_at IS NULL",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let role: Option<String> = r.get(2);
+            (
+                r.get(0),
+                r.get(1),
+                role.as_deref()
+                    .and_then(Role::parse)
+                    .unwrap_or(Role::Member),
+            )
+        })
+        .collect())
+}
+
+/// Members version and kind of one conversation (unlocked read), if it exists.
+pub async fn version(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(i64, ConversationKind)>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT members_version, conversation_type FROM conversations WHERE id = $1",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| (r.get(0), ConversationKind::parse(r.get(1)))))
+}
+
+/// The new state of a conversation after a batch of sends.
+#[derive(Debug, Clone)]
+pub struct AfterSend {
+    /// Conversation id.
+    pub id: Uuid,
+    /// New highest seq.
+    pub last_seq: i64,
+    /// The newest message.
+    pub last_message_id: Uuid,
+    /// Its time.
+    pub last_message_at: Timestamp,
+    /// First-message limit state.
+    pub first_sender_id: Option<Uuid>,
+    /// First-message limit state.
+    pub replied: bool,
+}
+
+/// Writes the counters and last-message fields of every conversation of a batch.
+pub async fn update_after_send(client: &impl GenericClient, updates: &[AfterSend]) -> Result<()> {
+    let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
+    let seqs: Vec<i64> = updates.iter().map(|u| u.last_seq).collect();
+    let mids: Vec<Uuid> = updates.iter().map(|u| u.last_message_id).collect();
+    let ats: Vec<Timestamp> = updates.iter().map(|u| u.last_message_at).collect();
+    let firsts: Vec<Option<Uuid>> = updates.iter().map(|u| u.first_sender_id).collect();
+    let replied: Vec<bool> = updates.iter().map(|u| u.replied).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE conversations c SET last_seq = v.seq, last_message_id = v.mid,
+                    last_message_at = v.at, updated_at = v.at,
+                    first_sender_id = v.first, replied = v.replied
+             FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::timestamptz[], $5::uuid[], $6::bool[])
+                  AS v(id, seq, mid, at, first, replied)
+             WHERE c.id = v.id",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&ids, &seqs, &mids, &ats, &firsts, &replied])
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! `conversation_members` rows: memberships with their cursors, the read cursor and the
+//! delivery cursor.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::ConversationKind;
+
+/// One active membership with the numbers delivery needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The member.
+    pub user_id: Uuid,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Private or group.
+    pub kind: ConversationKind,
+    /// The conversation's highest seq.
+    pub last_seq: i64,
+    /// The member has read up to here.
+    pub read_seq: i64,
+    /// Delivered to some device of the member up to here.
+    pub delivered_seq: i64,
+}
+
+/// Every active membership of `users`.
+pub async fn memberships(client: &impl GenericClient, users: &[Uuid]) -> Result<Vec<Membership>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT cm.user_id, cm.conversation_id, c.conversation_type, c.last_seq, cm.read_seq, cm.delivered_seq
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.user_id = ANY($1) AND cm.left_at IS NULL",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&users]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Membership {
+            user_id: r.get(0),
+            conversation_id: r.get(1),
+            kind: ConversationKind::parse(r.get(2)),
+            last_seq: r.get(3),
+            read_seq: r.get(4),
+            delivered_seq: r.get(5),
+        })
+        .collect())
+}
+
+/// A cursor position: `(conversation, user, seq)`.
+pub type Cursor = (Uuid, Uuid, i64);
+
+/// Moves read cursors forward (never back) to the given seqs, recording the message read.
+pub async fn advance_read(
+    client: &impl GenericClient,
+    items: &[(Uuid, Uuid, i64, Uuid)],
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
+    let mids: Vec<Uuid> = items.iter().map(|i| i.3).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE conversation_members m
+             SET read_seq = v.seq, last_read_message_id = v.mid, last_read_at = now()
+             FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[]) AS v(conv, usr, seq, mid)
+             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.read_seq < v.seq",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&convs, &users, &seqs, &mids])
+        .await?;
+    Ok(())
+}
+
+/// Moves delivery cursors forward (never back).
+pub async fn advance_delivered(client: &impl GenericClient, items: &[Cursor]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE conversation_members m SET delivered_seq = v.seq
+             FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
+             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.delivered_seq < v.seq",
+        )
+        .await?;
+    client.execute(&stmt, &[&convs, &users, &seqs]).await?;
+    Ok(())
+}
+
+/// Moves read cursors forward to seqs without naming the message (viewing auto-read).
+pub async fn advance_read_seq(client: &impl GenericClient, items: &[Cursor]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE conversation_members m
+             SET read_seq = v.seq, last_read_at = now(),
+                 last_read_message_id = (SELECT id FROM messages
+                                         WHERE conversation_id = v.conv AND seq = v.seq)
+             FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
+             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.read_seq < v.seq",
+        )
+        .await?;
+    client.execute(&stmt, &[&convs, &users, &seqs]).await?;
+    Ok(())
+}
+
+/// How a `read` request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The cursor moved to `read_seq`; the conversation is at `last_seq`.
+    Moved {
+        /// The message's seq, the new read cursor.
+        read_seq: i64,
+        /// The conversation's highest seq.
+        last_seq: i64,
+    },
+    /// The cursor was already at or past that message.
+    Unchanged,
+    /// The reader is not an active member.
+    NotMember,
+    /// No such message in that conversation.
+    NoSuchMessage,
+}
+
+/// Moves `user`'s read cursor in `conversation` to `message`, if that is forward.
+pub async fn mark_read(
+    client: &impl GenericClient,
+    conversation: Uuid,
+    user: Uuid,
+    message: Uuid,
+) -> Result<Read> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT cm.read_seq, c.last_seq, m.seq
+             FROM conversation_members cm
+             JOIN conversations c ON c.id = cm.conversation_id
+             LEFT JOIN messages m ON m.id = $3 AND m.conversation_id = cm.conversation_id
+             WHERE cm.conversation_id = $1 AND cm.user_id = $2 AND cm.left_at IS NULL",
+        )
+        .await?;
+    let Some(row) = client
+        .query_opt(&stmt, &[&conversation, &user, &message])
+        .await?
+    else {
+        return Ok(Read::NotMember);
+    };
+    let (read_seq, last_seq, seq): (i64, i64, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    let Some(seq) = seq else {
+        return Ok(Read::NoSuchMessage);
+    };
+    if seq <= read_seq {
+        return Ok(Read::Unchanged);
+    }
+    let update = client
+        .prepare_cached(
+            "UPDATE conversation_members
+             SET read_seq = $4, last_read_message_id = $3, last_read_at = now()
+             WHERE conversation_id = $1 AND user_id = $2 AND read_seq < $4
+             RETURNING read_seq",
+        )
+        .await?;
+    match client
+        .query_opt(&update, &[&conversation, &user, &message, &seq])
+        .await?
+    {
+        Some(_) => Ok(Read::Moved {
+            read_seq: seq,
+            last_seq,
+        }),
+        None => Ok(Read::Unchanged),
+    }
+}
+
+/// The other member of every private conversation `user` belongs to.
+pub async fn private_partners(client: &impl GenericClient, user: Uuid) -> Result<Vec<Uuid>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT other.user_id
+             FROM conversation_members me
+             JOIN conversations c ON c.id = me.conversation_id AND c.conversation_type = 'private'
+             JOIN conversation_members other
+               ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id
+             WHERE me.user_id = $1",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&user])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}

@@ -1,0 +1,105 @@
+//! WebSocket entry: the handshake checks (token, origin, capacity) happen before the
+//! upgrade, then the connection runs in [`session`]. [`hub`] holds the node's connected
+//! users; [`protocol`] decodes client frames.
+
+pub mod hub;
+pub mod protocol;
+pub mod session;
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+
+use crate::error::Error;
+use crate::http::response::{Body, Resp};
+use hub::Hub;
+
+/// Settings of the WebSocket entry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections this node accepts.
+    pub max_connections: usize,
+    /// Allowed `Origin` values; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Per-connection options.
+    pub session: session::Options,
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `GET /ws?token=…[&ack=1]`: checks the token, origin and capacity, then upgrades.
+pub fn upgrade(
+    hub: &Arc<Hub>,
+    limits: &Limits,
+    draining: bool,
+    mut req: Request<Incoming>,
+) -> Result<Resp, Error> {
+    let query = req.uri().query().unwrap_or("");
+    let token = query_param(query, "token").unwrap_or("");
+    if token.is_empty() {
+        return Err(Error::unauthorized("missing_token", "missing token"));
+    }
+    let caller = hub.services().tokens.verify(token).map_err(|e| {
+        tracing::debug!(error = %e, "WebSocket token refused");
+        Error::unauthorized("invalid_token", "invalid token")
+    })?;
+    let ack_mode = matches!(query_param(query, "ack"), Some("1" | "true"));
+    if !limits.allowed_origins.is_empty()
+        && let Some(origin) = req.headers().get(hyper::header::ORIGIN)
+    {
+        let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+        if !limits.allowed_origins.iter().any(|o| o == origin) {
+            return Err(Error::forbidden("origin_not_allowed", "origin not allowed"));
+        }
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return Err(Error::bad_request(
+            "not_websocket",
+            "expected a WebSocket upgrade request",
+        ));
+    }
+    if draining {
+        return Err(Error::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "node is draining; connect to another node",
+        ));
+    }
+    if hub.connections() >= limits.max_connections {
+        return Err(Error::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "this node is at its connection limit; connect to another node",
+        ));
+    }
+    let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req).map_err(|e| {
+        Error::bad_request("not_websocket", format!("WebSocket upgrade failed: {e}"))
+    })?;
+    let hub = hub.clone();
+    let options = limits.session;
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(ws) => session::run(ws, hub, caller.user_id, ack_mode, options).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade did not complete"),
+        }
+    });
+    Ok(response.map(|_| Body::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_params() {
+        assert_eq!(super::query_param("token=abc&ack=1", "token"), Some("abc"));
+        assert_eq!(super::query_param("token=abc&ack=1", "ack"), Some("1"));
+        assert_eq!(super::query_param("ack&token=", "token"), Some(""));
+        assert_eq!(super::query_param("", "token"), None);
+    }
+}

@@ -1,0 +1,569 @@
+//! The hub: this node's connected users and their devices, and the per-user delivery state
+//! that makes delivery lossless and free of duplicates.
+//!
+//! For each local user the hub keeps, per conversation, the highest seq pushed to the
+//! user's devices (`pushed`), the highest written to a socket or acknowledged (`written`,
+//! the delivery cursor, flushed to PostgreSQL in batches and when the last device leaves)
+//! and the read cursor (`read`, so unread counts are computed here, exactly). A message
+//! whose seq is not `pushed + 1` is either a duplicate (dropped) or follows a gap: the
+//! user switches to *syncing*, live events are buffered, what is missing is read from
+//! PostgreSQL, and the buffer is replayed. The first device of a user starts the same way
+//! (subscribe first, then drain by cursor, then release live events), so nothing falls
+//! between the offline drain and live delivery.
+
+mod apply;
+mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::cluster::bus::{Bus, LocalSink};
+use crate::domain::Services;
+use crate::domain::routing::Routed;
+use crate::metrics as m;
+
+const SHARDS: usize = 64;
+/// Live events buffered for one syncing user before the buffer is dropped and the user
+/// is resynchronized from PostgreSQL instead.
+const SYNC_BUFFER: usize = 10_000;
+
+/// Something for a connection's writer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A text frame; with `(conversation, seq, created_at µs)` when it delivers a message,
+    /// so writing it advances the delivery cursor.
+    Text(Bytes, Option<(Uuid, i64, i64)>),
+    /// A pong answering the client's ping.
+    Pong(Bytes),
+}
+
+/// Tells a connection's writer to close the connection with a code.
+#[derive(Default)]
+pub struct Kill {
+    code: Mutex<Option<(u16, &'static str)>>,
+    notify: Notify,
+}
+
+impl Kill {
+    /// Asks for a close; the first request wins.
+    pub fn fire(&self, code: u16, reason: &'static str) {
+        let mut c = self.code.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_none() {
+            *c = Some((code, reason));
+        }
+        drop(c);
+        self.notify.notify_one();
+    }
+
+    /// The close requested, if any.
+    pub fn requested(&self) -> Option<(u16, &'static str)> {
+        *self.code.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes once a close is requested.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One connected device of a local user.
+pub struct Device {
+    /// Connection id (unique on this node).
+    pub id: u64,
+    /// Its bounded outbound queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Delivery cursor moves only by `ack` frames from this device.
+    pub ack_mode: bool,
+    /// Conversation this device is viewing.
+    pub viewing: Option<Uuid>,
+    /// Closing: no more frames.
+    pub dead: bool,
+    /// Closes it.
+    pub kill: Arc<Kill>,
+}
+
+/// Delivery state of one conversation for one local user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Highest seq pushed to the devices.
+    pub pushed: i64,
+    /// Highest seq written to a socket (or acknowledged): the delivery cursor.
+    pub written: i64,
+    /// Delivery cursor as last stored in PostgreSQL.
+    pub persisted: i64,
+    /// Read cursor.
+    pub read: i64,
+    /// Read cursor as last stored by this node.
+    pub read_persisted: i64,
+}
+
+enum Phase {
+    /// Live events are buffered until PostgreSQL has been read.
+    Syncing {
+        buffer: Vec<(u64, Routed)>,
+        overflowed: bool,
+    },
+    Live,
+}
+
+struct UserEntry {
+    devices: Vec<Device>,
+    phase: Phase,
+    convs: HashMap<Uuid, Cursor>,
+    subscribed: bool,
+    sub_waiters: Vec<oneshot::Sender<()>>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    users: HashMap<Uuid, UserEntry>,
+    dirty: HashSet<Uuid>,
+}
+
+/// The hub. Shared as `Arc<Hub>`.
+pub struct Hub {
+    shards: Box<[Mutex<Shard>]>,
+    services: Services,
+    origin: u64,
+    next_conn: AtomicU64,
+    connections: AtomicUsize,
+    /// Users whose last device left and whose cursors are being stored.
+    flushing: Mutex<HashMap<Uuid, watch::Receiver<bool>>>,
+    me: Weak<Hub>,
+}
+
+/// Side effects decided under a shard lock and run after it is released.
+#[derive(Default)]
+struct Effects {
+    /// Read cursors moved by viewing: tell the user's other nodes.
+    read_moved: Vec<(Uuid, i64, i64)>,
+    /// Start a resync of the user.
+    resync: bool,
+}
+
+impl Hub {
+    /// A hub for this node.
+    pub fn new(services: Services) -> Arc<Hub> {
+        let origin = crate::cluster::bus::origin_of(&services.config.node_id);
+        Arc::new_cyclic(|me| Hub {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            services,
+            origin,
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            flushing: Mutex::new(HashMap::new()),
+            me: me.clone(),
+        })
+    }
+
+    fn arc(&self) -> Arc<Hub> {
+        self.me.upgrade().expect("hub is alive while used")
+    }
+
+    fn shard(&self, user: Uuid) -> MutexGuard<'_, Shard> {
+        let i = (user.as_u128() % SHARDS as u128) as usize;
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The domain services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// A new connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Open connections on this node.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Adds a device. When it is the user's first on this node, the user's channel is
+    /// subscribed and pending messages are drained before live events flow.
+    pub fn add_device(&self, user: Uuid, device: Device) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(m::WS_CONNECTIONS).increment(1.0);
+        let first = {
+            let mut shard = self.shard(user);
+            match shard.users.get_mut(&user) {
+                Some(entry) => {
+                    entry.devices.push(device);
+                    false
+                }
+                None => {
+                    shard.users.insert(
+                        user,
+                        UserEntry {
+                            devices: vec![device],
+                            phase: Phase::Syncing {
+                                buffer: Vec::new(),
+                                overflowed: false,
+                            },
+                            convs: HashMap::new(),
+                            subscribed: false,
+                            sub_waiters: Vec::new(),
+                            tokens: f64::MAX,
+                            refilled: Instant::now(),
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if first {
+            self.services.bus.user_changed(user);
+            tokio::spawn(self.arc().initial_sync(user));
+        }
+    }
+
+    /// Removes a device; when it was the user's last here, stores the user's cursors
+    /// before returning (so a reconnect anywhere finds them) and unsubscribes.
+    pub async fn remove_device(&self, user: Uuid, conn: u64) {
+        let removed = {
+            let mut shard = self.shard(user);
+            let Some(entry) = shard.users.get_mut(&user) else {
+                return;
+            };
+            let before = entry.devices.len();
+            entry.devices.retain(|d| d.id != conn);
+            if entry.devices.len() == before {
+                return;
+            }
+            if entry.devices.is_empty() {
+                shard.dirty.remove(&user);
+                shard.users.remove(&user)
+            } else {
+                None
+            }
+        };
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(m::WS_CONNECTIONS).decrement(1.0);
+        let Some(entry) = removed else {
+            return;
+        };
+        self.services.bus.user_changed(user);
+        let (tx, rx) = watch::channel(false);
+        self.flushing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user, rx);
+        let (delivered, read) = cursors_to_store(user, &entry.convs);
+        if let Err(e) = self.store_cursors(&delivered, &read).await {
+            tracing::warn!(%user, error = %e, "could not store delivery cursors; the next connect may repeat messages");
+        }
+        self.flushing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&user);
+        let _ = tx.send(true);
+    }
+
+    /// Sets the conversation a device is viewing.
+    pub fn set_viewing(&self, user: Uuid, conn: u64, conversation: Option<Uuid>) {
+        let mut shard = self.shard(user);
+        if let Some(d) = shard
+            .users
+            .get_mut(&user)
+            .and_then(|e| e.devices.iter_mut().find(|d| d.id == conn))
+        {
+            d.viewing = conversation;
+        }
+    }
+
+    /// Takes one token from the user's send budget (`per_second`, burst twice that; 0 means
+    /// unlimited). False when the user is over the limit.
+    pub fn allow_send(&self, user: Uuid, per_second: u64) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let mut shard = self.shard(user);
+        let Some(e) = shard.users.get_mut(&user) else {
+            return true;
+        };
+        let burst = (per_second * 2) as f64;
+        let now = Instant::now();
+        let elapsed = now.duration_since(e.refilled).as_secs_f64();
+        e.tokens = (e.tokens.min(burst) + elapsed * per_second as f64).min(burst);
+        e.refilled = now;
+        if e.tokens >= 1.0 {
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A frame written to a socket: advances the delivery cursor of a non-ack device.
+    pub fn written(&self, user: Uuid, conversation: Uuid, seq: i64) {
+        let mut shard = self.shard(user);
+        let Some(e) = shard.users.get_mut(&user) else {
+            return;
+        };
+        if let Some(c) = e.convs.get_mut(&conversation)
+            && seq > c.written
+        {
+            c.written = seq;
+            shard.dirty.insert(user);
+        }
+    }
+
+    /// An `ack` frame: the device has everything up to `seq` in the conversation.
+    pub fn ack(&self, user: Uuid, conversation: Uuid, seq: i64) {
+        let mut shard = self.shard(user);
+        let Some(e) = shard.users.get_mut(&user) else {
+            return;
+        };
+        if let Some(c) = e.convs.get_mut(&conversation) {
+            let seq = seq.min(c.pushed);
+            if seq > c.written {
+                c.written = seq;
+                shard.dirty.insert(user);
+            }
+        }
+    }
+
+    /// Users with devices here.
+    pub fn local_users(&self) -> Vec<Uuid> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .users
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Closes every device with `code` (drain, shutdown), spread over `over`.
+    pub async fn close_all(&self, code: u16, reason: &'static str, over: Duration) {
+        let kills: Vec<Arc<Kill>> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .users
+                    .values()
+                    .flat_map(|e| e.devices.iter().map(|d| d.kill.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if kills.is_empty() {
+            return;
+        }
+        let pause = (over / kills.len() as u32).min(Duration::from_millis(50));
+        let n = kills.len();
+        for (i, kill) in kills.into_iter().enumerate() {
+            kill.fire(code, reason);
+            if i + 1 < n && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    /// Stores every changed cursor (called periodically).
+    pub async fn flush_cursors(&self) {
+        let mut delivered = Vec::new();
+        let mut read = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let dirty: Vec<Uuid> = shard.dirty.drain().collect();
+            for user in dirty {
+                if let Some(e) = shard.users.get(&user) {
+                    let (d, r) = cursors_to_store(user, &e.convs);
+                    delivered.extend(d);
+                    read.extend(r);
+                }
+            }
+        }
+        if delivered.is_empty() && read.is_empty() {
+            return;
+        }
+        match self.store_cursors(&delivered, &read).await {
+            Ok(()) => {
+                for (conv, user, seq) in &delivered {
+                    self.with_cursor(*user, *conv, |c| c.persisted = c.persisted.max(*seq));
+                }
+                for (conv, user, seq) in &read {
+                    self.with_cursor(*user, *conv, |c| {
+                        c.read_persisted = c.read_persisted.max(*seq)
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "storing cursors failed; will retry");
+                for (_, user, _) in delivered.iter().chain(read.iter()) {
+                    self.shard(*user).dirty.insert(*user);
+                }
+            }
+        }
+    }
+
+    fn with_cursor(&self, user: Uuid, conv: Uuid, f: impl FnOnce(&mut Cursor)) {
+        if let Some(c) = self
+            .shard(user)
+            .users
+            .get_mut(&user)
+            .and_then(|e| e.convs.get_mut(&conv))
+        {
+            f(c);
+        }
+    }
+
+    async fn store_cursors(
+        &self,
+        delivered: &[(Uuid, Uuid, i64)],
+        read: &[(Uuid, Uuid, i64)],
+    ) -> crate::error::Result<()> {
+        if delivered.is_empty() && read.is_empty() {
+            return Ok(());
+        }
+        let conn = self.services.store.conn().await?;
+        crate::store::members::advance_delivered(&conn, delivered).await?;
+        crate::store::members::advance_read_seq(&conn, read).await?;
+        Ok(())
+    }
+
+    /// Waits until a previous session's cursors for `user` are stored.
+    async fn wait_flushed(&self, user: Uuid) {
+        let rx = self
+            .flushing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user)
+            .cloned();
+        if let Some(mut rx) = rx {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
+        }
+    }
+
+    /// Runs effects decided under a lock (boxed: it may start a resync, which may decide
+    /// more effects).
+    fn after_effects(
+        self: Arc<Self>,
+        user: Uuid,
+        effects: Effects,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            for (conv, read_seq, last_seq) in effects.read_moved {
+                let env = self.services.envelope(&Routed::ReadCursor {
+                    conversation_id: conv,
+                    read_seq,
+                    last_seq,
+                });
+                // Other nodes holding devices of this user; our own copy is dropped by origin.
+                self.services.bus.route_remote(user, env).await;
+            }
+            if effects.resync {
+                self.resync(vec![user]).await;
+            }
+        })
+    }
+}
+
+/// Cursor positions to store: `(conversation, user, seq)`.
+type Positions = Vec<crate::store::members::Cursor>;
+
+/// Cursors of one user that differ from what was stored: (delivery, read).
+fn cursors_to_store(user: Uuid, convs: &HashMap<Uuid, Cursor>) -> (Positions, Positions) {
+    let mut delivered = Vec::new();
+    let mut read = Vec::new();
+    for (conv, c) in convs {
+        if c.written > c.persisted {
+            delivered.push((*conv, user, c.written));
+        }
+        if c.read > c.read_persisted {
+            read.push((*conv, user, c.read));
+        }
+    }
+    (delivered, read)
+}
+
+impl LocalSink for Hub {
+    fn deliver(&self, user: Uuid, envelope: Bytes) {
+        let Some(body) = Bus::body(&envelope) else {
+            return;
+        };
+        let origin = u64::from_be_bytes(envelope[1..9].try_into().expect("header checked"));
+        let Some(routed) = Routed::decode(body) else {
+            tracing::debug!(%user, "malformed envelope dropped");
+            return;
+        };
+        let effects = {
+            let mut shard = self.shard(user);
+            let Shard { users, dirty } = &mut *shard;
+            let Some(entry) = users.get_mut(&user) else {
+                return;
+            };
+            match &mut entry.phase {
+                Phase::Syncing { buffer, overflowed } => {
+                    if buffer.len() < SYNC_BUFFER {
+                        buffer.push((origin, routed));
+                    } else {
+                        *overflowed = true;
+                    }
+                    return;
+                }
+                Phase::Live => self.apply(user, entry, dirty, origin, routed),
+            }
+        };
+        if effects.read_moved.is_empty() && !effects.resync {
+            return;
+        }
+        tokio::spawn(self.arc().after_effects(user, effects));
+    }
+
+    fn wants(&self, user: Uuid) -> bool {
+        self.shard(user).users.contains_key(&user)
+    }
+
+    fn users(&self) -> Vec<Uuid> {
+        self.local_users()
+    }
+
+    fn subscribed(&self, users: &[Uuid]) {
+        for user in users {
+            let mut shard = self.shard(*user);
+            if let Some(e) = shard.users.get_mut(user) {
+                e.subscribed = true;
+                for w in e.sub_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    fn reconnected(&self) {
+        // Whatever was published while the subscription was down is in PostgreSQL.
+        self.services.members.clear();
+        let hub = self.arc();
+        tokio::spawn(async move {
+            let users = hub.local_users();
+            hub.resync(users).await;
+        });
+    }
+
+    fn control(&self, message: Bytes) {
+        let services = self.services.clone();
+        tokio::spawn(async move { services.on_control(&message).await });
+    }
+}

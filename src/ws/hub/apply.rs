@@ -1,0 +1,234 @@
+//! Applying one routed event to a live user: dedupe and gap detection by seq, exact unread
+//! counts from the local read cursor, viewing auto-read, and pushing frames to the devices.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::error::TrySendError;
+use uuid::Uuid;
+
+use super::{Cursor, Effects, Hub, Outbound, Phase, UserEntry};
+use crate::domain::events;
+use crate::domain::routing::Routed;
+use crate::metrics as m;
+use crate::model::Timestamp;
+use crate::ws::protocol::close;
+
+impl Hub {
+    /// Applies `routed` to a live user (shard lock held by the caller).
+    pub(super) fn apply(
+        &self,
+        user: Uuid,
+        entry: &mut UserEntry,
+        dirty: &mut HashSet<Uuid>,
+        origin: u64,
+        routed: Routed,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        match routed {
+            Routed::Message {
+                conversation_id,
+                seq,
+                sender_id,
+                created_at,
+                preview,
+                frame,
+            } => {
+                let c = entry.convs.entry(conversation_id).or_insert_with(|| {
+                    // A conversation that began after this user connected: in order.
+                    let before = seq - 1;
+                    Cursor {
+                        pushed: before,
+                        written: before,
+                        persisted: before,
+                        read: 0,
+                        read_persisted: 0,
+                    }
+                });
+                if seq <= c.pushed {
+                    return effects;
+                }
+                if seq > c.pushed + 1 {
+                    // A gap: something was missed. Buffer this and read the rest from
+                    // PostgreSQL.
+                    entry.phase = Phase::Syncing {
+                        buffer: vec![(
+                            origin,
+                            Routed::Message {
+                                conversation_id,
+                                seq,
+                                sender_id,
+                                created_at,
+                                preview,
+                                frame,
+                            },
+                        )],
+                        overflowed: false,
+                    };
+                    effects.resync = true;
+                    return effects;
+                }
+                c.pushed = seq;
+                let tag = Some((conversation_id, seq, created_at.micros()));
+                if sender_id == user {
+                    if seq > c.read {
+                        c.read = seq;
+                        c.read_persisted = c.read_persisted.max(seq);
+                    }
+                    push_all(entry, Outbound::Text(frame, tag), None);
+                    return effects;
+                }
+                let viewing = entry
+                    .devices
+                    .iter()
+                    .any(|d| !d.dead && d.viewing == Some(conversation_id));
+                if viewing {
+                    c.read = seq;
+                    dirty.insert(user);
+                    effects.read_moved.push((conversation_id, seq, seq));
+                }
+                let unread = (seq - c.read).max(0);
+                push_all(
+                    entry,
+                    Outbound::Text(
+                        events::conversation_update(
+                            conversation_id,
+                            Some(created_at),
+                            preview.as_deref(),
+                            unread,
+                        ),
+                        None,
+                    ),
+                    None,
+                );
+                push_all(
+                    entry,
+                    Outbound::Text(events::unread_count_update(conversation_id, unread), None),
+                    None,
+                );
+                push_all(entry, Outbound::Text(frame, tag), None);
+            }
+            Routed::Frame { frame, except } => {
+                let skip = (origin == self.origin && except != 0).then_some(except);
+                push_all(entry, Outbound::Text(frame, None), skip);
+            }
+            Routed::ReadCursor {
+                conversation_id,
+                read_seq,
+                last_seq,
+            } => {
+                let c = entry.convs.entry(conversation_id).or_default();
+                c.read = c.read.max(read_seq);
+                c.read_persisted = c.read_persisted.max(read_seq);
+                let unread = (c.pushed.max(last_seq) - c.read).max(0);
+                push_all(
+                    entry,
+                    Outbound::Text(events::unread_count_update(conversation_id, unread), None),
+                    None,
+                );
+            }
+            Routed::Recall {
+                conversation_id,
+                message_id,
+                last_seq,
+                last_message_time,
+                preview,
+            } => {
+                let c = entry
+                    .convs
+                    .get(&conversation_id)
+                    .copied()
+                    .unwrap_or_default();
+                let unread = (c.pushed.max(last_seq) - c.read).max(0);
+                push_all(
+                    entry,
+                    Outbound::Text(events::recalled(conversation_id, message_id), None),
+                    None,
+                );
+                push_all(
+                    entry,
+                    Outbound::Text(
+                        events::conversation_update(
+                            conversation_id,
+                            last_message_time,
+                            preview.as_deref(),
+                            unread,
+                        ),
+                        None,
+                    ),
+                    None,
+                );
+            }
+            Routed::Logout => {
+                for d in entry.devices.iter_mut().filter(|d| !d.dead) {
+                    d.dead = true;
+                    d.kill.fire(close::NORMAL, "logged out");
+                }
+            }
+            Routed::Joined {
+                conversation_id,
+                last_seq,
+            } => {
+                entry.convs.entry(conversation_id).or_insert(Cursor {
+                    pushed: last_seq,
+                    written: last_seq,
+                    persisted: last_seq,
+                    read: last_seq,
+                    read_persisted: last_seq,
+                });
+            }
+            Routed::Left { conversation_id } => {
+                entry.convs.remove(&conversation_id);
+            }
+        }
+        effects
+    }
+}
+
+/// Pushes a frame to every live device except `skip`; a device whose queue is full is
+/// closed with 1013 (what it missed comes back by cursor when it reconnects).
+pub(super) fn push_all(entry: &mut UserEntry, item: Outbound, skip: Option<u64>) {
+    let live = entry
+        .devices
+        .iter()
+        .filter(|d| !d.dead && Some(d.id) != skip)
+        .count();
+    let mut remaining = live;
+    let mut item = Some(item);
+    for d in entry.devices.iter_mut() {
+        if d.dead || Some(d.id) == skip {
+            continue;
+        }
+        remaining -= 1;
+        let this = if remaining == 0 {
+            item.take().expect("one item per device")
+        } else {
+            clone_outbound(item.as_ref().expect("still there"))
+        };
+        match d.tx.try_send(this) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                d.dead = true;
+                metrics::counter!(m::QUEUE_FULL_CLOSES).increment(1);
+                d.kill.fire(close::TRY_AGAIN_LATER, "outbound queue full");
+            }
+            Err(TrySendError::Closed(_)) => d.dead = true,
+        }
+    }
+}
+
+fn clone_outbound(o: &Outbound) -> Outbound {
+    match o {
+        Outbound::Text(b, tag) => Outbound::Text(b.clone(), *tag),
+        Outbound::Pong(b) => Outbound::Pong(b.clone()),
+    }
+}
+
+/// A frame pushed to all devices of a user, used by the sync paths.
+pub(super) fn push_frame(entry: &mut UserEntry, frame: Bytes, tag: Option<(Uuid, i64, Timestamp)>) {
+    push_all(
+        entry,
+        Outbound::Text(frame, tag.map(|(c, s, t)| (c, s, t.micros()))),
+        None,
+    );
+}

@@ -1,0 +1,249 @@
+//! Reading what a user has not received from PostgreSQL: the offline drain when the first
+//! device connects, and the repair after a gap or a lost Redis subscription. Both end by
+//! replaying the live events buffered meanwhile, deduplicated by seq.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::apply::push_frame;
+use super::{Cursor, Effects, Hub, Phase, Shard};
+use crate::domain::delivery::{self, Missing};
+use crate::domain::events;
+use crate::metrics as m;
+use crate::store;
+use crate::store::members::Membership;
+
+/// Users read from PostgreSQL per query when many resync at once.
+const RESYNC_CHUNK: usize = 500;
+
+impl Hub {
+    /// The first device of `user` connected: subscribe, drain by cursor, go live.
+    pub(super) async fn initial_sync(self: std::sync::Arc<Self>, user: Uuid) {
+        self.wait_flushed(user).await;
+        let (tx, rx) = oneshot::channel();
+        let already = {
+            let mut shard = self.shard(user);
+            match shard.users.get_mut(&user) {
+                None => return,
+                Some(e) if e.subscribed => true,
+                Some(e) => {
+                    e.sub_waiters.push(tx);
+                    false
+                }
+            }
+        };
+        if !already
+            && tokio::time::timeout(Duration::from_secs(3), rx)
+                .await
+                .is_err()
+        {
+            // Redis is slow or down: drain from PostgreSQL anyway; the resubscription after
+            // Redis returns repairs whatever was published meanwhile.
+            tracing::warn!(%user, "subscription not confirmed in time; draining anyway");
+        }
+        let limit = self.services.settings.get().offline_max_per_connect as usize;
+        let result = async {
+            let conn = self.services.store.conn().await?;
+            let memberships = store::members::memberships(&conn, &[user]).await?;
+            drop(conn);
+            let wants: Vec<(Uuid, i64, i64)> = memberships
+                .iter()
+                .map(|m| (m.conversation_id, m.delivered_seq, m.last_seq))
+                .collect();
+            let missing = delivery::missing(&self.services.store, &wants, limit).await?;
+            Ok::<_, crate::error::Error>((memberships, missing))
+        }
+        .await;
+        match result {
+            Ok((memberships, missing)) => {
+                let n = missing.messages.len();
+                self.finish_sync(user, &memberships, missing, true).await;
+                metrics::counter!(m::OFFLINE_DELIVERED).increment(n as u64);
+            }
+            Err(e) => {
+                tracing::error!(%user, error = %e, "offline drain failed; retrying");
+                metrics::counter!(m::DB_ERRORS, "op" => "offline_drain").increment(1);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.resync(vec![user]).await;
+            }
+        }
+    }
+
+    /// Repairs `users` from PostgreSQL (after a gap, or for everyone after Redis came back).
+    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<Uuid>) {
+        for user in &users {
+            let mut shard = self.shard(*user);
+            if let Some(e) = shard.users.get_mut(user)
+                && matches!(e.phase, Phase::Live)
+            {
+                e.phase = Phase::Syncing {
+                    buffer: Vec::new(),
+                    overflowed: false,
+                };
+            }
+        }
+        let limit = self.services.settings.get().offline_max_per_connect.max(1) as usize;
+        for chunk in users.chunks(RESYNC_CHUNK) {
+            let mut attempt = 0u32;
+            let memberships = loop {
+                let r = async {
+                    let conn = self.services.store.conn().await?;
+                    store::members::memberships(&conn, chunk).await
+                }
+                .await;
+                match r {
+                    Ok(ms) => break ms,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "resync read failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * attempt.min(10) as u64))
+                            .await;
+                    }
+                }
+            };
+            let mut by_user: HashMap<Uuid, Vec<Membership>> = HashMap::new();
+            for m in memberships {
+                by_user.entry(m.user_id).or_default().push(m);
+            }
+            for user in chunk {
+                let ms = by_user.remove(user).unwrap_or_default();
+                let wants: Vec<(Uuid, i64, i64)> = {
+                    let shard = self.shard(*user);
+                    let Some(e) = shard.users.get(user) else {
+                        continue;
+                    };
+                    ms.iter()
+                        .map(|m| {
+                            let pushed = e
+                                .convs
+                                .get(&m.conversation_id)
+                                .map_or(m.delivered_seq, |c| c.pushed);
+                            (m.conversation_id, pushed, m.last_seq)
+                        })
+                        .collect()
+                };
+                let missing = loop {
+                    match delivery::missing(&self.services.store, &wants, limit).await {
+                        Ok(mi) => break mi,
+                        Err(e) => {
+                            tracing::warn!(%user, error = %e, "resync fetch failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                };
+                metrics::counter!(m::GAP_REPAIRS).increment(missing.messages.len() as u64);
+                self.finish_sync(*user, &ms, missing, false).await;
+            }
+        }
+    }
+
+    /// Pushes what was read from PostgreSQL, replays the buffered live events and goes live.
+    async fn finish_sync(
+        &self,
+        user: Uuid,
+        memberships: &[Membership],
+        missing: Missing,
+        offline: bool,
+    ) {
+        let mut effects = Effects::default();
+        {
+            let mut shard = self.shard(user);
+            let Shard { users, dirty } = &mut *shard;
+            let Some(entry) = users.get_mut(&user) else {
+                return;
+            };
+            for m in memberships {
+                let c = entry.convs.entry(m.conversation_id).or_insert(Cursor {
+                    pushed: m.delivered_seq,
+                    written: m.delivered_seq,
+                    persisted: m.delivered_seq,
+                    read: m.read_seq,
+                    read_persisted: m.read_seq,
+                });
+                c.read = c.read.max(m.read_seq);
+                c.read_persisted = c.read_persisted.max(m.read_seq);
+            }
+            let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
+                HashMap::new();
+            for msg in &missing.messages {
+                let Some(c) = entry.convs.get_mut(&msg.conversation_id) else {
+                    continue;
+                };
+                if msg.seq <= c.pushed {
+                    continue;
+                }
+                c.pushed = msg.seq;
+                if msg.sender_id == user && msg.seq > c.read {
+                    c.read = msg.seq;
+                }
+                let frame = if offline {
+                    events::offline_message(msg)
+                } else {
+                    events::message(msg, true)
+                };
+                push_frame(
+                    entry,
+                    frame,
+                    Some((msg.conversation_id, msg.seq, msg.created_at)),
+                );
+                touched.insert(
+                    msg.conversation_id,
+                    (
+                        msg.seq,
+                        msg.created_at,
+                        events::preview(&msg.message_type, msg.content.as_deref(), msg.is_recalled),
+                    ),
+                );
+            }
+            // Older messages left out were announced; the cursor moves past them.
+            for t in &missing.truncated {
+                if let Some(c) = entry.convs.get_mut(&t.conversation_id) {
+                    c.pushed = c.pushed.max(t.newest_skipped_seq);
+                    c.written = c.written.max(t.newest_skipped_seq);
+                    dirty.insert(user);
+                }
+            }
+            if !missing.truncated.is_empty() {
+                push_frame(entry, events::offline_truncated(&missing.truncated), None);
+            }
+            if !offline {
+                for (conv, (seq, at, preview)) in touched {
+                    let read = entry.convs.get(&conv).map_or(0, |c| c.read);
+                    let unread = (seq - read).max(0);
+                    push_frame(
+                        entry,
+                        events::conversation_update(conv, Some(at), preview.as_deref(), unread),
+                        None,
+                    );
+                    push_frame(entry, events::unread_count_update(conv, unread), None);
+                }
+            }
+            let (buffer, overflowed) = match std::mem::replace(&mut entry.phase, Phase::Live) {
+                Phase::Syncing { buffer, overflowed } => (buffer, overflowed),
+                Phase::Live => (Vec::new(), false),
+            };
+            for (origin, routed) in buffer {
+                let e = self.apply(user, entry, dirty, origin, routed);
+                effects.read_moved.extend(e.read_moved);
+                effects.resync |= e.resync;
+                if matches!(entry.phase, Phase::Syncing { .. }) {
+                    // A gap inside the buffer: the rest is re-read anyway.
+                    break;
+                }
+            }
+            if overflowed && matches!(entry.phase, Phase::Live) {
+                entry.phase = Phase::Syncing {
+                    buffer: Vec::new(),
+                    overflowed: false,
+                };
+                effects.resync = true;
+            }
+        }
+        if !effects.read_moved.is_empty() || effects.resync {
+            tokio::spawn(self.arc().after_effects(user, effects));
+        }
+    }
+}

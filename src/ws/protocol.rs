@@ -1,0 +1,334 @@
+//! Client → server frames (PROTOCOL.md §4.4 plus `ack`), decoded with simd-json into typed
+//! requests, and the close codes this server uses.
+//!
+//! Every malformed frame maps to an [`Error`] whose code and message become an `error`
+//! event; the connection stays usable.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::domain::send::Draft;
+use crate::error::Error;
+
+/// Close codes (RFC 6455 §7.4.1) and when we use them.
+pub mod close {
+    /// Normal: logout, the 19th device, the client's own close.
+    pub const NORMAL: u16 = 1000;
+    /// The connection was silent for too long.
+    pub const GOING_AWAY: u16 = 1001;
+    /// An invalid frame (bad UTF-8, bad fragments).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A frame or message over 64 KiB.
+    pub const TOO_BIG: u16 = 1009;
+    /// The node is restarting or draining: reconnect (to another node).
+    pub const RESTART: u16 = 1012;
+    /// The client did not read fast enough: its queue filled. Reconnect; nothing is lost.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// An unexpected server error.
+    pub const INTERNAL: u16 = 1011;
+}
+
+/// Largest inbound message (a frame, or a fragmented message in total).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A decoded client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Keep-alive; refreshes presence.
+    Heartbeat,
+    /// Send a message.
+    Message(Draft),
+    /// The user is typing in a conversation.
+    Typing {
+        /// Conversation.
+        conversation_id: Uuid,
+    },
+    /// The user read up to a message.
+    Read {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// Message.
+        message_id: Uuid,
+    },
+    /// Recall one's own message.
+    Recall {
+        /// Message.
+        message_id: Uuid,
+    },
+    /// Which conversation this connection is viewing (`None` clears).
+    SetCurrentConversation(Option<Uuid>),
+    /// `?ack=1` connections: everything up to `seq` in the conversation has arrived.
+    Ack {
+        /// Conversation.
+        conversation_id: Uuid,
+        /// Highest seq received.
+        seq: i64,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    data: Option<simd_json::OwnedValue>,
+}
+
+#[derive(Deserialize)]
+struct MessageData {
+    conversation_id: Option<String>,
+    receiver_id: Option<String>,
+    message_type: Option<String>,
+    content: Option<String>,
+    metadata: Option<serde_json::Value>,
+    reply_to_message_id: Option<String>,
+    client_msg_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConversationData {
+    conversation_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReadData {
+    conversation_id: String,
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct RecallData {
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct AckData {
+    conversation_id: String,
+    seq: i64,
+}
+
+fn format_error(code: &'static str, what: &'static str) -> Error {
+    Error::bad_request(code, what)
+}
+
+/// Parses an optional UUID field: absent, null or the nil UUID mean none; anything else
+/// that is not a UUID is an error.
+fn opt_uuid(v: Option<String>) -> Result<Option<Uuid>, ()> {
+    match v {
+        None => Ok(None),
+        Some(s) => match Uuid::try_parse(&s) {
+            Ok(id) if id.is_nil() => Ok(None),
+            Ok(id) => Ok(Some(id)),
+            Err(_) => Err(()),
+        },
+    }
+}
+
+fn data_as<T: for<'de> Deserialize<'de>>(data: Option<simd_json::OwnedValue>) -> Option<T> {
+    simd_json::serde::from_owned_value(
+        data.unwrap_or(simd_json::OwnedValue::Static(simd_json::StaticNode::Null)),
+    )
+    .ok()
+}
+
+/// Decodes one text or binary frame. `payload` is modified in place (simd-json).
+pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
+    let envelope: Envelope = simd_json::serde::from_slice(payload)
+        .map_err(|_| format_error("invalid_json", "Invalid JSON format"))?;
+    let kind = envelope
+        .kind
+        .ok_or_else(|| Error::bad_request("unknown_type", "message type is required"))?;
+    match kind.as_str() {
+        "heartbeat" => Ok(Request::Heartbeat),
+        "message" => {
+            let bad = || format_error("invalid_message_format", "Invalid message format");
+            let d: MessageData = data_as(envelope.data).ok_or_else(bad)?;
+            let conversation_id = opt_uuid(d.conversation_id).map_err(|_| bad())?;
+            let receiver_id = opt_uuid(d.receiver_id).map_err(|_| bad())?;
+            let reply_to_message_id = opt_uuid(d.reply_to_message_id).map_err(|_| bad())?;
+            Ok(Request::Message(Draft {
+                conversation_id,
+                receiver_id,
+                message_type: d.message_type.unwrap_or_default(),
+                content: d.content,
+                metadata: d.metadata.filter(|m| !m.is_null()),
+                reply_to_message_id,
+                client_msg_id: d.client_msg_id,
+            }))
+        }
+        "typing" => {
+            let bad = || format_error("invalid_typing_format", "Invalid typing format");
+            let d: ConversationData = data_as(envelope.data).ok_or_else(bad)?;
+            match opt_uuid(d.conversation_id) {
+                Ok(Some(conversation_id)) => Ok(Request::Typing { conversation_id }),
+                _ => Err(bad()),
+            }
+        }
+        "read" => {
+            let bad = || format_error("invalid_read_format", "Invalid read format");
+            let d: ReadData = data_as(envelope.data).ok_or_else(bad)?;
+            match (
+                Uuid::try_parse(&d.conversation_id),
+                Uuid::try_parse(&d.message_id),
+            ) {
+                (Ok(conversation_id), Ok(message_id)) => Ok(Request::Read {
+                    conversation_id,
+                    message_id,
+                }),
+                _ => Err(bad()),
+            }
+        }
+        "recall" => {
+            let bad = || format_error("invalid_recall_format", "Invalid recall format");
+            let d: RecallData = data_as(envelope.data).ok_or_else(bad)?;
+            Uuid::try_parse(&d.message_id)
+                .map(|message_id| Request::Recall { message_id })
+                .map_err(|_| bad())
+        }
+        "set_current_conversation" => {
+            let bad = || {
+                format_error(
+                    "invalid_set_current_conversation_format",
+                    "Invalid set_current_conversation format",
+                )
+            };
+            let d: ConversationData = data_as(envelope.data).ok_or_else(bad)?;
+            match d.conversation_id.as_deref() {
+                None | Some("") => Ok(Request::SetCurrentConversation(None)),
+                Some(_) => opt_uuid(d.conversation_id)
+                    .map(Request::SetCurrentConversation)
+                    .map_err(|_| bad()),
+            }
+        }
+        "ack" => {
+            let bad = || format_error("invalid_ack_format", "Invalid ack format");
+            let d: AckData = data_as(envelope.data).ok_or_else(bad)?;
+            match Uuid::try_parse(&d.conversation_id) {
+                Ok(conversation_id) if d.seq >= 0 => Ok(Request::Ack {
+                    conversation_id,
+                    seq: d.seq,
+                }),
+                _ => Err(bad()),
+            }
+        }
+        other => Err(Error::bad_request(
+            "unknown_type",
+            format!(
+                "unknown message type: {}",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<Request, String> {
+        let mut b = s.as_bytes().to_vec();
+        decode(&mut b).map_err(|e| e.public_message().into_owned())
+    }
+
+    #[test]
+    fn good_frames() {
+        let c = Uuid::new_v4();
+        assert_eq!(dec(r#"{"type":"heartbeat"}"#), Ok(Request::Heartbeat));
+        assert_eq!(
+            dec(r#"{"type":"heartbeat","data":null}"#),
+            Ok(Request::Heartbeat)
+        );
+        let m = dec(&format!(
+            r#"{{"type":"message","data":{{"conversation_id":"{c}","message_type":"text","content":"a \"q\" \u00e9","metadata":{{"k":[1,2]}},"client_msg_id":"x1"}}}}"#
+        ))
+        .unwrap();
+        let Request::Message(d) = m else { panic!() };
+        assert_eq!(d.conversation_id, Some(c));
+        assert_eq!(d.content.as_deref(), Some("a \"q\" é"));
+        assert_eq!(d.metadata, Some(serde_json::json!({"k": [1, 2]})));
+        assert_eq!(d.client_msg_id.as_deref(), Some("x1"));
+        let nil = Uuid::nil();
+        let Request::Message(d) = dec(&format!(
+            r#"{{"type":"message","data":{{"conversation_id":"{nil}","receiver_id":"{c}","message_type":"text","content":"x"}}}}"#
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((d.conversation_id, d.receiver_id), (None, Some(c)));
+        assert_eq!(
+            dec(&format!(
+                r#"{{"type":"set_current_conversation","data":{{"conversation_id":"{c}"}}}}"#
+            )),
+            Ok(Request::SetCurrentConversation(Some(c)))
+        );
+        assert_eq!(
+            dec(r#"{"type":"set_current_conversation","data":{"conversation_id":""}}"#),
+            Ok(Request::SetCurrentConversation(None))
+        );
+        assert_eq!(
+            dec(&format!(
+                r#"{{"type":"ack","data":{{"conversation_id":"{c}","seq":5}}}}"#
+            )),
+            Ok(Request::Ack {
+                conversation_id: c,
+                seq: 5
+            })
+        );
+    }
+
+    #[test]
+    fn bad_frames() {
+        let c = Uuid::new_v4();
+        for (frame, msg) in [
+            ("{invalid json", "Invalid JSON format"),
+            ("[1,2]", "Invalid JSON format"),
+            (r#"{"type":5}"#, "Invalid JSON format"),
+            ("null", "Invalid JSON format"),
+            (r#"{"data":{}}"#, "message type is required"),
+            (r#"{"type":"dance"}"#, "unknown message type: dance"),
+            (r#"{"type":"message"}"#, "Invalid message format"),
+            (
+                r#"{"type":"message","data":{"conversation_id":"abc"}}"#,
+                "Invalid message format",
+            ),
+            (
+                r#"{"type":"message","data":{"conversation_id":""}}"#,
+                "Invalid message format",
+            ),
+            (
+                r#"{"type":"message","data":{"content":5}}"#,
+                "Invalid message format",
+            ),
+            (r#"{"type":"typing","data":{}}"#, "Invalid typing format"),
+            (
+                r#"{"type":"typing","data":{"conversation_id":"zz"}}"#,
+                "Invalid typing format",
+            ),
+            (
+                r#"{"type":"read","data":{"conversation_id":"x","message_id":"y"}}"#,
+                "Invalid read format",
+            ),
+            (
+                r#"{"type":"recall","data":{"message_id":"nope"}}"#,
+                "Invalid recall format",
+            ),
+            (r#"{"type":"recall"}"#, "Invalid recall format"),
+            (
+                r#"{"type":"set_current_conversation","data":{"conversation_id":"bad"}}"#,
+                "Invalid set_current_conversation format",
+            ),
+            (
+                r#"{"type":"ack","data":{"conversation_id":"bad","seq":1}}"#,
+                "Invalid ack format",
+            ),
+        ] {
+            assert_eq!(dec(frame), Err(msg.to_string()), "{frame}");
+        }
+        assert_eq!(
+            dec(&format!(
+                r#"{{"type":"ack","data":{{"conversation_id":"{c}","seq":-1}}}}"#
+            )),
+            Err("Invalid ack format".into())
+        );
+    }
+}

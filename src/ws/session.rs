@@ -1,0 +1,423 @@
+//! One WebSocket connection: a reader task and a writer (the connection's own task) with a
+//! bounded outbound queue.
+//!
+//! The reader decodes frames and runs requests; the writer writes queued frames, pings
+//! every 20 s, closes a connection silent for 60 s (pongs and `heartbeat` frames both
+//! count), and closes with the code asked through [`Kill`] (1013 for a full queue, 1012 on
+//! drain, 1009 for an oversize message). When the client closes, the user's delivery
+//! cursors are stored *before* the close is answered, so a client that waits for the close
+//! handshake and reconnects elsewhere gets no message twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fastwebsockets::{
+    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::hub::{Device, Hub, Kill, Outbound};
+use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
+use crate::cluster::presence::Added;
+use crate::domain::events;
+use crate::domain::writer::Sent;
+use crate::error::Error;
+use crate::metrics as m;
+
+type Io = TokioIo<Upgraded>;
+
+/// How a connection is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Outbound queue length.
+    pub queue: usize,
+    /// Ping interval.
+    pub ping_every: Duration,
+    /// Close after this long without a frame from the client.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            queue: 1024,
+            ping_every: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+fn now_ms(start: Instant) -> i64 {
+    start.elapsed().as_millis() as i64
+}
+
+/// Runs a connection of `user` to the end.
+pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, user: Uuid, ack_mode: bool, opts: Options) {
+    let services = hub.services().clone();
+    let conn_id = hub.next_conn_id();
+    let (rd, mut wr) = ws.split(tokio::io::split);
+    let online_enabled = services.settings.get().online_status;
+    let first_anywhere = match services
+        .presence
+        .add_device(user, conn_id, online_enabled)
+        .await
+    {
+        Ok(Added::TooMany) => {
+            let text = "Maximum 18 devices allowed";
+            let _ = wr
+                .write_frame(Frame::text(Payload::Owned(
+                    events::error("too_many_devices", text).to_vec(),
+                )))
+                .await;
+            let _ = wr
+                .write_frame(Frame::close(close::NORMAL, text.as_bytes()))
+                .await;
+            metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices")
+                .increment(1);
+            return;
+        }
+        Ok(Added::Yes { first }) => first,
+        Err(e) => {
+            // Without Redis the device limit cannot be checked; serve the client anyway.
+            tracing::warn!(%user, error = %e, "presence registration failed");
+            false
+        }
+    };
+    metrics::counter!(m::WS_CONNECTIONS_OPENED).increment(1);
+    if first_anywhere {
+        let s = services.clone();
+        tokio::spawn(async move {
+            if let Err(e) = s.presence_changed(user, true).await {
+                tracing::warn!(%user, error = %e, "online announcement failed");
+            }
+        });
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Outbound>(opts.queue);
+    let kill = Arc::new(Kill::default());
+    hub.add_device(
+        user,
+        Device {
+            id: conn_id,
+            tx: tx.clone(),
+            ack_mode,
+            viewing: None,
+            dead: false,
+            kill: kill.clone(),
+        },
+    );
+
+    let start = Instant::now();
+    let last_seen = Arc::new(AtomicI64::new(0));
+    let mut reader = tokio::spawn(read_loop(
+        rd,
+        hub.clone(),
+        user,
+        conn_id,
+        tx.clone(),
+        kill.clone(),
+        last_seen.clone(),
+        start,
+    ));
+    drop(tx);
+
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + opts.ping_every,
+        opts.ping_every,
+    );
+    let mut reader_done = false;
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = kill.wait() => break "closed by server",
+            r = &mut reader, if !reader_done => {
+                reader_done = true;
+                // The reader has asked for its close code already, or the client closed.
+                kill.fire(close::NORMAL, "");
+                break r.unwrap_or("reader failed");
+            }
+            item = rx.recv() => {
+                let Some(item) = item else { break "queue closed" };
+                if write_item(&mut wr, &hub, user, ack_mode, item).await.is_err() {
+                    break "write failed";
+                }
+                // Write whatever else is already queued before waiting again.
+                let mut failed = false;
+                while let Ok(item) = rx.try_recv() {
+                    if write_item(&mut wr, &hub, user, ack_mode, item).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break "write failed";
+                }
+            }
+            _ = ping.tick() => {
+                let silent = now_ms(start) - last_seen.load(Ordering::Relaxed);
+                if silent > opts.idle_timeout.as_millis() as i64 {
+                    kill.fire(close::GOING_AWAY, "idle timeout");
+                    break "idle timeout";
+                }
+                if timed(wr.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))).await.is_err() {
+                    break "write failed";
+                }
+            }
+        }
+    };
+    if !reader_done {
+        reader.abort();
+    }
+    // Store cursors (and unsubscribe) before answering the close.
+    hub.remove_device(user, conn_id).await;
+    let (code, text) = kill.requested().unwrap_or((close::NORMAL, ""));
+    if reason != "write failed" {
+        let _ = timed(wr.write_frame(Frame::close(code, text.as_bytes()))).await;
+    }
+    metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => close_label(code)).increment(1);
+    tracing::debug!(%user, conn = conn_id, code, reason, "connection closed");
+    match services.presence.remove_device(user, conn_id).await {
+        Ok(true) => {
+            if let Err(e) = services.presence_changed(user, false).await {
+                tracing::warn!(%user, error = %e, "offline announcement failed");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(%user, error = %e, "presence unregistration failed"),
+    }
+}
+
+fn close_label(code: u16) -> &'static str {
+    match code {
+        close::NORMAL => "normal",
+        close::GOING_AWAY => "idle",
+        close::PROTOCOL_ERROR => "protocol_error",
+        close::TOO_BIG => "too_big",
+        close::RESTART => "restart",
+        close::TRY_AGAIN_LATER => "queue_full",
+        _ => "other",
+    }
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<T, WebSocketError>>,
+) -> Result<T, ()> {
+    match tokio::time::timeout(Duration::from_secs(10), f).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(()),
+    }
+}
+
+async fn write_item(
+    wr: &mut WebSocketWrite<WriteHalf<Io>>,
+    hub: &Hub,
+    user: Uuid,
+    ack_mode: bool,
+    item: Outbound,
+) -> Result<(), ()> {
+    match item {
+        Outbound::Text(bytes, tag) => {
+            timed(wr.write_frame(Frame::text(Payload::Borrowed(&bytes)))).await?;
+            metrics::counter!(m::WS_FRAMES_OUT).increment(1);
+            if let Some((conv, seq, created_micros)) = tag {
+                if !ack_mode {
+                    hub.written(user, conv, seq);
+                }
+                let lag = crate::model::Timestamp::now().micros() - created_micros;
+                metrics::histogram!(m::DELIVERY_LATENCY).record(lag.max(0) as f64 / 1e6);
+            }
+        }
+        Outbound::Pong(payload) => {
+            timed(wr.write_frame(Frame::pong(Payload::Borrowed(&payload)))).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads frames until the client closes or the connection fails; returns why.
+#[allow(clippy::too_many_arguments)]
+async fn read_loop(
+    rd: WebSocketRead<ReadHalf<Io>>,
+    hub: Arc<Hub>,
+    user: Uuid,
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+    kill: Arc<Kill>,
+    last_seen: Arc<AtomicI64>,
+    start: Instant,
+) -> &'static str {
+    let mut rd = rd;
+    rd.set_max_message_size(MAX_MESSAGE_BYTES + 1);
+    let mut fragments: Option<(OpCode, Vec<u8>)> = None;
+    loop {
+        let pong_tx = tx.clone();
+        let mut obligated = move |frame: Frame<'_>| {
+            // Pongs go to the writer; the close reply is sent after cursors are stored.
+            if frame.opcode == OpCode::Pong {
+                let _ = pong_tx.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
+            }
+            std::future::ready(Ok::<(), std::convert::Infallible>(()))
+        };
+        let frame = match rd.read_frame(&mut obligated).await {
+            Ok(f) => f,
+            Err(WebSocketError::FrameTooLarge) => {
+                kill.fire(close::TOO_BIG, "message too big");
+                return "frame too large";
+            }
+            Err(
+                WebSocketError::InvalidUTF8
+                | WebSocketError::ReservedBitsNotZero
+                | WebSocketError::ControlFrameFragmented
+                | WebSocketError::PingFrameTooLarge
+                | WebSocketError::InvalidFragment
+                | WebSocketError::InvalidContinuationFrame
+                | WebSocketError::InvalidCloseFrame
+                | WebSocketError::InvalidCloseCode,
+            ) => {
+                kill.fire(close::PROTOCOL_ERROR, "protocol error");
+                return "protocol error";
+            }
+            Err(_) => return "connection lost",
+        };
+        last_seen.store(now_ms(start), Ordering::Relaxed);
+        let (opcode, mut payload) = match frame.opcode {
+            OpCode::Close => return "client closed",
+            OpCode::Pong | OpCode::Ping => continue,
+            OpCode::Continuation => {
+                let Some((op, buf)) = fragments.as_mut() else {
+                    kill.fire(close::PROTOCOL_ERROR, "unexpected continuation");
+                    return "protocol error";
+                };
+                if buf.len() + frame.payload.len() > MAX_MESSAGE_BYTES {
+                    kill.fire(close::TOO_BIG, "message too big");
+                    return "message too large";
+                }
+                buf.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    continue;
+                }
+                let op = *op;
+                let (_, buf) = fragments.take().expect("present");
+                (op, buf)
+            }
+            op @ (OpCode::Text | OpCode::Binary) => {
+                if fragments.is_some() {
+                    kill.fire(close::PROTOCOL_ERROR, "interleaved message");
+                    return "protocol error";
+                }
+                if !frame.fin {
+                    fragments = Some((op, frame.payload.to_vec()));
+                    continue;
+                }
+                (op, frame.payload.to_vec())
+            }
+        };
+        if opcode == OpCode::Text && std::str::from_utf8(&payload).is_err() {
+            kill.fire(close::PROTOCOL_ERROR, "invalid UTF-8");
+            return "protocol error";
+        }
+        let received = Instant::now();
+        match protocol::decode(&mut payload) {
+            Ok(request) => {
+                metrics::counter!(m::WS_FRAMES_IN, "type" => request_label(&request)).increment(1);
+                handle(&hub, user, conn, &tx, request, received).await;
+            }
+            Err(e) => {
+                metrics::counter!(m::WS_FRAMES_IN, "type" => "invalid").increment(1);
+                send_error(&tx, &e);
+            }
+        }
+    }
+}
+
+fn request_label(r: &Request) -> &'static str {
+    match r {
+        Request::Heartbeat => "heartbeat",
+        Request::Message(_) => "message",
+        Request::Typing { .. } => "typing",
+        Request::Read { .. } => "read",
+        Request::Recall { .. } => "recall",
+        Request::SetCurrentConversation(_) => "set_current_conversation",
+        Request::Ack { .. } => "ack",
+    }
+}
+
+fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
+    if !e.is_client() {
+        tracing::error!(error = %e, "request failed");
+    }
+    let _ = tx.try_send(Outbound::Text(
+        events::error(e.code(), &e.public_message()),
+        None,
+    ));
+}
+
+async fn handle(
+    hub: &Arc<Hub>,
+    user: Uuid,
+    conn: u64,
+    tx: &mpsc::Sender<Outbound>,
+    request: Request,
+    received: Instant,
+) {
+    let services = hub.services();
+    let result = match request {
+        Request::Heartbeat => {
+            if services.settings.get().online_status {
+                let presence = services.presence.clone();
+                tokio::spawn(async move {
+                    let _ = presence.refresh_online(&[user]).await;
+                });
+            }
+            Ok(())
+        }
+        Request::Message(draft) => {
+            let limit = services.settings.get().max_messages_per_second;
+            if !hub.allow_send(user, limit) {
+                Err(Error::client(
+                    hyper::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("rate limit exceeded: at most {limit} messages per second"),
+                ))
+            } else {
+                let reply_tx = tx.clone();
+                let reply = Box::new(move |outcome: crate::error::Result<Sent>| match outcome {
+                    Ok(Sent::Stored(_)) => {}
+                    Ok(Sent::Duplicate(original)) => {
+                        let _ = reply_tx
+                            .try_send(Outbound::Text(events::message(&original, true), None));
+                    }
+                    Err(e) => send_error(&reply_tx, &e),
+                });
+                services.send(user, draft, received, reply).await;
+                Ok(())
+            }
+        }
+        Request::Typing { conversation_id } => services.typing(user, conversation_id, conn).await,
+        Request::Read {
+            conversation_id,
+            message_id,
+        } => services.read(user, conversation_id, message_id, conn).await,
+        Request::Recall { message_id } => services.recall(user, message_id).await.map(|_| ()),
+        Request::SetCurrentConversation(conversation) => {
+            hub.set_viewing(user, conn, conversation);
+            Ok(())
+        }
+        Request::Ack {
+            conversation_id,
+            seq,
+        } => {
+            hub.ack(user, conversation_id, seq);
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        send_error(tx, &e);
+    }
+}
