@@ -182,6 +182,10 @@ pub struct Config {
     pub ws_idle_timeout: Duration,
     /// Parallel writer transactions (`WRITER_SHARDS`, default 4).
     pub writer_shards: usize,
+    /// Kernel send buffer per client socket (`SOCKET_SEND_BUFFER_BYTES`); unset leaves the
+    /// kernel's autotuning. Small values bound kernel memory per slow client and make a
+    /// stalled client hit its queue limit (1013) sooner.
+    pub socket_send_buffer: Option<usize>,
 }
 
 impl fmt::Debug for Config {
@@ -209,6 +213,7 @@ impl fmt::Debug for Config {
             .field("ws_ping", &self.ws_ping)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
             .field("writer_shards", &self.writer_shards)
+            .field("socket_send_buffer", &self.socket_send_buffer)
             .finish()
     }
 }
@@ -426,6 +431,10 @@ impl Config {
                 86_400,
             )?),
             writer_shards: r.number("WRITER_SHARDS", 4, 1, 64)?,
+            socket_send_buffer: match r.opt("SOCKET_SEND_BUFFER_BYTES") {
+                None => None,
+                Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),
+            },
         })
     }
 }

@@ -76,6 +76,7 @@ struct Tracker {
 
 /// Serves HTTP on `listener` until shutdown, then drains open connections within `grace`.
 pub async fn serve(listener: TcpListener, ctx: Ctx, grace: Duration) {
+    let send_buffer = ctx.services.config.socket_send_buffer;
     let tracker = Arc::new(Tracker::default());
     let stop = ctx.shutdown.wait();
     tokio::pin!(stop);
@@ -93,6 +94,9 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, grace: Duration) {
             },
         };
         let _ = stream.set_nodelay(true);
+        if let Some(bytes) = send_buffer {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+        }
         tracker.open.fetch_add(1, Ordering::SeqCst);
         let ctx = ctx.clone();
         let tracker = tracker.clone();

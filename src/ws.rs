@@ -35,7 +35,7 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// `GET /ws?token=…[&ack=1]`: checks the token, origin and capacity, then upgrades.
-pub fn upgrade(
+pub async fn upgrade(
     hub: &Arc<Hub>,
     limits: &Limits,
     draining: bool,
@@ -82,12 +82,16 @@ pub fn upgrade(
     let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req).map_err(|e| {
         Error::bad_request("not_websocket", format!("WebSocket upgrade failed: {e}"))
     })?;
-    let hub = hub.clone();
     let options = limits.session;
+    let prepared = session::prepare(hub, caller.user_id, ack_mode, options).await;
+    let hub = hub.clone();
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(ws) => session::run(ws, hub, caller.user_id, ack_mode, options).await,
-            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade did not complete"),
+            Ok(ws) => session::run(ws, hub, prepared, options).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket upgrade did not complete");
+                session::abandon(&hub, prepared).await;
+            }
         }
     });
     Ok(response.map(|_| Body::default()))

@@ -188,6 +188,7 @@ impl Services {
 /// "2 minutes" for 120, "1 minute" for 60, "90 seconds" for 90.
 fn describe_window(seconds: i64) -> String {
     match seconds {
+        1 => "1 second".into(),
         60 => "1 minute".into(),
         s if s > 0 && s % 60 == 0 => format!("{} minutes", s / 60),
         s => format!("{s} seconds"),
@@ -201,5 +202,6 @@ mod tests {
         assert_eq!(super::describe_window(120), "2 minutes");
         assert_eq!(super::describe_window(60), "1 minute");
         assert_eq!(super::describe_window(90), "90 seconds");
+        assert_eq!(super::describe_window(1), "1 second");
     }
 }

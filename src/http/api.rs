@@ -14,12 +14,15 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         RouteId::Health => Ok(probes::health()),
         RouteId::Ready => probes::ready(ctx).await,
         RouteId::Metrics => Ok(probes::metrics(ctx)),
-        RouteId::WebSocket => crate::ws::upgrade(
-            &ctx.hub,
-            &ctx.ws_limits,
-            ctx.shutdown.is_shutting_down(),
-            call.req,
-        ),
+        RouteId::WebSocket => {
+            crate::ws::upgrade(
+                &ctx.hub,
+                &ctx.ws_limits,
+                ctx.shutdown.is_shutting_down(),
+                call.req,
+            )
+            .await
+        }
         RouteId::WsToken => session::ws_token(ctx, call).await,
         RouteId::AdminSettingsList => admin::settings_list(ctx, call).await,
         RouteId::AdminSettingsReload => admin::settings_reload(ctx, call).await,

@@ -124,6 +124,8 @@ struct UserEntry {
     convs: HashMap<Uuid, Cursor>,
     subscribed: bool,
     sub_waiters: Vec<oneshot::Sender<()>>,
+    /// Devices waiting for the current sync to finish before their handshake completes.
+    sync_waiters: Vec<oneshot::Sender<()>>,
     tokens: f64,
     refilled: Instant,
 }
@@ -195,15 +197,24 @@ impl Hub {
     }
 
     /// Adds a device. When it is the user's first on this node, the user's channel is
-    /// subscribed and pending messages are drained before live events flow.
-    pub fn add_device(&self, user: Uuid, device: Device) {
+    /// subscribed and pending messages are drained before live events flow. The returned
+    /// receiver completes when the device is live (the handshake waits for it, so whatever
+    /// is committed after the client sees `101` arrives as a live `message`).
+    pub fn add_device(&self, user: Uuid, device: Device) -> oneshot::Receiver<()> {
         self.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::WS_CONNECTIONS).increment(1.0);
+        let (tx, rx) = oneshot::channel();
         let first = {
             let mut shard = self.shard(user);
             match shard.users.get_mut(&user) {
                 Some(entry) => {
                     entry.devices.push(device);
+                    match entry.phase {
+                        Phase::Live => {
+                            let _ = tx.send(());
+                        }
+                        Phase::Syncing { .. } => entry.sync_waiters.push(tx),
+                    }
                     false
                 }
                 None => {
@@ -218,6 +229,7 @@ impl Hub {
                             convs: HashMap::new(),
                             subscribed: false,
                             sub_waiters: Vec::new(),
+                            sync_waiters: vec![tx],
                             tokens: f64::MAX,
                             refilled: Instant::now(),
                         },
@@ -230,6 +242,7 @@ impl Hub {
             self.services.bus.user_changed(user);
             tokio::spawn(self.arc().initial_sync(user));
         }
+        rx
     }
 
     /// Removes a device; when it was the user's last here, stores the user's cursors

@@ -57,11 +57,35 @@ fn now_ms(start: Instant) -> i64 {
     start.elapsed().as_millis() as i64
 }
 
-/// Runs a connection of `user` to the end.
-pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, user: Uuid, ack_mode: bool, opts: Options) {
-    let services = hub.services().clone();
+/// A connection registered before its handshake completes.
+pub struct Prepared {
+    user: Uuid,
+    conn_id: u64,
+    ack_mode: bool,
+    tx: mpsc::Sender<Outbound>,
+    rx: mpsc::Receiver<Outbound>,
+    kill: Arc<Kill>,
+    /// The 19th device: gets the error and the close, nothing else.
+    refused: bool,
+}
+
+/// Registers a new connection of `user` before the `101` answer: the cluster-wide device
+/// limit, then the hub (channel subscribed, pending messages queued). Returns once the
+/// device is live, so what is committed after the client sees `101` arrives live.
+pub async fn prepare(hub: &Arc<Hub>, user: Uuid, ack_mode: bool, opts: Options) -> Prepared {
+    let services = hub.services();
     let conn_id = hub.next_conn_id();
-    let (rd, mut wr) = ws.split(tokio::io::split);
+    let (tx, rx) = mpsc::channel::<Outbound>(opts.queue);
+    let kill = Arc::new(Kill::default());
+    let mut prepared = Prepared {
+        user,
+        conn_id,
+        ack_mode,
+        tx: tx.clone(),
+        rx,
+        kill: kill.clone(),
+        refused: false,
+    };
     let online_enabled = services.settings.get().online_status;
     let first_anywhere = match services
         .presence
@@ -69,18 +93,8 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, user: Uuid, ack_mode: bool, o
         .await
     {
         Ok(Added::TooMany) => {
-            let text = "Maximum 18 devices allowed";
-            let _ = wr
-                .write_frame(Frame::text(Payload::Owned(
-                    events::error("too_many_devices", text).to_vec(),
-                )))
-                .await;
-            let _ = wr
-                .write_frame(Frame::close(close::NORMAL, text.as_bytes()))
-                .await;
-            metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices")
-                .increment(1);
-            return;
+            prepared.refused = true;
+            return prepared;
         }
         Ok(Added::Yes { first }) => first,
         Err(e) => {
@@ -98,20 +112,65 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, user: Uuid, ack_mode: bool, o
             }
         });
     }
-
-    let (tx, mut rx) = mpsc::channel::<Outbound>(opts.queue);
-    let kill = Arc::new(Kill::default());
-    hub.add_device(
+    let live = hub.add_device(
         user,
         Device {
             id: conn_id,
-            tx: tx.clone(),
+            tx,
             ack_mode,
             viewing: None,
             dead: false,
-            kill: kill.clone(),
+            kill,
         },
     );
+    if tokio::time::timeout(Duration::from_secs(5), live)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%user, "device not live after 5 s; completing the handshake anyway");
+    }
+    prepared
+}
+
+/// Undoes [`prepare`] when the handshake never completed.
+pub async fn abandon(hub: &Arc<Hub>, prepared: Prepared) {
+    if prepared.refused {
+        return;
+    }
+    hub.remove_device(prepared.user, prepared.conn_id).await;
+    let _ = hub
+        .services()
+        .presence
+        .remove_device(prepared.user, prepared.conn_id)
+        .await;
+}
+
+/// Runs a prepared connection to the end.
+pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Options) {
+    let services = hub.services().clone();
+    let (rd, mut wr) = ws.split(tokio::io::split);
+    let Prepared {
+        user,
+        conn_id,
+        ack_mode,
+        tx,
+        mut rx,
+        kill,
+        refused,
+    } = prepared;
+    if refused {
+        let text = "Maximum 18 devices allowed";
+        let _ = wr
+            .write_frame(Frame::text(Payload::Owned(
+                events::error("too_many_devices", text).to_vec(),
+            )))
+            .await;
+        let _ = wr
+            .write_frame(Frame::close(close::NORMAL, text.as_bytes()))
+            .await;
+        metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices").increment(1);
+        return;
+    }
 
     let start = Instant::now();
     let last_seen = Arc::new(AtomicI64::new(0));

@@ -11,7 +11,6 @@ use super::{Cursor, Effects, Hub, Outbound, Phase, UserEntry};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
-use crate::model::Timestamp;
 use crate::ws::protocol::close;
 
 impl Hub {
@@ -224,11 +223,7 @@ fn clone_outbound(o: &Outbound) -> Outbound {
     }
 }
 
-/// A frame pushed to all devices of a user, used by the sync paths.
-pub(super) fn push_frame(entry: &mut UserEntry, frame: Bytes, tag: Option<(Uuid, i64, Timestamp)>) {
-    push_all(
-        entry,
-        Outbound::Text(frame, tag.map(|(c, s, t)| (c, s, t.micros()))),
-        None,
-    );
+/// An untagged frame pushed to all devices of a user, used by the sync paths.
+pub(super) fn push_frame(entry: &mut UserEntry, frame: Bytes) {
+    push_all(entry, Outbound::Text(frame, None), None);
 }

@@ -3,18 +3,20 @@
 //! replaying the live events buffered meanwhile, deduplicated by seq.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::apply::push_frame;
-use super::{Cursor, Effects, Hub, Phase, Shard};
+use super::{Cursor, Effects, Hub, Outbound, Phase, Shard};
 use crate::domain::delivery::{self, Missing};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::store;
 use crate::store::members::Membership;
+use crate::ws::protocol::close;
 
 /// Users read from PostgreSQL per query when many resync at once.
 const RESYNC_CHUNK: usize = 500;
@@ -140,7 +142,9 @@ impl Hub {
         }
     }
 
-    /// Pushes what was read from PostgreSQL, replays the buffered live events and goes live.
+    /// Sends what was read from PostgreSQL (awaiting queue space, so a large drain slows
+    /// down instead of overflowing the queue), replays the buffered live events and goes
+    /// live. Live events stay buffered until then, so the order holds.
     async fn finish_sync(
         &self,
         user: Uuid,
@@ -148,11 +152,13 @@ impl Hub {
         missing: Missing,
         offline: bool,
     ) {
-        let mut effects = Effects::default();
-        {
+        // 1. Cursors, and which messages are new to this user's devices here.
+        let mut outgoing: Vec<(bytes::Bytes, (Uuid, i64, i64))> = Vec::new();
+        let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
+            HashMap::new();
+        let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
             let mut shard = self.shard(user);
-            let Shard { users, dirty } = &mut *shard;
-            let Some(entry) = users.get_mut(&user) else {
+            let Some(entry) = shard.users.get_mut(&user) else {
                 return;
             };
             for m in memberships {
@@ -166,8 +172,6 @@ impl Hub {
                 c.read = c.read.max(m.read_seq);
                 c.read_persisted = c.read_persisted.max(m.read_seq);
             }
-            let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
-                HashMap::new();
             for msg in &missing.messages {
                 let Some(c) = entry.convs.get_mut(&msg.conversation_id) else {
                     continue;
@@ -184,11 +188,10 @@ impl Hub {
                 } else {
                     events::message(msg, true)
                 };
-                push_frame(
-                    entry,
+                outgoing.push((
                     frame,
-                    Some((msg.conversation_id, msg.seq, msg.created_at)),
-                );
+                    (msg.conversation_id, msg.seq, msg.created_at.micros()),
+                ));
                 touched.insert(
                     msg.conversation_id,
                     (
@@ -198,6 +201,42 @@ impl Hub {
                     ),
                 );
             }
+            entry
+                .devices
+                .iter()
+                .filter(|d| !d.dead)
+                .map(|d| (d.tx.clone(), d.kill.clone()))
+                .collect()
+        };
+
+        // 2. Send them, waiting for queue space (a device stuck for 10 s is closed).
+        for (tx, kill) in &senders {
+            for (frame, tag) in &outgoing {
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tx.send(Outbound::Text(frame.clone(), Some(*tag))),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        metrics::counter!(m::QUEUE_FULL_CLOSES).increment(1);
+                        kill.fire(close::TRY_AGAIN_LATER, "outbound queue full");
+                        break;
+                    }
+                }
+            }
+        }
+
+        // 3. Announce what was left out, replay the buffer, go live.
+        let mut effects = Effects::default();
+        {
+            let mut shard = self.shard(user);
+            let Shard { users, dirty } = &mut *shard;
+            let Some(entry) = users.get_mut(&user) else {
+                return;
+            };
             // Older messages left out were announced; the cursor moves past them.
             for t in &missing.truncated {
                 if let Some(c) = entry.convs.get_mut(&t.conversation_id) {
@@ -207,7 +246,7 @@ impl Hub {
                 }
             }
             if !missing.truncated.is_empty() {
-                push_frame(entry, events::offline_truncated(&missing.truncated), None);
+                push_frame(entry, events::offline_truncated(&missing.truncated));
             }
             if !offline {
                 for (conv, (seq, at, preview)) in touched {
@@ -216,9 +255,8 @@ impl Hub {
                     push_frame(
                         entry,
                         events::conversation_update(conv, Some(at), preview.as_deref(), unread),
-                        None,
                     );
-                    push_frame(entry, events::unread_count_update(conv, unread), None);
+                    push_frame(entry, events::unread_count_update(conv, unread));
                 }
             }
             let (buffer, overflowed) = match std::mem::replace(&mut entry.phase, Phase::Live) {
@@ -232,6 +270,11 @@ impl Hub {
                 if matches!(entry.phase, Phase::Syncing { .. }) {
                     // A gap inside the buffer: the rest is re-read anyway.
                     break;
+                }
+            }
+            if matches!(entry.phase, Phase::Live) {
+                for w in entry.sync_waiters.drain(..) {
+                    let _ = w.send(());
                 }
             }
             if overflowed && matches!(entry.phase, Phase::Live) {
