@@ -8,3 +8,7 @@ mod ws_client;
 mod foundation;
 mod migrations;
 mod realtime;
+mod realtime_faults;
+mod realtime_rules;
+mod ws_errors;
+mod ws_errors_limits;

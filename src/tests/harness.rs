@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -173,31 +172,63 @@ impl TestEnv {
     }
 }
 
-/// A node running in this process.
+/// A node running in this process, on its own runtime and threads, so it can be stopped
+/// gracefully or crash (every task dropped at once, sockets closed, nothing cleaned up).
 pub struct TestNode {
     /// Where it listens.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), crate::app::StartError>>>,
+    crash: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestNode {
     /// Binds a free port and runs a node with `env` until stopped. Waits until `/ready`.
     pub async fn start(mut env: HashMap<String, String>) -> TestNode {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         env.insert("PORT".into(), addr.port().to_string());
         env.entry("WS_PUBLIC_URL".into())
             .or_insert_with(|| format!("ws://{addr}/ws"));
         let config = Config::from_env(&env).expect("test config is valid");
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(crate::app::run(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (crash_tx, crash_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("node-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("node runtime");
+                let crashed = rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let run = crate::app::run(config, listener, async move {
+                        let _ = stop_rx.await;
+                    });
+                    tokio::select! {
+                        r = run => {
+                            if let Err(e) = r {
+                                eprintln!("test node failed: {e}");
+                            }
+                            false
+                        }
+                        Ok(()) = crash_rx => true,
+                    }
+                });
+                if crashed {
+                    rt.shutdown_background();
+                } else {
+                    rt.shutdown_timeout(Duration::from_secs(2));
+                }
+            })
+            .expect("spawn node thread");
         let node = TestNode {
             addr,
-            stop: Some(tx),
-            task: Some(task),
+            stop: Some(stop_tx),
+            crash: Some(crash_tx),
+            thread: Some(thread),
         };
         node.wait_ready().await;
         node
@@ -213,7 +244,7 @@ impl TestNode {
             if let Ok((200, _)) = super::client::get(&format!("{}/ready", self.url()), None).await {
                 return;
             }
-            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
                 panic!("node stopped during start-up");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,8 +257,20 @@ impl TestNode {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        self.join().await;
+    }
+
+    /// Stops the node abruptly, as a crash would: no drain, no cleanup.
+    pub async fn crash(mut self) {
+        if let Some(tx) = self.crash.take() {
+            let _ = tx.send(());
+        }
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 }

@@ -40,6 +40,21 @@ impl Cluster {
         self.connect(i, Uuid::new_v4()).await
     }
 
+    /// Changes a setting through the admin API (every node reloads).
+    pub async fn set(&self, key: &str, value: &str) {
+        let admin = self.env.token(Uuid::new_v4(), true);
+        let (status, body) = super::client::post(
+            &format!("{}/api/admin/settings/{key}", self.nodes[0].url()),
+            Some(&admin),
+            &json!({ "value": value }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Other nodes reload through the control channel within a second.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     pub async fn stop(self) {
         for n in self.nodes {
             n.stop().await;

@@ -46,8 +46,16 @@ pub struct Ws {
     writer: Arc<Mutex<WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>>>,
     rx: mpsc::UnboundedReceiver<Seen>,
     paused: Arc<AtomicBool>,
+    reader: tokio::task::JoinHandle<()>,
     /// The user this client is.
     pub user: Uuid,
+}
+
+impl Drop for Ws {
+    /// Dropping a client drops its connection (without a close frame).
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// Options for [`Ws::connect_with`].
@@ -106,7 +114,7 @@ impl Ws {
         let paused = Arc::new(AtomicBool::new(false));
         let w = writer.clone();
         let p = paused.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 while p.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -117,7 +125,11 @@ impl Ws {
                         let w2 = w2.clone();
                         let owned =
                             Frame::new(f.fin, f.opcode, None, Payload::Owned(f.payload.to_vec()));
-                        async move { w2.lock().await.write_frame(owned).await }
+                        async move {
+                            // The peer may be gone already; keep reading what it sent.
+                            let _ = w2.lock().await.write_frame(owned).await;
+                            Ok::<(), WebSocketError>(())
+                        }
                     })
                     .await;
                 match frame {
@@ -150,6 +162,7 @@ impl Ws {
             writer,
             rx,
             paused,
+            reader,
             user,
         })
     }
@@ -193,7 +206,7 @@ impl Ws {
 
     /// The next event of type `ty`, skipping others; panics after `timeout`.
     pub async fn expect(&mut self, ty: &str) -> Value {
-        self.expect_within(ty, Duration::from_secs(5)).await
+        self.expect_within(ty, Duration::from_secs(10)).await
     }
 
     /// Like [`Ws::expect`] with a timeout.
@@ -250,6 +263,10 @@ impl Ws {
     /// Closes properly: sends a close frame and waits for the server's answer, which comes
     /// after the server stored this user's delivery cursors.
     pub async fn close(mut self) {
+        self.close_in_place().await;
+    }
+
+    async fn close_in_place(&mut self) {
         let _ = self.send_frame(Frame::close(1000, b"")).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(s) = self.rx.recv().await {
