@@ -25,7 +25,7 @@ pub enum Error {
         message: Cow<'static, str>,
     },
     /// PostgreSQL failed.
-    #[error("database: {0}")]
+    #[error("database: {}", db_detail(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be had.
     #[error("database pool: {0}")]
@@ -116,6 +116,28 @@ impl Error {
     pub fn is_client(&self) -> bool {
         matches!(self, Error::Client { .. })
     }
+}
+
+/// The server's code and message when PostgreSQL answered with an error.
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{} ({}): {}",
+            db.message(),
+            db.code().code(),
+            db.detail().unwrap_or("")
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// True for PostgreSQL errors worth retrying as they are: deadlocks and serialization
+/// failures.
+pub fn is_retryable(e: &Error) -> bool {
+    matches!(e, Error::Db(d) if d.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+    }))
 }
 
 /// A PostgreSQL error that means "cannot reach the database" rather than a bad query.

@@ -118,7 +118,17 @@ async fn write_loop(deps: Deps, mut rx: mpsc::Receiver<Job>, fan_tx: mpsc::Sende
         }
         metrics::histogram!(m::WRITER_BATCH_SIZE).record(jobs.len() as f64);
         let batch: Vec<Job> = std::mem::take(&mut jobs);
-        match write_batch(&deps, &batch).await {
+        let mut outcome = write_batch(&deps, &batch).await;
+        for attempt in 1..=3 {
+            match &outcome {
+                Err(e) if crate::error::is_retryable(e) => {
+                    tracing::debug!(error = %e, attempt, "batch hit a deadlock or serialization failure; retrying");
+                    outcome = write_batch(&deps, &batch).await;
+                }
+                _ => break,
+            }
+        }
+        match outcome {
             Ok(outcomes) => finish(batch, outcomes, &fan_tx).await,
             Err(e)
                 if batch.len() > 1

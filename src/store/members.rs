@@ -1,5 +1,8 @@
 //! `conversation_members` rows: memberships with their cursors, the read cursor and the
 //! delivery cursor.
+//!
+//! Multi-row updates lock their rows in (conversation, user) order first, so the writer's
+//! transactions and the cursor flushes of every node cannot deadlock each other.
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
@@ -64,10 +67,18 @@ pub async fn advance_read(
     let mids: Vec<Uuid> = items.iter().map(|i| i.3).collect();
     let stmt = client
         .prepare_cached(
-            "UPDATE conversation_members m
-             SET read_seq = v.seq, last_read_message_id = v.mid, last_read_at = now()
-             FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[]) AS v(conv, usr, seq, mid)
-             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.read_seq < v.seq",
+            "WITH target AS (
+                 SELECT m.id, v.seq, v.mid
+                 FROM conversation_members m
+                 JOIN unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[]) AS v(conv, usr, seq, mid)
+                   ON m.conversation_id = v.conv AND m.user_id = v.usr
+                 WHERE m.read_seq < v.seq
+                 ORDER BY m.conversation_id, m.user_id
+                 FOR UPDATE OF m
+             )
+             UPDATE conversation_members m
+             SET read_seq = target.seq, last_read_message_id = target.mid, last_read_at = now()
+             FROM target WHERE m.id = target.id AND m.read_seq < target.seq",
         )
         .await?;
     client
@@ -86,9 +97,17 @@ pub async fn advance_delivered(client: &impl GenericClient, items: &[Cursor]) ->
     let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
     let stmt = client
         .prepare_cached(
-            "UPDATE conversation_members m SET delivered_seq = v.seq
-             FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
-             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.delivered_seq < v.seq",
+            "WITH target AS (
+                 SELECT m.id, v.seq
+                 FROM conversation_members m
+                 JOIN unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
+                   ON m.conversation_id = v.conv AND m.user_id = v.usr
+                 WHERE m.delivered_seq < v.seq
+                 ORDER BY m.conversation_id, m.user_id
+                 FOR UPDATE OF m
+             )
+             UPDATE conversation_members m SET delivered_seq = target.seq
+             FROM target WHERE m.id = target.id AND m.delivered_seq < target.seq",
         )
         .await?;
     client.execute(&stmt, &[&convs, &users, &seqs]).await?;
@@ -105,12 +124,20 @@ pub async fn advance_read_seq(client: &impl GenericClient, items: &[Cursor]) -> 
     let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
     let stmt = client
         .prepare_cached(
-            "UPDATE conversation_members m
-             SET read_seq = v.seq, last_read_at = now(),
+            "WITH target AS (
+                 SELECT m.id, v.conv, v.seq
+                 FROM conversation_members m
+                 JOIN unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
+                   ON m.conversation_id = v.conv AND m.user_id = v.usr
+                 WHERE m.read_seq < v.seq
+                 ORDER BY m.conversation_id, m.user_id
+                 FOR UPDATE OF m
+             )
+             UPDATE conversation_members m
+             SET read_seq = target.seq, last_read_at = now(),
                  last_read_message_id = (SELECT id FROM messages
-                                         WHERE conversation_id = v.conv AND seq = v.seq)
-             FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS v(conv, usr, seq)
-             WHERE m.conversation_id = v.conv AND m.user_id = v.usr AND m.read_seq < v.seq",
+                                         WHERE conversation_id = target.conv AND seq = target.seq)
+             FROM target WHERE m.id = target.id AND m.read_seq < target.seq",
         )
         .await?;
     client.execute(&stmt, &[&convs, &users, &seqs]).await?;
