@@ -2,10 +2,16 @@
 //! shared by the WebSocket and HTTP layers so a rule is the same whichever way it is used.
 
 pub mod chat;
+pub mod conversations;
 pub mod delivery;
 pub mod events;
+pub mod groups;
 pub mod members;
+pub mod notifications;
+pub mod profiles;
+pub mod relationships;
 pub mod routing;
+pub mod search;
 pub mod send;
 pub mod settings;
 pub mod writer;

@@ -2,6 +2,7 @@
 //! graceful stop that lets in-flight requests finish within the grace period.
 
 pub mod body;
+pub mod params;
 pub mod response;
 pub mod router;
 

@@ -5,12 +5,17 @@
 //! callers decide the transaction boundaries.
 
 pub mod conversations;
+pub mod groups;
+pub mod listing;
 pub mod members;
 pub mod messages;
 pub mod migrate;
+pub mod notifications;
 pub mod relationships;
+pub mod search;
 pub mod seed;
 pub mod settings;
+pub mod templates;
 
 use std::time::Duration;
 

@@ -6,6 +6,14 @@ mod harness;
 mod ws_client;
 
 mod foundation;
+mod http_admin;
+mod http_batch_send;
+mod http_conversations;
+mod http_members;
+mod http_notification_events;
+mod http_notifications;
+mod http_relationships;
+mod http_search;
 mod migrations;
 mod realtime;
 mod realtime_faults;

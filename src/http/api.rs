@@ -1,7 +1,14 @@
 //! Route handlers: thin adapters from HTTP to the domain services, one submodule per area.
 
 mod admin;
+mod conversations;
+mod members;
+mod messages;
+mod notifications;
+mod openapi;
+mod relationships;
 mod session;
+mod shapes;
 
 use super::response::Resp;
 use super::router::RouteId;
@@ -10,11 +17,12 @@ use crate::error::Result;
 
 /// Runs the handler of `call.route`.
 pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
+    use RouteId as R;
     match call.route.id {
-        RouteId::Health => Ok(probes::health()),
-        RouteId::Ready => probes::ready(ctx).await,
-        RouteId::Metrics => Ok(probes::metrics(ctx)),
-        RouteId::WebSocket => {
+        R::Health => Ok(probes::health()),
+        R::Ready => probes::ready(ctx).await,
+        R::Metrics => Ok(probes::metrics(ctx)),
+        R::WebSocket => {
             crate::ws::upgrade(
                 &ctx.hub,
                 &ctx.ws_limits,
@@ -23,9 +31,38 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
             )
             .await
         }
-        RouteId::WsToken => session::ws_token(ctx, call).await,
-        RouteId::AdminSettingsList => admin::settings_list(ctx, call).await,
-        RouteId::AdminSettingsReload => admin::settings_reload(ctx, call).await,
-        RouteId::AdminSettingsUpdate => admin::settings_update(ctx, call).await,
+        R::OpenApi => Ok(openapi::serve()),
+        R::WsToken => session::ws_token(ctx, call).await,
+        R::Logout => session::logout(ctx, call).await,
+        R::ConversationsList => conversations::list(ctx, call).await,
+        R::ConversationsSearch => conversations::search(ctx, call).await,
+        R::ConversationPrivate => conversations::create_private(ctx, call).await,
+        R::ConversationGroup => conversations::create_group(ctx, call).await,
+        R::ConversationMessages => conversations::history(ctx, call).await,
+        R::ConversationHide => conversations::hide(ctx, call).await,
+        R::MembersAdd => members::add(ctx, call).await,
+        R::MembersRemove => members::remove(ctx, call).await,
+        R::ConversationLeave => members::leave(ctx, call).await,
+        R::MemberRole => members::change_role(ctx, call).await,
+        R::MessageRecall => messages::recall(ctx, call).await,
+        R::MessagesSearch => messages::search(ctx, call).await,
+        R::NotificationsList => notifications::list(ctx, call).await,
+        R::NotificationsReadAll => notifications::read_all(ctx, call).await,
+        R::NotificationGet => notifications::get(ctx, call).await,
+        R::NotificationRead => notifications::mark_read(ctx, call).await,
+        R::NotificationDelete => notifications::delete(ctx, call).await,
+        R::Block => relationships::block(ctx, call).await,
+        R::Unblock => relationships::unblock(ctx, call).await,
+        R::BlockedList => relationships::blocked(ctx, call).await,
+        R::AdminSettingsList => admin::settings_list(ctx, call).await,
+        R::AdminSettingsReload => admin::settings_reload(ctx, call).await,
+        R::AdminSettingsUpdate => admin::settings_update(ctx, call).await,
+        R::AdminTemplatesList => admin::templates_list(ctx, call).await,
+        R::AdminTemplateCreate => admin::template_create(ctx, call).await,
+        R::AdminTemplatesInitDefaults => admin::templates_init_defaults(ctx, call).await,
+        R::AdminTemplateUpdate => admin::template_update(ctx, call).await,
+        R::AdminTemplateDelete => admin::template_delete(ctx, call).await,
+        R::AdminBatchSend => admin::batch_send(ctx, call).await,
+        R::AdminNodes => admin::nodes(ctx, call).await,
     }
 }

@@ -30,23 +30,45 @@ pub enum Scope {
 
 /// Names every route so handlers can be dispatched with a `match`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
 pub enum RouteId {
-    /// `GET /health`.
     Health,
-    /// `GET /ready`.
     Ready,
-    /// `GET /metrics`.
     Metrics,
-    /// `GET /ws` (token in the query, checked before the upgrade).
     WebSocket,
-    /// `POST /api/v1/ws-token`.
+    OpenApi,
     WsToken,
-    /// `GET /api/admin/settings`.
+    Logout,
+    ConversationsList,
+    ConversationsSearch,
+    ConversationPrivate,
+    ConversationGroup,
+    ConversationMessages,
+    ConversationHide,
+    MembersAdd,
+    MembersRemove,
+    ConversationLeave,
+    MemberRole,
+    MessageRecall,
+    MessagesSearch,
+    NotificationsList,
+    NotificationsReadAll,
+    NotificationGet,
+    NotificationRead,
+    NotificationDelete,
+    Block,
+    Unblock,
+    BlockedList,
     AdminSettingsList,
-    /// `POST /api/admin/settings/reload`.
     AdminSettingsReload,
-    /// `POST /api/admin/settings/:key`.
     AdminSettingsUpdate,
+    AdminTemplatesList,
+    AdminTemplateCreate,
+    AdminTemplatesInitDefaults,
+    AdminTemplateUpdate,
+    AdminTemplateDelete,
+    AdminBatchSend,
+    AdminNodes,
 }
 
 /// One route.
@@ -91,18 +113,48 @@ const fn route(
     }
 }
 
-/// Every route of the node.
+/// Every route of the node. Where two templates could match one path, the first wins, so
+/// static segments come before `:param` ones.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
     route(Method::GET, Scope::Root, "/health", RouteId::Health, Access::Public),
     route(Method::GET, Scope::Root, "/ready", RouteId::Ready, Access::Public),
     route(Method::GET, Scope::Root, "/metrics", RouteId::Metrics, Access::Public),
     route(Method::GET, Scope::Root, "/ws", RouteId::WebSocket, Access::Public),
+    route(Method::GET, Scope::User, "/openapi.json", RouteId::OpenApi, Access::Public),
     route(Method::POST, Scope::User, "/ws-token", RouteId::WsToken, Access::User),
+    route(Method::POST, Scope::User, "/logout", RouteId::Logout, Access::User),
+    route(Method::GET, Scope::User, "/conversations", RouteId::ConversationsList, Access::User),
+    route(Method::GET, Scope::User, "/conversations/search", RouteId::ConversationsSearch, Access::User),
+    route(Method::POST, Scope::User, "/conversations/private", RouteId::ConversationPrivate, Access::User),
+    route(Method::POST, Scope::User, "/conversations/group", RouteId::ConversationGroup, Access::User),
+    route(Method::GET, Scope::User, "/conversations/:id/messages", RouteId::ConversationMessages, Access::User),
+    route(Method::POST, Scope::User, "/conversations/:id/hide", RouteId::ConversationHide, Access::User),
+    route(Method::POST, Scope::User, "/conversations/:id/members", RouteId::MembersAdd, Access::User),
+    route(Method::POST, Scope::User, "/conversations/:id/members/remove", RouteId::MembersRemove, Access::User),
+    route(Method::POST, Scope::User, "/conversations/:id/leave", RouteId::ConversationLeave, Access::User),
+    route(Method::POST, Scope::User, "/conversations/:id/members/:user_id/role", RouteId::MemberRole, Access::User),
+    route(Method::POST, Scope::User, "/messages/:id/recall", RouteId::MessageRecall, Access::User),
+    route(Method::GET, Scope::User, "/messages/search", RouteId::MessagesSearch, Access::User),
+    route(Method::GET, Scope::User, "/notifications", RouteId::NotificationsList, Access::User),
+    route(Method::POST, Scope::User, "/notifications/read-all", RouteId::NotificationsReadAll, Access::User),
+    route(Method::GET, Scope::User, "/notifications/:id", RouteId::NotificationGet, Access::User),
+    route(Method::POST, Scope::User, "/notifications/:id/read", RouteId::NotificationRead, Access::User),
+    route(Method::POST, Scope::User, "/notifications/:id/delete", RouteId::NotificationDelete, Access::User),
+    route(Method::POST, Scope::User, "/relationships/block", RouteId::Block, Access::User),
+    route(Method::POST, Scope::User, "/relationships/unblock", RouteId::Unblock, Access::User),
+    route(Method::GET, Scope::User, "/relationships/blocked", RouteId::BlockedList, Access::User),
     route(Method::GET, Scope::Admin, "/settings", RouteId::AdminSettingsList, Access::Admin),
     // The static segment comes first so it shadows a setting named "reload", as in the original.
     route(Method::POST, Scope::Admin, "/settings/reload", RouteId::AdminSettingsReload, Access::Admin),
     route(Method::POST, Scope::Admin, "/settings/:key", RouteId::AdminSettingsUpdate, Access::Admin),
+    route(Method::GET, Scope::Admin, "/notification-templates", RouteId::AdminTemplatesList, Access::Admin),
+    route(Method::POST, Scope::Admin, "/notification-templates", RouteId::AdminTemplateCreate, Access::Admin),
+    route(Method::POST, Scope::Admin, "/notification-templates/init-defaults", RouteId::AdminTemplatesInitDefaults, Access::Admin),
+    route(Method::POST, Scope::Admin, "/notification-templates/:id", RouteId::AdminTemplateUpdate, Access::Admin),
+    route(Method::DELETE, Scope::Admin, "/notification-templates/:id", RouteId::AdminTemplateDelete, Access::Admin),
+    route(Method::POST, Scope::Admin, "/notifications/batch-send", RouteId::AdminBatchSend, Access::Admin),
+    route(Method::GET, Scope::Admin, "/nodes", RouteId::AdminNodes, Access::Admin),
 ];
 
 /// Path parameters of a matched route, in template order.

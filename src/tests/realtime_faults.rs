@@ -258,7 +258,7 @@ async fn redis_get(c: &Cluster, key: &str) -> Option<String> {
 async fn silent_connections_are_closed_live_ones_are_kept() {
     let c = Cluster::start(
         1,
-        &[("WS_PING_SECONDS", "1"), ("WS_IDLE_TIMEOUT_SECONDS", "3")],
+        &[("WS_PING_SECONDS", "1"), ("WS_IDLE_TIMEOUT_SECONDS", "4")],
     )
     .await;
     // This client answers pings (its reader runs): alive after 5 s.

@@ -1,4 +1,4 @@
-//! Session routes: `POST /api/v1/ws-token` issues a short-lived WebSocket token and the
+//! Session routes: `POST /api/v1/logout`; `POST /api/v1/ws-token` issues a short-lived WebSocket token and the
 //! `ws_url` of the live node with the fewest connections, in the Gateway's response shape
 //! (PROTOCOL.md §1.2).
 
@@ -27,4 +27,15 @@ pub async fn ws_token(ctx: &Ctx, call: Call) -> Result<Resp> {
         "ws_url": ws_url,
         "expires_in": ttl.as_secs().to_string(),
     })))
+}
+
+/// `POST /api/v1/logout`: closes every connection of the token's own user on every node
+/// (DECISIONS.md fixes the original's trust in an `X-User-ID` header).
+pub async fn logout(ctx: &Ctx, call: Call) -> Result<Resp> {
+    let caller = call.caller()?;
+    let env = ctx
+        .services
+        .envelope(&crate::domain::routing::Routed::Logout);
+    ctx.services.bus.route(caller.user_id, env).await;
+    Ok(response::ok_message("Logged out"))
 }

@@ -64,6 +64,18 @@ impl Hub {
                 let n = missing.messages.len();
                 self.finish_sync(user, &memberships, missing, true).await;
                 metrics::counter!(m::OFFLINE_DELIVERED).increment(n as u64);
+                // The newest unread notification, whenever there is one (DECISIONS.md).
+                match self.services.latest_unread_frame(user).await {
+                    Ok(Some(frame)) => {
+                        if let Some(entry) = self.shard(user).users.get_mut(&user) {
+                            push_frame(entry, frame);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(%user, error = %e, "latest notification lookup failed")
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(%user, error = %e, "offline drain failed; retrying");

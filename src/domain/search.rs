@@ -1,0 +1,57 @@
+//! Message search (PROTOCOL.md §3.4, DECISIONS.md "search"): a case-insensitive substring
+//! of the content, with `%`, `_` and `\` in the term taken literally, only in
+//! conversations the caller is an active member of, recalled messages left out.
+
+use uuid::Uuid;
+
+use super::Services;
+use crate::error::{Error, Result};
+use crate::model::Message;
+use crate::store;
+
+/// The `ILIKE` pattern matching `term` anywhere, its wildcards escaped with `\`.
+pub fn like_pattern(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for ch in term.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+impl Services {
+    /// `GET /messages/search`: newest first; `conversation` narrows it to one conversation
+    /// the caller must be an active member of.
+    pub async fn search_messages(
+        &self,
+        user: Uuid,
+        term: &str,
+        conversation: Option<Uuid>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Message>> {
+        let db = self.store.conn().await?;
+        if let Some(c) = conversation
+            && !store::search::is_active_member(&db, c, user).await?
+        {
+            return Err(Error::forbidden(
+                "not_member",
+                "you are not a member of this conversation",
+            ));
+        }
+        store::search::messages(&db, user, &like_pattern(term), conversation, limit, offset).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wildcards_are_literal() {
+        assert_eq!(super::like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+        assert_eq!(super::like_pattern("你好"), "%你好%");
+    }
+}

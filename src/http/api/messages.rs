@@ -1,0 +1,42 @@
+//! Message routes: recall (the same rule and events as over WebSocket) and search.
+
+use crate::error::{Error, Result};
+use crate::http::response::Resp;
+use crate::http::{Call, Ctx};
+
+/// `POST /api/v1/messages/:id/recall`: the same rule and events as the WebSocket `recall`.
+pub async fn recall(ctx: &Ctx, call: Call) -> Result<Resp> {
+    let caller = call.caller()?;
+    let id = crate::http::params::path_uuid(&call, "id", "Invalid message ID")?;
+    ctx.services.recall(caller.user_id, id).await?;
+    Ok(crate::http::response::ok_message(
+        "Message recalled successfully",
+    ))
+}
+
+/// `GET /api/v1/messages/search?q=…[&conversation_id][&limit][&offset]`: newest first,
+/// only in conversations the caller is an active member of.
+pub async fn search(ctx: &Ctx, call: Call) -> Result<Resp> {
+    use crate::http::params::Query;
+    let caller = call.caller()?;
+    let q = Query::of(&call);
+    let term = q
+        .text(&["q", "keyword"])
+        .ok_or_else(|| Error::bad_request("missing_query", "q or keyword is required"))?;
+    let conversation = match q.get("conversation_id").map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(uuid::Uuid::try_parse(v).map_err(|_| {
+            Error::bad_request("invalid_conversation_id", "Invalid conversation_id")
+        })?),
+    };
+    let (limit, offset) = (q.limit(50)?, q.offset()?);
+    let found = ctx
+        .services
+        .search_messages(caller.user_id, &term, conversation, limit, offset)
+        .await?;
+    let messages: Vec<crate::domain::events::MessageObject<'_>> =
+        found.iter().map(Into::into).collect();
+    Ok(crate::http::response::ok(
+        serde_json::json!({ "messages": messages }),
+    ))
+}

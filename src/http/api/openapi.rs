@@ -1,0 +1,237 @@
+//! The OpenAPI 3.1 document of every HTTP route, served at `GET /api/v1/openapi.json`.
+//!
+//! Each route is described here by hand ([`DOCS`]); a test checks that this list and the
+//! route table name exactly the same routes, so a new route cannot go undocumented.
+//! Schemas live in `openapi_components.json`.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::http::response::{self, Resp};
+
+/// How one route is documented.
+pub struct Doc {
+    /// HTTP method.
+    pub method: Method,
+    /// Canonical path (`/api/v1/...`, `/api/admin/...`, `:param` segments).
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Query parameters: (name, schema type, description).
+    pub query: &'static [(&'static str, &'static str, &'static str)],
+    /// Request body schema (a component name), if any.
+    pub body: Option<&'static str>,
+    /// `data` schema of the success envelope (a component name), or `None` for a message only.
+    pub data: Option<&'static str>,
+    /// Who may call it: "public", "user" or "admin".
+    pub auth: &'static str,
+}
+
+const PAGING: [(&str, &str, &str); 2] = [
+    (
+        "limit",
+        "integer",
+        "1..100; the route's default when absent",
+    ),
+    ("offset", "integer", ">= 0"),
+];
+
+macro_rules! doc {
+    ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal) => {
+        Doc {
+            method: Method::$m,
+            path: $path,
+            summary: $summary,
+            query: $q,
+            body: $b,
+            data: $d,
+            auth: $a,
+        }
+    };
+}
+
+/// Every route, documented.
+#[rustfmt::skip]
+pub static DOCS: &[Doc] = &[
+    doc!(GET "/health", "Liveness: data.status = \"ok\"", query: &[], body: None, data: Some("Health"), auth: "public"),
+    doc!(GET "/ready", "Readiness: 200 when PostgreSQL and Redis answer and the node is not draining, else 503", query: &[], body: None, data: Some("Ready"), auth: "public"),
+    doc!(GET "/metrics", "Prometheus text exposition (not an envelope)", query: &[], body: None, data: None, auth: "public"),
+    doc!(GET "/ws", "WebSocket upgrade; the token is checked before the upgrade (see the README for the protocol)", query: &[("token", "string", "a JWT"), ("ack", "string", "1 for acknowledged delivery")], body: None, data: None, auth: "public"),
+    doc!(GET "/api/v1/openapi.json", "This document", query: &[], body: None, data: None, auth: "public"),
+    doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
+    doc!(POST "/api/v1/logout", "Closes every connection of the caller on every node", query: &[], body: None, data: None, auth: "user"),
+    doc!(GET "/api/v1/conversations", "The caller's conversations, newest activity first (hidden ones left out)", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
+    doc!(GET "/api/v1/conversations/search", "The caller's private conversations whose partner's name matches", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), PAGING[0], PAGING[1]], body: None, data: Some("ConversationSearch"), auth: "user"),
+    doc!(POST "/api/v1/conversations/private", "Get or create the private conversation with a user", query: &[], body: Some("PrivateRequest"), data: Some("PrivateResponse"), auth: "user"),
+    doc!(POST "/api/v1/conversations/group", "Create a group; the caller becomes its owner", query: &[], body: Some("GroupRequest"), data: Some("Conversation"), auth: "user"),
+    doc!(GET "/api/v1/conversations/:id/messages", "History, oldest to newest within the page; pages by offset, before_seq or after_seq", query: &[PAGING[0], PAGING[1], ("before_seq", "integer", "the page just before this seq"), ("after_seq", "integer", "the page just after this seq")], body: None, data: Some("History"), auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/hide", "Hide a conversation for the caller until its next message", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/members", "Add members to a group (owner or admin)", query: &[], body: Some("MemberIds"), data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/members/remove", "Remove a member from a group (owner or admin; admins cannot remove admins)", query: &[], body: Some("UserIdRequest"), data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/members/:user_id/role", "Change a member's role (owner only; making someone owner demotes the old owner to admin)", query: &[], body: Some("RoleRequest"), data: None, auth: "user"),
+    doc!(POST "/api/v1/messages/:id/recall", "Recall one's own message within the recall window", query: &[], body: None, data: None, auth: "user"),
+    doc!(GET "/api/v1/messages/search", "Search the caller's active conversations, newest first", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), ("conversation_id", "string", "only this conversation"), PAGING[0], PAGING[1]], body: None, data: Some("MessageList"), auth: "user"),
+    doc!(GET "/api/v1/notifications", "The caller's notifications, most important and newest first", query: &[PAGING[0], PAGING[1], ("unread_only", "string", "true for unread only")], body: None, data: Some("NotificationList"), auth: "user"),
+    doc!(POST "/api/v1/notifications/read-all", "Mark every notification read", query: &[], body: None, data: None, auth: "user"),
+    doc!(GET "/api/v1/notifications/:id", "One notification (marks it read)", query: &[], body: None, data: Some("NotificationDetail"), auth: "user"),
+    doc!(POST "/api/v1/notifications/:id/read", "Mark one notification read", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/notifications/:id/delete", "Delete one notification", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/relationships/block", "Block a user", query: &[], body: Some("TargetRequest"), data: None, auth: "user"),
+    doc!(POST "/api/v1/relationships/unblock", "Unblock a user", query: &[], body: Some("TargetRequest"), data: None, auth: "user"),
+    doc!(GET "/api/v1/relationships/blocked", "Users the caller blocked, newest first", query: &[PAGING[0], PAGING[1]], body: None, data: Some("BlockedList"), auth: "user"),
+    doc!(GET "/api/admin/settings", "Every system setting", query: &[], body: None, data: Some("Settings"), auth: "admin"),
+    doc!(POST "/api/admin/settings/reload", "Re-read the settings on every node", query: &[], body: None, data: Some("MessageData"), auth: "admin"),
+    doc!(POST "/api/admin/settings/:key", "Change a setting (typed; reaches every node within a second)", query: &[], body: Some("SettingRequest"), data: Some("SettingUpdated"), auth: "admin"),
+    doc!(GET "/api/admin/notification-templates", "Every notification template", query: &[], body: None, data: Some("TemplateList"), auth: "admin"),
+    doc!(POST "/api/admin/notification-templates", "Create a template", query: &[], body: Some("NotificationTemplate"), data: Some("TemplateDetail"), auth: "admin"),
+    doc!(POST "/api/admin/notification-templates/init-defaults", "Insert the default templates that are missing", query: &[], body: None, data: None, auth: "admin"),
+    doc!(POST "/api/admin/notification-templates/:id", "Update a template's fields", query: &[], body: Some("NotificationTemplate"), data: None, auth: "admin"),
+    doc!(DELETE "/api/admin/notification-templates/:id", "Delete a template", query: &[], body: None, data: None, auth: "admin"),
+    doc!(POST "/api/admin/notifications/batch-send", "Send a templated notification to users", query: &[], body: Some("BatchSendRequest"), data: Some("BatchSendResult"), auth: "admin"),
+    doc!(GET "/api/admin/nodes", "The node registry", query: &[], body: None, data: Some("Nodes"), auth: "admin"),
+];
+
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix(':'))
+        .collect()
+}
+
+fn openapi_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| match s.strip_prefix(':') {
+            Some(p) => format!("{{{p}}}"),
+            None => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn operation(d: &Doc) -> Value {
+    let mut params: Vec<Value> = path_params(d.path)
+        .into_iter()
+        .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    params.extend(d.query.iter().map(|(name, ty, desc)| {
+        json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}})
+    }));
+    let success = match d.data {
+        Some(schema) => json!({"allOf": [
+            {"$ref": "#/components/schemas/Envelope"},
+            {"type": "object", "properties": {"data": {"$ref": format!("#/components/schemas/{schema}")}}}
+        ]}),
+        None => json!({"$ref": "#/components/schemas/Envelope"}),
+    };
+    let mut op = json!({
+        "summary": d.summary,
+        "parameters": params,
+        "responses": {
+            "200": {"description": "success", "content": {"application/json": {"schema": success}}},
+            "default": {"description": "an error envelope: code is the HTTP status, error a stable code",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+    });
+    if let Some(body) = d.body {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {
+            "schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+    }
+    op["security"] = match d.auth {
+        "public" => json!([]),
+        _ => json!([{"bearer": []}]),
+    };
+    if d.auth == "admin" {
+        op["description"] = json!(
+            "Admin only: a token with role \"admin\" or a user in ADMIN_USER_IDS; anyone else gets 403. Also served under /api/v1/admin."
+        );
+    } else if d.path.starts_with("/api/v1/") {
+        op["description"] = json!("Also served under /api (without v1).");
+    }
+    op
+}
+
+/// The whole document.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut paths = serde_json::Map::new();
+        for d in DOCS {
+            let entry = paths
+                .entry(openapi_path(d.path))
+                .or_insert_with(|| json!({}));
+            entry[d.method.as_str().to_lowercase()] = operation(d);
+        }
+        let components: Value = serde_json::from_str(include_str!("openapi_components.json"))
+            .expect("openapi_components.json is valid JSON");
+        json!({
+            "openapi": "3.1.0",
+            "info": {
+                "title": "dinq-message",
+                "version": env!("CARGO_PKG_VERSION"),
+                "description": "HTTP API of dinq-message, wire-compatible with dinq_message. Every answer is the envelope {code, message, data}."
+            },
+            "paths": paths,
+            "components": components,
+        })
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub fn serve() -> Resp {
+    static BODY: OnceLock<Bytes> = OnceLock::new();
+    let body =
+        BODY.get_or_init(|| Bytes::from(serde_json::to_vec(document()).expect("serializable")));
+    response::json(hyper::StatusCode::OK, body.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::http::router::ROUTES;
+
+    #[test]
+    fn the_document_names_exactly_the_routes_of_the_table() {
+        let table: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.template()))
+            .collect();
+        let documented: BTreeSet<(String, String)> = DOCS
+            .iter()
+            .map(|d| (d.method.to_string(), d.path.to_string()))
+            .collect();
+        assert_eq!(table, documented);
+        for r in ROUTES {
+            let doc = DOCS
+                .iter()
+                .find(|d| d.method == r.method && d.path == r.template())
+                .unwrap();
+            let expected = match r.access {
+                crate::http::router::Access::Public => "public",
+                crate::http::router::Access::User => "user",
+                crate::http::router::Access::Admin => "admin",
+            };
+            assert_eq!(doc.auth, expected, "{} {}", r.method, r.template());
+        }
+    }
+
+    #[test]
+    fn every_referenced_schema_exists() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = &doc["components"]["schemas"];
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                schemas.get(&name).is_some(),
+                "schema {name} is referenced but not defined"
+            );
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["paths"]["/api/v1/conversations/{id}/messages"]["get"].is_object());
+    }
+}

@@ -1,0 +1,333 @@
+//! Reads behind the conversation routes: a user's conversation page (with the last message
+//! and the user's read cursor), active members with their derived unread counts and hidden
+//! flags, private partners for the name searches, history pages by seq, and hiding.
+//!
+//! Every function answers for a whole page with one query; nothing here loops over rows
+//! issuing more queries.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{ConversationKind, Message, Role, Timestamp};
+use crate::store::messages::{COLUMNS, from_row as message_from_row};
+
+/// The last message of a conversation, as far as lists need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastMessage {
+    /// Its sender.
+    pub sender_id: Uuid,
+    /// Its type.
+    pub message_type: String,
+    /// Its text.
+    pub content: Option<String>,
+    /// Recalled by its sender.
+    pub is_recalled: bool,
+}
+
+/// A conversation as one of its members sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    /// Conversation id.
+    pub id: Uuid,
+    /// Private or group.
+    pub kind: ConversationKind,
+    /// Group name (groups only).
+    pub group_name: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Bumped by every message.
+    pub updated_at: Timestamp,
+    /// Time of the newest message.
+    pub last_message_at: Option<Timestamp>,
+    /// The newest message.
+    pub last_message_id: Option<Uuid>,
+    /// Highest seq.
+    pub last_seq: i64,
+    /// First-message limit: who spoke first.
+    pub first_sender_id: Option<Uuid>,
+    /// First-message limit: the other side wrote back.
+    pub replied: bool,
+    /// The viewing member's read cursor.
+    pub read_seq: i64,
+    /// The newest message, when there is one.
+    pub last_message: Option<LastMessage>,
+}
+
+/// One active member row with what the lists show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// Row id.
+    pub id: Uuid,
+    /// Conversation.
+    pub conversation_id: Uuid,
+    /// The member.
+    pub user_id: Uuid,
+    /// Role.
+    pub role: Role,
+    /// Never changed by any route.
+    pub is_muted: bool,
+    /// Hidden by the member and nothing newer since (`hidden_seq >= last_seq`).
+    pub is_hidden: bool,
+    /// When the member joined.
+    pub joined_at: Timestamp,
+    /// When the member left (always absent for active members).
+    pub left_at: Option<Timestamp>,
+    /// `last_seq - read_seq`.
+    pub unread_count: i64,
+    /// The message the read cursor points at.
+    pub last_read_message_id: Option<Uuid>,
+    /// When the read cursor last moved.
+    pub last_read_at: Option<Timestamp>,
+}
+
+/// Where a history page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages, skipping `offset` of the newest.
+    Newest {
+        /// Messages skipped from the newest end.
+        offset: i64,
+    },
+    /// The messages just before this seq.
+    Before(i64),
+    /// The messages just after this seq.
+    After(i64),
+}
+
+/// The caller's view of a conversation they belong to, for history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// Private or group.
+    pub kind: ConversationKind,
+    /// First-message limit: who spoke first.
+    pub first_sender_id: Option<Uuid>,
+    /// First-message limit: the other side wrote back.
+    pub replied: bool,
+    /// In a private conversation, the other active member.
+    pub other: Option<Uuid>,
+}
+
+const CONVERSATION_SELECT: &str = "SELECT c.id, c.conversation_type, c.group_name, c.created_at,
+        c.updated_at, c.last_message_at, c.last_message_id, c.last_seq, c.first_sender_id,
+        c.replied, cm.read_seq, lm.sender_id, lm.message_type, lm.content,
+        COALESCE(lm.is_recalled, FALSE)
+     FROM conversation_members cm
+     JOIN conversations c ON c.id = cm.conversation_id
+     LEFT JOIN messages lm ON lm.id = c.last_message_id";
+
+/// True when a member row is hidden: `cm` hid `c` and nothing came since.
+const HIDDEN: &str = "(cm.hidden_seq IS NOT NULL AND cm.hidden_seq >= c.last_seq)";
+
+fn conversation_from_row(r: &Row) -> ConversationRow {
+    let created_at: Option<Timestamp> = r.get(3);
+    let updated_at: Option<Timestamp> = r.get(4);
+    let sender: Option<Uuid> = r.get(11);
+    let message_type: Option<String> = r.get(12);
+    ConversationRow {
+        id: r.get(0),
+        kind: ConversationKind::parse(r.get(1)),
+        group_name: r.get(2),
+        created_at: created_at.unwrap_or(Timestamp(0)),
+        updated_at: updated_at.or(created_at).unwrap_or(Timestamp(0)),
+        last_message_at: r.get(5),
+        last_message_id: r.get(6),
+        last_seq: r.get(7),
+        first_sender_id: r.get(8),
+        replied: r.get(9),
+        read_seq: r.get(10),
+        last_message: sender
+            .zip(message_type)
+            .map(|(sender_id, message_type)| LastMessage {
+                sender_id,
+                message_type,
+                content: r.get(13),
+                is_recalled: r.get(14),
+            }),
+    }
+}
+
+/// `user`'s active, non-hidden conversations, newest activity first.
+pub async fn page(
+    client: &impl GenericClient,
+    user: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ConversationRow>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "{CONVERSATION_SELECT}
+             WHERE cm.user_id = $1 AND cm.left_at IS NULL AND NOT {HIDDEN}
+             ORDER BY c.last_message_at DESC NULLS LAST, c.created_at DESC, c.id DESC
+             LIMIT $2 OFFSET $3"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&user, &limit, &offset]).await?;
+    Ok(rows.iter().map(conversation_from_row).collect())
+}
+
+/// The conversations among `ids` that `user` is an active member of (hidden or not), in
+/// no particular order.
+pub async fn by_ids(
+    client: &impl GenericClient,
+    user: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<ConversationRow>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "{CONVERSATION_SELECT}
+             WHERE cm.user_id = $1 AND cm.left_at IS NULL AND cm.conversation_id = ANY($2)"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&user, &ids]).await?;
+    Ok(rows.iter().map(conversation_from_row).collect())
+}
+
+/// `(conversation, other member)` of `user`'s active private conversations, most recently
+/// updated first; hidden ones only when `include_hidden`.
+pub async fn private_partners(
+    client: &impl GenericClient,
+    user: Uuid,
+    include_hidden: bool,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT c.id, other.user_id
+             FROM conversation_members cm
+             JOIN conversations c ON c.id = cm.conversation_id AND c.conversation_type = 'private'
+             JOIN conversation_members other
+               ON other.conversation_id = c.id AND other.user_id <> cm.user_id
+              AND other.left_at IS NULL
+             WHERE cm.user_id = $1 AND cm.left_at IS NULL AND ($2 OR NOT {HIDDEN})
+             ORDER BY c.updated_at DESC NULLS LAST, c.created_at DESC, c.id DESC"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&user, &include_hidden]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Active members of each conversation in `ids`, oldest membership first.
+pub async fn members(client: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<MemberRow>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT cm.id, cm.conversation_id, cm.user_id, cm.role, COALESCE(cm.is_muted, FALSE),
+                    {HIDDEN}, cm.joined_at, cm.left_at, GREATEST(c.last_seq - cm.read_seq, 0),
+                    cm.last_read_message_id, cm.last_read_at
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.conversation_id = ANY($1) AND cm.left_at IS NULL
+             ORDER BY cm.conversation_id, cm.joined_at, cm.user_id"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let role: Option<String> = r.get(3);
+            let joined_at: Option<Timestamp> = r.get(6);
+            MemberRow {
+                id: r.get(0),
+                conversation_id: r.get(1),
+                user_id: r.get(2),
+                role: role
+                    .as_deref()
+                    .and_then(Role::parse)
+                    .unwrap_or(Role::Member),
+                is_muted: r.get(4),
+                is_hidden: r.get(5),
+                joined_at: joined_at.unwrap_or(Timestamp(0)),
+                left_at: r.get(7),
+                unread_count: r.get(8),
+                last_read_message_id: r.get(9),
+                last_read_at: r.get(10),
+            }
+        })
+        .collect())
+}
+
+/// What history needs to know about `user`'s membership of `conversation`; `None` when
+/// the user is not an active member (or the conversation does not exist).
+pub async fn access(
+    client: &impl GenericClient,
+    conversation: Uuid,
+    user: Uuid,
+) -> Result<Option<Access>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT c.conversation_type, c.first_sender_id, c.replied,
+                    (SELECT o.user_id FROM conversation_members o
+                     WHERE o.conversation_id = c.id AND o.user_id <> cm.user_id
+                       AND o.left_at IS NULL AND c.conversation_type = 'private'
+                     LIMIT 1)
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.conversation_id = $1 AND cm.user_id = $2 AND cm.left_at IS NULL",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&conversation, &user])
+        .await?
+        .map(|r| Access {
+            kind: ConversationKind::parse(r.get(0)),
+            first_sender_id: r.get(1),
+            replied: r.get(2),
+            other: r.get(3),
+        }))
+}
+
+/// One page of `conversation`'s messages, oldest first.
+pub async fn history(
+    client: &impl GenericClient,
+    conversation: Uuid,
+    page: Page,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let (sql, bound, reverse) = match page {
+        Page::Newest { offset } => (
+            format!(
+                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1
+                 ORDER BY seq DESC LIMIT $2 OFFSET $3"
+            ),
+            offset,
+            true,
+        ),
+        Page::Before(seq) => (
+            format!(
+                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $3
+                 ORDER BY seq DESC LIMIT $2"
+            ),
+            seq,
+            true,
+        ),
+        Page::After(seq) => (
+            format!(
+                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $3
+                 ORDER BY seq LIMIT $2"
+            ),
+            seq,
+            false,
+        ),
+    };
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client
+        .query(&stmt, &[&conversation, &limit, &bound])
+        .await?;
+    let mut messages: Vec<Message> = rows.iter().map(message_from_row).collect();
+    if reverse {
+        messages.reverse();
+    }
+    Ok(messages)
+}
+
+/// Hides `conversation` for `user` up to its current last seq. False when the user is not
+/// an active member.
+pub async fn hide(client: &impl GenericClient, conversation: Uuid, user: Uuid) -> Result<bool> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE conversation_members cm SET hidden_seq = c.last_seq
+             FROM conversations c
+             WHERE c.id = cm.conversation_id AND cm.conversation_id = $1 AND cm.user_id = $2
+               AND cm.left_at IS NULL",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&conversation, &user]).await? == 1)
+}
