@@ -14,6 +14,7 @@ mod http_notification_events;
 mod http_notifications;
 mod http_relationships;
 mod http_search;
+mod loadtest_smoke;
 mod migrations;
 mod realtime;
 mod realtime_faults;

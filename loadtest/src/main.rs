@@ -1,6 +1,313 @@
-//! dinq-loadtest: the load generator (skeleton; scenarios arrive with the load-test issue).
+//! `dinq-loadtest`: runs load scenarios against a dinq-message cluster and writes a report.
+//!
+//! ```text
+//! dinq-loadtest <scenario>... --nodes http://127.0.0.1:8083,http://127.0.0.1:8084 --secret S
+//!     [--sources 127.0.0.1-127.0.0.16] [--duration 10] [--rates 1000,5000,10000,20000]
+//!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
+//!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
+//! scenarios: ceilings throughput latency crossnode fanout connections parity smoke all
+//! ```
 
-fn main() {
-    eprintln!("dinq-loadtest: no scenarios yet");
-    std::process::exit(2);
+use std::net::IpAddr;
+use std::time::Duration;
+
+use dinq_loadtest::report::Report;
+use dinq_loadtest::scenarios::{connections, fanout, parity, throughput};
+use dinq_loadtest::{Target, api, ceilings};
+
+struct Opts {
+    scenarios: Vec<String>,
+    target: Target,
+    duration: Duration,
+    rates: Vec<u64>,
+    pairs: usize,
+    groups: Vec<usize>,
+    group_rate: u64,
+    connections: Vec<usize>,
+    hold: Duration,
+    redis_url: Option<String>,
+    database_url: Option<String>,
+    verify: bool,
+    out: Option<String>,
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
+    v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}
+
+fn sources(v: &str) -> Vec<IpAddr> {
+    // "127.0.0.1-127.0.0.16" or a comma list.
+    if let Some((a, b)) = v.split_once('-') {
+        let (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(b))) = (a.parse(), b.parse()) else {
+            return Vec::new();
+        };
+        let (a, b) = (u32::from(a), u32::from(b));
+        return (a..=b).map(|x| IpAddr::V4(x.into())).collect();
+    }
+    list(v)
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        scenarios: Vec::new(),
+        target: Target {
+            nodes: vec!["http://127.0.0.1:8083".into()],
+            secret: std::env::var("JWT_SECRET").unwrap_or_default(),
+            sources: Vec::new(),
+        },
+        duration: Duration::from_secs(10),
+        rates: vec![1000, 5000, 10_000, 20_000],
+        pairs: 1000,
+        groups: vec![10, 100, 1000],
+        group_rate: 200,
+        connections: vec![10_000],
+        hold: Duration::from_secs(20),
+        redis_url: std::env::var("REDIS_URL").ok().map(|u| {
+            if u.contains("://") {
+                u
+            } else {
+                format!("redis://{u}")
+            }
+        }),
+        database_url: std::env::var("DATABASE_URL").ok(),
+        verify: false,
+        out: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--nodes" => {
+                o.target.nodes = val()?
+                    .split(',')
+                    .map(|s| s.trim().trim_end_matches('/').to_string())
+                    .collect()
+            }
+            "--secret" => o.target.secret = val()?,
+            "--sources" => o.target.sources = sources(&val()?),
+            "--duration" => {
+                o.duration = Duration::from_secs(val()?.parse().map_err(|_| "--duration: seconds")?)
+            }
+            "--rates" => o.rates = list(&val()?),
+            "--pairs" => o.pairs = val()?.parse().map_err(|_| "--pairs: a number")?,
+            "--groups" => o.groups = list(&val()?),
+            "--group-rate" => {
+                o.group_rate = val()?.parse().map_err(|_| "--group-rate: a number")?
+            }
+            "--connections" => o.connections = list(&val()?),
+            "--hold" => {
+                o.hold = Duration::from_secs(val()?.parse().map_err(|_| "--hold: seconds")?)
+            }
+            "--redis-url" => o.redis_url = Some(val()?),
+            "--database-url" => o.database_url = Some(val()?),
+            "--verify" => o.verify = true,
+            "--out" => o.out = Some(val()?),
+            "-h" | "--help" => {
+                return Err(include_str!("main.rs")
+                    .lines()
+                    .skip(2)
+                    .take(7)
+                    .map(|l| l.trim_start_matches("//! "))
+                    .collect::<Vec<_>>()
+                    .join("\n"));
+            }
+            s if !s.starts_with('-') => o.scenarios.push(s.to_string()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if o.target.secret.is_empty() {
+        return Err("--secret (or JWT_SECRET) is required".into());
+    }
+    if o.scenarios.is_empty() {
+        o.scenarios.push("smoke".into());
+    }
+    Ok(o)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    format!(
+        "{cpus} cores ({model}), {:.1} GiB RAM",
+        mem as f64 / 1048576.0
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(64);
+        }
+    };
+    match run(&o).await {
+        Ok(report) => {
+            let md = report.markdown();
+            println!("{md}");
+            if let Some(dir) = &o.out {
+                let _ = std::fs::create_dir_all(dir);
+                let _ = std::fs::write(format!("{dir}/report.md"), &md);
+                let _ = std::fs::write(
+                    format!("{dir}/report.json"),
+                    serde_json::to_string_pretty(&report).unwrap_or_default(),
+                );
+                eprintln!("report written to {dir}/report.md and report.json");
+            }
+        }
+        Err(e) => {
+            eprintln!("dinq-loadtest: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(o: &Opts) -> Result<Report, String> {
+    let mut report = Report {
+        machine: machine(),
+        date: std::process::Command::new("date")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        setup: format!(
+            "{} node(s): {}",
+            o.target.nodes.len(),
+            o.target.nodes.join(", ")
+        ),
+        ..Default::default()
+    };
+    // Load needs the per-user rate limit out of the way.
+    api::set_setting(
+        &o.target.nodes[0],
+        &o.target.secret,
+        "max_messages_per_second",
+        "0",
+    )
+    .await?;
+    let all = o.scenarios.iter().any(|s| s == "all");
+    let wants = |s: &str| all || o.scenarios.iter().any(|x| x == s);
+
+    if wants("ceilings") {
+        let mut c = ceilings::Ceilings {
+            payload_bytes: 420,
+            ..Default::default()
+        };
+        let d = Duration::from_secs(5);
+        if let Some(url) = &o.redis_url {
+            eprintln!("ceiling: Redis PUBLISH");
+            c.redis_publish_per_second = ceilings::redis_publish(url, c.payload_bytes, d).await?;
+        }
+        if let Some(url) = &o.database_url {
+            eprintln!("ceiling: PostgreSQL insert");
+            c.pg_insert_rows_per_second = ceilings::pg_insert(url, d).await?;
+        }
+        eprintln!("ceiling: WebSocket echo");
+        c.ws_echo_per_second = ceilings::ws_echo(64, d).await?;
+        report.ceilings = Some(c);
+    }
+    if wants("parity") {
+        report.parity.push(parity::pairs(&o.target, 100).await?);
+        report
+            .parity
+            .push(parity::capacity(&o.target, 500, 5).await?);
+        report
+            .parity
+            .push(parity::high_throughput(&o.target, 100, 50).await?);
+    }
+    if wants("throughput") || wants("latency") || wants("smoke") {
+        let pairs = throughput::setup(&o.target, o.pairs, o.target.nodes.len() > 1).await?;
+        if wants("throughput") {
+            // Raise the rate until it is no longer sustained.
+            let mut rate = 2_000u64;
+            loop {
+                eprintln!("throughput: {rate}/s for {:?}", o.duration);
+                let step = throughput::run(&pairs, rate, o.duration, o.verify).await;
+                let ok = step.sustained();
+                eprintln!(
+                    "  delivered {:.0}/s p99 {:.1} ms sustained={ok}",
+                    step.delivered_per_second, step.latency.p99_ms
+                );
+                report.throughput.push(step);
+                if !ok {
+                    break;
+                }
+                report.max_sustained_rate = Some(rate);
+                rate = rate * 3 / 2;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        if wants("latency") || wants("smoke") {
+            for &rate in &o.rates {
+                eprintln!("latency: {rate}/s for {:?}", o.duration);
+                let step =
+                    throughput::run(&pairs, rate, o.duration, o.verify || wants("smoke")).await;
+                eprintln!(
+                    "  delivered {:.0}/s p50 {:.1} ms p99 {:.1} ms",
+                    step.delivered_per_second, step.latency.p50_ms, step.latency.p99_ms
+                );
+                report.latency.push(step);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    if wants("crossnode") && o.target.nodes.len() > 1 {
+        let rate = o.rates.first().copied().unwrap_or(1000);
+        let same = throughput::setup(&o.target, o.pairs.min(200), false).await?;
+        report.same_node = Some(throughput::run(&same, rate, o.duration, false).await);
+        let cross = throughput::setup(&o.target, o.pairs.min(200), true).await?;
+        report.cross_node = Some(throughput::run(&cross, rate, o.duration, false).await);
+    }
+    if wants("fanout") {
+        for &size in &o.groups {
+            eprintln!("fan-out: group of {size} at {}/s", o.group_rate);
+            report
+                .fanout
+                .push(fanout::group(&o.target, size, o.group_rate, o.duration).await?);
+        }
+    }
+    if wants("connections") {
+        for &n in &o.connections {
+            eprintln!("connections: {n} idle for {:?}", o.hold);
+            report
+                .connections
+                .push(connections::idle(&o.target, n, o.hold).await?);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+    if wants("smoke") {
+        // Correctness, not speed: every message delivered exactly once.
+        for s in &report.latency {
+            if s.lost != Some(0) || s.duplicates != Some(0) || s.errors != 0 {
+                return Err(format!(
+                    "smoke failed at {}/s: lost {:?}, duplicates {:?}, errors {}",
+                    s.target_rate, s.lost, s.duplicates, s.errors
+                ));
+            }
+        }
+    }
+    Ok(report)
 }

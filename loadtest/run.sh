@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the whole benchmark on this machine: a throwaway PostgreSQL and Redis, N nodes of
+# dinq-message in release mode, then every scenario of dinq-loadtest. Writes the report to
+# loadtest/REPORT.md and loadtest/report.json (the last full run is committed).
+#
+#   loadtest/run.sh [--short] [--nodes N] [--scenarios "ceilings parity throughput latency crossnode fanout connections"]
+#
+# --short runs small versions of everything in about two minutes (correctness smoke;
+# its numbers are not a benchmark and it writes target/bench/ only).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+
+short=0
+nodes=2
+scenarios="ceilings parity throughput latency crossnode fanout connections"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --short) short=1; shift ;;
+    --nodes) nodes=$2; shift 2 ;;
+    --scenarios) scenarios=$2; shift 2 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+done
+
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+state="$repo/target/bench"
+mkdir -p "$state"
+"$repo/deploy/local/stack.sh" start --dir "$state/stack" --pg-port 5544 --redis-port 6544 >"$state/stack.env"
+# shellcheck disable=SC1091
+set -a; . "$state/stack.env"; set +a
+secret="bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+cargo build --locked --release --workspace
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$repo/deploy/local/stack.sh" stop --dir "$state/stack" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+urls=()
+for i in $(seq 1 "$nodes"); do
+  port=$((8100 + i))
+  PORT=$port NODE_ID="bench-$i" JWT_SECRET=$secret WS_PUBLIC_URL="ws://127.0.0.1:$port/ws" \
+    DB_POOL_SIZE=16 LOG_LEVEL=warn MAX_CONNECTIONS=200000 \
+    "$repo/target/release/dinq-message" >"$state/node-$i.log" 2>&1 &
+  pids+=($!)
+  urls+=("http://127.0.0.1:$port")
+done
+for u in "${urls[@]}"; do
+  for _ in $(seq 1 200); do curl -sf "$u/ready" >/dev/null && break; sleep 0.1; done
+  curl -sf "$u/ready" >/dev/null || { echo "run.sh: node $u not ready" >&2; exit 1; }
+done
+node_list=$(IFS=,; echo "${urls[*]}")
+
+if [ "$short" = 1 ]; then
+  args=(--duration 3 --rates 500,1000 --pairs 50 --groups 10,100 --group-rate 20 --connections 2000 --hold 2 --verify)
+  out="$state/short"
+else
+  args=(--duration 10 --rates 1000,5000,10000,20000 --pairs 1000 --groups 10,100,1000 --group-rate 200 --connections 10000,50000,100000 --hold 20 --verify)
+  out="$state/full"
+fi
+# shellcheck disable=SC2086
+"$repo/target/release/dinq-loadtest" $scenarios --nodes "$node_list" --secret "$secret" \
+  --sources 127.0.0.1-127.0.0.32 --database-url "$DATABASE_URL" --redis-url "redis://$REDIS_URL" \
+  --out "$out" "${args[@]}"
+if [ "$short" = 0 ]; then
+  cp "$out/report.md" "$here/REPORT.md"
+  cp "$out/report.json" "$here/report.json"
+  echo "run.sh: report in loadtest/REPORT.md"
+fi

@@ -1,0 +1,204 @@
+//! The report: every result of a run as JSON, and a Markdown table with each scenario's
+//! ratio to the lowest relevant ceiling of the same run.
+
+use serde::Serialize;
+
+use crate::ceilings::Ceilings;
+use crate::scenarios::connections::ConnectionsResult;
+use crate::scenarios::fanout::FanoutResult;
+use crate::scenarios::parity::ParityResult;
+use crate::scenarios::throughput::Step;
+
+/// Everything one run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Machine and date.
+    pub machine: String,
+    /// When.
+    pub date: String,
+    /// How the cluster ran.
+    pub setup: String,
+    /// Ceilings of this machine.
+    pub ceilings: Option<Ceilings>,
+    /// Rate steps of the throughput search (cross-node pairs).
+    pub throughput: Vec<Step>,
+    /// Highest sustained rate.
+    pub max_sustained_rate: Option<u64>,
+    /// Fixed-rate latency steps (cross-node).
+    pub latency: Vec<Step>,
+    /// Same-node against cross-node at one rate.
+    pub same_node: Option<Step>,
+    /// Cross-node at the same rate.
+    pub cross_node: Option<Step>,
+    /// Group fan-out.
+    pub fanout: Vec<FanoutResult>,
+    /// Idle connections.
+    pub connections: Vec<ConnectionsResult>,
+    /// The original's tests.
+    pub parity: Vec<ParityResult>,
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn ratio(v: f64, ceiling: Option<f64>) -> String {
+    match ceiling {
+        Some(c) if c > 0.0 => format!("{:.2}", v / c),
+        _ => "-".into(),
+    }
+}
+
+impl Report {
+    /// The lowest ceiling that bounds one-to-one delivery (messages per second): each
+    /// message is one insert and two publishes (recipient and the sender's echo) and two
+    /// socket writes.
+    fn one_to_one_ceiling(&self) -> Option<f64> {
+        self.ceilings.as_ref().map(|c| {
+            [
+                c.pg_insert_rows_per_second,
+                c.redis_publish_per_second / 2.0,
+                c.ws_echo_per_second / 2.0,
+            ]
+            .into_iter()
+            .fold(f64::INFINITY, f64::min)
+        })
+    }
+
+    /// Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        md.push_str(&format!(
+            "# dinq-message benchmark\n\n- machine: {}\n- date: {}\n- setup: {}\n\n",
+            self.machine, self.date, self.setup
+        ));
+        if let Some(c) = &self.ceilings {
+            md.push_str(
+                "## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n",
+            );
+            md.push_str(&format!(
+                "| Redis PUBLISH, {} B payload, pipelined | {:.0} |\n",
+                c.payload_bytes, c.redis_publish_per_second
+            ));
+            md.push_str(&format!(
+                "| PostgreSQL batched insert (100 rows/tx) | {:.0} rows |\n",
+                c.pg_insert_rows_per_second
+            ));
+            md.push_str(&format!(
+                "| bare fastwebsockets echo | {:.0} round trips |\n\n",
+                c.ws_echo_per_second
+            ));
+        }
+        let lowest = self.one_to_one_ceiling();
+        if !self.throughput.is_empty() {
+            md.push_str("## One-to-one throughput (users on different nodes)\n\n| target/s | delivered/s | sent | delivered | errors | p50 ms | p99 ms | sustained | ratio to lowest ceiling |\n|---|---|---|---|---|---|---|---|---|\n");
+            for s in &self.throughput {
+                md.push_str(&format!(
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    s.target_rate,
+                    s.delivered_per_second,
+                    s.sent,
+                    s.delivered,
+                    s.errors,
+                    ms(s.latency.p50_ms),
+                    ms(s.latency.p99_ms),
+                    if s.sustained() { "yes" } else { "no" },
+                    ratio(s.delivered_per_second, lowest)
+                ));
+            }
+            if let Some(r) = self.max_sustained_rate {
+                md.push_str(&format!(
+                    "\nHighest sustained rate: **{r} messages/s** persisted and delivered.\n\n"
+                ));
+            }
+        }
+        if !self.latency.is_empty() {
+            md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n| rate/s | delivered/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | echo p99 ms | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|\n");
+            for s in &self.latency {
+                md.push_str(&format!(
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    s.target_rate,
+                    s.delivered_per_second,
+                    ms(s.latency.p50_ms),
+                    ms(s.latency.p95_ms),
+                    ms(s.latency.p99_ms),
+                    ms(s.latency.p999_ms),
+                    ms(s.latency.max_ms),
+                    ms(s.echo_latency.p99_ms),
+                    s.lost.map_or("-".into(), |v| v.to_string()),
+                    s.duplicates.map_or("-".into(), |v| v.to_string())
+                ));
+            }
+            md.push('\n');
+        }
+        if let (Some(same), Some(cross)) = (&self.same_node, &self.cross_node) {
+            md.push_str("## Same node against cross node\n\n| pairs | rate/s | p50 ms | p99 ms |\n|---|---|---|---|\n");
+            md.push_str(&format!(
+                "| same node | {} | {} | {} |\n",
+                same.target_rate,
+                ms(same.latency.p50_ms),
+                ms(same.latency.p99_ms)
+            ));
+            md.push_str(&format!(
+                "| cross node | {} | {} | {} |\n\n",
+                cross.target_rate,
+                ms(cross.latency.p50_ms),
+                ms(cross.latency.p99_ms)
+            ));
+        }
+        if !self.fanout.is_empty() {
+            md.push_str("## Group fan-out\n\n| members | messages | deliveries | deliveries/s | p50 ms | p99 ms | errors | ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|\n");
+            for f in &self.fanout {
+                md.push_str(&format!(
+                    "| {} | {} | {}/{} | {:.0} | {} | {} | {} | {} |\n",
+                    f.members,
+                    f.messages,
+                    f.deliveries,
+                    f.expected_deliveries,
+                    f.deliveries_per_second,
+                    ms(f.latency.p50_ms),
+                    ms(f.latency.p99_ms),
+                    f.errors,
+                    ratio(
+                        f.deliveries_per_second,
+                        self.ceilings.as_ref().map(|c| c.redis_publish_per_second)
+                    )
+                ));
+            }
+            md.push('\n');
+        }
+        if !self.connections.is_empty() {
+            md.push_str("## Idle connections\n\n| target | opened | failed | connects/s | node memory per connection |\n|---|---|---|---|---|\n");
+            for c in &self.connections {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {:.0} | {:.0} B ({:.2} KiB) |\n",
+                    c.target,
+                    c.opened,
+                    c.failed,
+                    c.connects_per_second,
+                    c.bytes_per_connection,
+                    c.bytes_per_connection / 1024.0
+                ));
+            }
+            md.push('\n');
+        }
+        if !self.parity.is_empty() {
+            md.push_str("## Parity with the original's performance tests\n\n| test | original | attempted | succeeded | msg/s | avg ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|---|---|\n");
+            for p in &self.parity {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+                    p.name,
+                    p.original,
+                    p.attempted,
+                    p.succeeded,
+                    p.messages_per_second,
+                    ms(p.latency.mean_ms),
+                    ms(p.latency.p95_ms),
+                    ms(p.latency.p99_ms)
+                ));
+            }
+            md.push('\n');
+        }
+        md
+    }
+}

@@ -1,0 +1,41 @@
+//! The load-test tool's short mode as a smoke test: its scenarios run against real nodes
+//! and must deliver every message exactly once. Correctness, not speed: nothing here
+//! asserts a timing.
+
+use std::time::Duration;
+
+use dinq_loadtest::Target;
+use dinq_loadtest::scenarios::{fanout, parity, throughput};
+
+use super::realtime::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_short_mode_delivers_everything_exactly_once() {
+    let c = Cluster::start(2, &[]).await;
+    c.set("max_messages_per_second", "0").await;
+    let target = Target {
+        nodes: c.nodes.iter().map(|n| n.url()).collect(),
+        secret: c.env.secret.clone(),
+        sources: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    };
+    let pairs = throughput::setup(&target, 20, true).await.expect("pairs");
+    for rate in [200, 400] {
+        let step = throughput::run(&pairs, rate, Duration::from_secs(2), true).await;
+        assert!(step.sent > 0);
+        assert_eq!(step.errors, 0, "{step:?}");
+        assert_eq!(step.lost, Some(0), "{step:?}");
+        assert_eq!(step.duplicates, Some(0), "{step:?}");
+        assert_eq!(step.delivered, step.sent, "{step:?}");
+        assert_eq!(step.echoed, step.sent, "{step:?}");
+    }
+    let group = fanout::group(&target, 12, 20, Duration::from_secs(2))
+        .await
+        .expect("fan-out");
+    assert_eq!(group.errors, 0);
+    assert_eq!(group.deliveries, group.expected_deliveries, "{group:?}");
+    let p = parity::high_throughput(&target, 10, 10)
+        .await
+        .expect("parity");
+    assert_eq!(p.succeeded, p.attempted, "{p:?}");
+    c.stop().await;
+}
