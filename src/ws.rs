@@ -2,6 +2,7 @@
 //! upgrade, then the connection runs in [`session`]. [`hub`] holds the node's connected
 //! users; [`protocol`] decodes client frames.
 
+pub mod frames;
 pub mod hub;
 pub mod protocol;
 pub mod session;

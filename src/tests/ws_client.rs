@@ -120,12 +120,18 @@ impl Ws {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let w2 = w.clone();
+                let p2 = p.clone();
                 let frame = rd
                     .read_frame(&mut move |f: Frame<'_>| {
                         let w2 = w2.clone();
+                        let p2 = p2.clone();
                         let owned =
                             Frame::new(f.fin, f.opcode, None, Payload::Owned(f.payload.to_vec()));
                         async move {
+                            // A paused client answers no ping either (and reads nothing more).
+                            while p2.load(Ordering::Relaxed) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
                             // The peer may be gone already; keep reading what it sent.
                             let _ = w2.lock().await.write_frame(owned).await;
                             Ok::<(), WebSocketError>(())

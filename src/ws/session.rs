@@ -13,15 +13,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fastwebsockets::{
-    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::ReadHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::frames::{self, FrameWriter};
 use super::hub::{Device, Hub, Kill, Outbound};
 use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 use crate::cluster::presence::Added;
@@ -148,7 +147,14 @@ pub async fn abandon(hub: &Arc<Hub>, prepared: Prepared) {
 /// Runs a prepared connection to the end.
 pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Options) {
     let services = hub.services().clone();
-    let (rd, mut wr) = ws.split(tokio::io::split);
+    // Reading goes through fastwebsockets; writing through our batching frame writer.
+    let (read_half, write_half) = tokio::io::split(ws.into_inner());
+    let (rd, _) = fastwebsockets::after_handshake_split(
+        read_half,
+        tokio::io::sink(),
+        fastwebsockets::Role::Server,
+    );
+    let mut wr = FrameWriter::new(write_half);
     let Prepared {
         user,
         conn_id,
@@ -160,14 +166,9 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Opt
     } = prepared;
     if refused {
         let text = "Maximum 18 devices allowed";
-        let _ = wr
-            .write_frame(Frame::text(Payload::Owned(
-                events::error("too_many_devices", text).to_vec(),
-            )))
-            .await;
-        let _ = wr
-            .write_frame(Frame::close(close::NORMAL, text.as_bytes()))
-            .await;
+        wr.push(frames::TEXT, &events::error("too_many_devices", text));
+        wr.push_close(close::NORMAL, text);
+        let _ = wr.flush().await;
         metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices").increment(1);
         return;
     }
@@ -191,6 +192,7 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Opt
         opts.ping_every,
     );
     let mut reader_done = false;
+    let mut tags: Vec<(Uuid, i64, i64)> = Vec::new();
     let reason = loop {
         tokio::select! {
             biased;
@@ -203,19 +205,29 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Opt
             }
             item = rx.recv() => {
                 let Some(item) = item else { break "queue closed" };
-                if write_item(&mut wr, &hub, user, ack_mode, item).await.is_err() {
-                    break "write failed";
-                }
-                // Write whatever else is already queued before waiting again.
-                let mut failed = false;
-                while let Ok(item) = rx.try_recv() {
-                    if write_item(&mut wr, &hub, user, ack_mode, item).await.is_err() {
-                        failed = true;
-                        break;
+                // Everything already queued goes out in one write.
+                let mut frames = 0u64;
+                push_item(&mut wr, &mut tags, item);
+                frames += 1;
+                while wr.pending() < MAX_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(item) => {
+                            push_item(&mut wr, &mut tags, item);
+                            frames += 1;
+                        }
+                        Err(_) => break,
                     }
                 }
-                if failed {
+                if wr.flush().await.is_err() {
                     break "write failed";
+                }
+                metrics::counter!(m::WS_FRAMES_OUT).increment(frames);
+                let now = crate::model::Timestamp::now().micros();
+                for (conv, seq, created_micros) in tags.drain(..) {
+                    if !ack_mode {
+                        hub.written(user, conv, seq);
+                    }
+                    metrics::histogram!(m::DELIVERY_LATENCY).record((now - created_micros).max(0) as f64 / 1e6);
                 }
             }
             _ = ping.tick() => {
@@ -224,7 +236,8 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Opt
                     kill.fire(close::GOING_AWAY, "idle timeout");
                     break "idle timeout";
                 }
-                if timed(wr.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))).await.is_err() {
+                wr.push(frames::PING, b"");
+                if wr.flush().await.is_err() {
                     break "write failed";
                 }
             }
@@ -237,7 +250,8 @@ pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Opt
     hub.remove_device(user, conn_id).await;
     let (code, text) = kill.requested().unwrap_or((close::NORMAL, ""));
     if reason != "write failed" {
-        let _ = timed(wr.write_frame(Frame::close(code, text.as_bytes()))).await;
+        wr.push_close(code, text);
+        let _ = wr.flush().await;
     }
     metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => close_label(code)).increment(1);
     tracing::debug!(%user, conn = conn_id, code, reason, "connection closed");
@@ -264,39 +278,24 @@ fn close_label(code: u16) -> &'static str {
     }
 }
 
-async fn timed<T>(
-    f: impl std::future::Future<Output = Result<T, WebSocketError>>,
-) -> Result<T, ()> {
-    match tokio::time::timeout(Duration::from_secs(10), f).await {
-        Ok(Ok(v)) => Ok(v),
-        _ => Err(()),
-    }
-}
+/// Largest batch written at once.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
-async fn write_item(
-    wr: &mut WebSocketWrite<WriteHalf<Io>>,
-    hub: &Hub,
-    user: Uuid,
-    ack_mode: bool,
+/// Encodes one queued item; remembers message tags to advance cursors after the write.
+fn push_item<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut FrameWriter<W>,
+    tags: &mut Vec<(Uuid, i64, i64)>,
     item: Outbound,
-) -> Result<(), ()> {
+) {
     match item {
         Outbound::Text(bytes, tag) => {
-            timed(wr.write_frame(Frame::text(Payload::Borrowed(&bytes)))).await?;
-            metrics::counter!(m::WS_FRAMES_OUT).increment(1);
-            if let Some((conv, seq, created_micros)) = tag {
-                if !ack_mode {
-                    hub.written(user, conv, seq);
-                }
-                let lag = crate::model::Timestamp::now().micros() - created_micros;
-                metrics::histogram!(m::DELIVERY_LATENCY).record(lag.max(0) as f64 / 1e6);
+            wr.push(frames::TEXT, &bytes);
+            if let Some(tag) = tag {
+                tags.push(tag);
             }
         }
-        Outbound::Pong(payload) => {
-            timed(wr.write_frame(Frame::pong(Payload::Borrowed(&payload)))).await?;
-        }
+        Outbound::Pong(payload) => wr.push(frames::PONG, &payload),
     }
-    Ok(())
 }
 
 /// Reads frames until the client closes or the connection fails; returns why.
