@@ -11,7 +11,7 @@ use crate::shutdown::Shutdown;
 use crate::ws::hub::Hub;
 
 /// How often changed delivery and read cursors are stored.
-const CURSOR_FLUSH: Duration = Duration::from_millis(250);
+const CURSOR_FLUSH: Duration = Duration::from_secs(1);
 /// How often `online:{user}` is refreshed for local users.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
 /// How often settings are re-read whatever the control channel said.

@@ -9,13 +9,16 @@
 //! A batch that fails on a database error is retried one job at a time, so one bad send
 //! cannot sink the others.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+mod batch;
+
+use batch::write_batch;
 
 use super::events;
 use super::members::{MemberCache, Members};
@@ -25,8 +28,8 @@ use super::settings::SettingsCache;
 use crate::cluster::bus::Bus;
 use crate::error::{Error, Result};
 use crate::metrics as m;
-use crate::model::{ConversationKind, Message, Timestamp};
-use crate::store::{self, Store};
+use crate::model::Message;
+use crate::store::Store;
 
 /// The outcome of a send.
 #[derive(Debug, Clone)]
@@ -183,7 +186,7 @@ fn fail(job: Job, e: Error) {
 }
 
 /// What happened to one job of a batch.
-enum Outcome {
+pub(super) enum Outcome {
     Stored {
         message: Message,
         members: Arc<Members>,
@@ -243,277 +246,6 @@ fn message_type_label(t: &str) -> &'static str {
         "emoji" => "emoji",
         _ => "other",
     }
-}
-
-/// A conversation's state while a batch is assembled.
-struct ConvState {
-    kind: ConversationKind,
-    last_seq: i64,
-    first_sender: Option<Uuid>,
-    replied: bool,
-    members: Arc<Members>,
-    last: Option<(Uuid, Timestamp)>,
-}
-
-fn not_member() -> Error {
-    Error::forbidden("not_member", "user is not a member of this conversation")
-}
-
-async fn write_batch(deps: &Deps, batch: &[Job]) -> Result<Vec<Outcome>> {
-    let settings = deps.settings.get();
-    let mut conn = deps.store.conn().await?;
-    let tx = conn.transaction().await?;
-    let conv_ids: Vec<Uuid> = {
-        let set: HashSet<Uuid> = batch.iter().map(|j| j.conversation_id).collect();
-        set.into_iter().collect()
-    };
-    let (locked, now) = store::conversations::lock_for_send(&tx, &conv_ids).await?;
-
-    // Member lists at the locked version: cached when current, else read now.
-    let stale: Vec<Uuid> = locked
-        .iter()
-        .filter(|c| {
-            deps.members
-                .get(c.id)
-                .is_none_or(|m| m.version != c.members_version)
-        })
-        .map(|c| c.id)
-        .collect();
-    let mut fresh: HashMap<Uuid, Vec<(Uuid, crate::model::Role)>> = HashMap::new();
-    if !stale.is_empty() {
-        for (conv, user, role) in store::conversations::active_members(&tx, &stale).await? {
-            fresh.entry(conv).or_default().push((user, role));
-        }
-    }
-    let mut convs: HashMap<Uuid, ConvState> = HashMap::with_capacity(locked.len());
-    for c in locked {
-        let members = if stale.contains(&c.id) {
-            let m = Arc::new(Members {
-                version: c.members_version,
-                kind: c.kind,
-                list: fresh.remove(&c.id).unwrap_or_default(),
-            });
-            deps.members.put(c.id, m.clone());
-            m
-        } else {
-            deps.members.get(c.id).expect("checked current above")
-        };
-        convs.insert(
-            c.id,
-            ConvState {
-                kind: c.kind,
-                last_seq: c.last_seq,
-                first_sender: c.first_sender_id,
-                replied: c.replied,
-                members,
-                last: None,
-            },
-        );
-    }
-
-    // Blocks, reply targets and retried client ids: one query each for the whole batch.
-    let (mut blockers, mut blocked) = (Vec::new(), Vec::new());
-    if settings.block {
-        for job in batch {
-            if let Some(c) = convs.get(&job.conversation_id)
-                && c.kind == ConversationKind::Private
-                && let Some(other) = c.members.other(job.sender)
-            {
-                blockers.push(other);
-                blocked.push(job.sender);
-            }
-        }
-    }
-    let replies: Vec<Uuid> = batch
-        .iter()
-        .filter_map(|j| j.draft.reply_to_message_id)
-        .collect();
-    let cmid_senders: Vec<Uuid> = batch
-        .iter()
-        .filter(|j| j.draft.client_msg_id.is_some())
-        .map(|j| j.sender)
-        .collect();
-    let cmids: Vec<&str> = batch
-        .iter()
-        .filter_map(|j| j.draft.client_msg_id.as_deref())
-        .collect();
-    let blocks_q = async {
-        if blockers.is_empty() {
-            Ok(Vec::new())
-        } else {
-            store::relationships::blocks_among(&tx, &blockers, &blocked).await
-        }
-    };
-    let replies_q = async {
-        if replies.is_empty() {
-            Ok(Vec::new())
-        } else {
-            store::messages::conversations_of(&tx, &replies).await
-        }
-    };
-    let cmids_q = async {
-        if cmids.is_empty() {
-            Ok(Vec::new())
-        } else {
-            store::messages::by_client_ids(&tx, &cmid_senders, &cmids).await
-        }
-    };
-    let (blocks, reply_convs, earlier) = tokio::try_join!(blocks_q, replies_q, cmids_q)?;
-    let blocks: HashSet<(Uuid, Uuid)> = blocks.into_iter().collect();
-    let reply_convs: HashMap<Uuid, Uuid> = reply_convs.into_iter().collect();
-    let mut earlier: HashMap<(Uuid, String), Message> = earlier
-        .into_iter()
-        .filter_map(|m| Some(((m.sender_id, m.client_msg_id.clone()?), m)))
-        .collect();
-
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut in_batch: HashMap<(Uuid, &str), usize> = HashMap::new();
-    let mut rows: Vec<Message> = Vec::new();
-    for (i, job) in batch.iter().enumerate() {
-        let Some(c) = convs.get_mut(&job.conversation_id) else {
-            outcomes.push(Outcome::Refused(not_member()));
-            continue;
-        };
-        if !c.members.contains(job.sender) {
-            outcomes.push(Outcome::Refused(not_member()));
-            continue;
-        }
-        if let Some(cmid) = job.draft.client_msg_id.as_deref() {
-            if let Some(original) = earlier.remove(&(job.sender, cmid.to_string())) {
-                earlier.insert((job.sender, cmid.to_string()), original.clone());
-                outcomes.push(Outcome::Duplicate(original));
-                continue;
-            }
-            if let Some(first) = in_batch.get(&(job.sender, cmid)) {
-                outcomes.push(Outcome::DuplicateOf(*first));
-                continue;
-            }
-        }
-        let private = c.kind == ConversationKind::Private;
-        if private
-            && let Some(other) = c.members.other(job.sender)
-            && blocks.contains(&(other, job.sender))
-        {
-            outcomes.push(Outcome::Refused(Error::forbidden(
-                "blocked",
-                "you are blocked by this user",
-            )));
-            continue;
-        }
-        if let Some(reply) = job.draft.reply_to_message_id
-            && reply_convs.get(&reply) != Some(&job.conversation_id)
-        {
-            outcomes.push(Outcome::Refused(Error::bad_request(
-                "invalid_reply",
-                "reply_to_message_id must be a message of this conversation",
-            )));
-            continue;
-        }
-        // First-message limit: tracked always, enforced when the setting is on.
-        let (mut first_sender, mut replied) = (c.first_sender, c.replied);
-        if private {
-            match first_sender {
-                None => first_sender = Some(job.sender),
-                Some(f) if f == job.sender => {
-                    if !replied && settings.first_message_limit {
-                        outcomes.push(Outcome::Refused(Error::forbidden(
-                            "first_message_limit",
-                            "first message limit: wait for reply before sending more messages",
-                        )));
-                        continue;
-                    }
-                }
-                Some(_) => replied = true,
-            }
-        }
-        c.first_sender = first_sender;
-        c.replied = replied;
-        c.last_seq += 1;
-        let message = Message {
-            id: Uuid::now_v7(),
-            conversation_id: job.conversation_id,
-            seq: c.last_seq,
-            sender_id: job.sender,
-            message_type: job.draft.message_type.clone(),
-            content: job.draft.content.clone(),
-            metadata: job.draft.metadata.clone().filter(|v| !v.is_null()),
-            reply_to_message_id: job.draft.reply_to_message_id,
-            is_recalled: false,
-            recalled_at: None,
-            created_at: now,
-            client_msg_id: job.draft.client_msg_id.clone(),
-        };
-        c.last = Some((message.id, now));
-        if let Some(cmid) = job.draft.client_msg_id.as_deref() {
-            in_batch.insert((job.sender, cmid), i);
-        }
-        let sender_can_send = !(private
-            && settings.first_message_limit
-            && first_sender == Some(job.sender)
-            && !replied);
-        rows.push(message.clone());
-        outcomes.push(Outcome::Stored {
-            message,
-            members: c.members.clone(),
-            sender_can_send,
-        });
-    }
-
-    if !rows.is_empty() {
-        let updates: Vec<store::conversations::AfterSend> = convs
-            .iter()
-            .filter_map(|(id, c)| {
-                c.last.map(|(mid, at)| store::conversations::AfterSend {
-                    id: *id,
-                    last_seq: c.last_seq,
-                    last_message_id: mid,
-                    last_message_at: at,
-                    first_sender_id: c.first_sender,
-                    replied: c.replied,
-                })
-            })
-            .collect();
-        // Sending moves the sender's own read cursor to the message.
-        let mut reads: HashMap<(Uuid, Uuid), (i64, Uuid)> = HashMap::new();
-        for r in &rows {
-            let e = reads
-                .entry((r.conversation_id, r.sender_id))
-                .or_insert((r.seq, r.id));
-            if r.seq > e.0 {
-                *e = (r.seq, r.id);
-            }
-        }
-        let reads: Vec<(Uuid, Uuid, i64, Uuid)> = reads
-            .into_iter()
-            .map(|((c, u), (s, m))| (c, u, s, m))
-            .collect();
-        let (inserted, _, _) = tokio::try_join!(
-            store::messages::insert_batch(&tx, &rows),
-            store::conversations::update_after_send(&tx, &updates),
-            store::members::advance_read(&tx, &reads),
-        )?;
-        if inserted.len() != rows.len() {
-            // A client_msg_id committed concurrently in another conversation: those sends
-            // become duplicates of what is stored.
-            let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-            for o in outcomes.iter_mut() {
-                if let Outcome::Stored { message, .. } = o
-                    && !inserted.contains(&message.id)
-                {
-                    let cmid = message.client_msg_id.clone().unwrap_or_default();
-                    let found =
-                        store::messages::by_client_ids(&tx, &[message.sender_id], &[cmid.as_str()])
-                            .await?;
-                    *o = match found.into_iter().next() {
-                        Some(original) => Outcome::Duplicate(original),
-                        None => Outcome::Refused(Error::internal("message not stored")),
-                    };
-                }
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
 /// Publishes each committed message to every member: one frame for the recipients, one

@@ -30,6 +30,16 @@ pub fn from_row(row: &Row) -> Message {
     }
 }
 
+/// The writer's batched insert.
+pub const INSERT_BATCH_SQL: &str = "INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, metadata,
+                                   reply_to_message_id, created_at, client_msg_id, status, is_recalled)
+             SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE
+             FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], $6::text[],
+                         $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[])
+                  AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid)
+             ON CONFLICT DO NOTHING
+             RETURNING id";
+
 /// Inserts `messages` (all new, seqs already assigned). Returns the ids actually inserted;
 /// a row missing from the answer collided with a `client_msg_id` committed concurrently.
 pub async fn insert_batch(client: &impl GenericClient, messages: &[Message]) -> Result<Vec<Uuid>> {
@@ -47,18 +57,7 @@ pub async fn insert_batch(client: &impl GenericClient, messages: &[Message]) -> 
         .iter()
         .map(|m| m.client_msg_id.as_deref())
         .collect();
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, metadata,
-                                   reply_to_message_id, created_at, client_msg_id, status, is_recalled)
-             SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE
-             FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], $6::text[],
-                         $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[])
-                  AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
-        )
-        .await?;
+    let stmt = client.prepare_cached(INSERT_BATCH_SQL).await?;
     let rows = client
         .query(
             &stmt,
