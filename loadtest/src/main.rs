@@ -5,6 +5,7 @@
 //!     [--sources 127.0.0.1-127.0.0.16] [--duration 10] [--rates 1000,5000,10000,20000]
 //!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
+//!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
 //! scenarios: ceilings throughput latency crossnode fanout connections parity smoke all
 //! ```
 
@@ -29,6 +30,7 @@ struct Opts {
     database_url: Option<String>,
     verify: bool,
     out: Option<String>,
+    p99_target: f64,
 }
 
 fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
@@ -72,6 +74,7 @@ fn parse() -> Result<Opts, String> {
         database_url: std::env::var("DATABASE_URL").ok(),
         verify: false,
         out: None,
+        p99_target: 100.0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -102,6 +105,9 @@ fn parse() -> Result<Opts, String> {
             "--redis-url" => o.redis_url = Some(val()?),
             "--database-url" => o.database_url = Some(val()?),
             "--verify" => o.verify = true,
+            "--p99-target" => {
+                o.p99_target = val()?.parse().map_err(|_| "--p99-target: milliseconds")?
+            }
             "--out" => o.out = Some(val()?),
             "-h" | "--help" => {
                 return Err(include_str!("main.rs")
@@ -198,6 +204,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
             o.target.nodes.len(),
             o.target.nodes.join(", ")
         ),
+        p99_target: o.p99_target,
         ..Default::default()
     };
     // Load needs the per-user rate limit out of the way.
@@ -246,7 +253,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
             loop {
                 eprintln!("throughput: {rate}/s for {:?}", o.duration);
                 let step = throughput::run(&pairs, rate, o.duration, o.verify).await;
-                let ok = step.sustained();
+                let ok = step.sustained(o.p99_target);
                 eprintln!(
                     "  delivered {:.0}/s p99 {:.1} ms sustained={ok}",
                     step.delivered_per_second, step.latency.p99_ms

@@ -24,6 +24,8 @@ pub struct Report {
     pub throughput: Vec<Step>,
     /// Highest sustained rate.
     pub max_sustained_rate: Option<u64>,
+    /// The p99 bound of "sustained", ms.
+    pub p99_target: f64,
     /// Fixed-rate latency steps (cross-node).
     pub latency: Vec<Step>,
     /// Same-node against cross-node at one rate.
@@ -102,7 +104,11 @@ impl Report {
                     s.errors,
                     ms(s.latency.p50_ms),
                     ms(s.latency.p99_ms),
-                    if s.sustained() { "yes" } else { "no" },
+                    if s.sustained(self.p99_target) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     ratio(s.delivered_per_second, lowest)
                 ));
             }
