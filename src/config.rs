@@ -180,7 +180,7 @@ pub struct Config {
     pub ws_ping: Duration,
     /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
     pub ws_idle_timeout: Duration,
-    /// Parallel writer transactions (`WRITER_SHARDS`, default 4).
+    /// Parallel writer transactions (`WRITER_SHARDS`, default 2).
     pub writer_shards: usize,
     /// Kernel send buffer per client socket (`SOCKET_SEND_BUFFER_BYTES`); unset leaves the
     /// kernel's autotuning. Small values bound kernel memory per slow client and make a
@@ -430,7 +430,7 @@ impl Config {
                 2,
                 86_400,
             )?),
-            writer_shards: r.number("WRITER_SHARDS", 4, 1, 64)?,
+            writer_shards: r.number("WRITER_SHARDS", 2, 1, 64)?,
             socket_send_buffer: match r.opt("SOCKET_SEND_BUFFER_BYTES") {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),

@@ -73,18 +73,32 @@ pub struct Locked {
     pub first_sender_id: Option<Uuid>,
     /// First-message limit: the other side has written back.
     pub replied: bool,
+    /// Private conversations with a pair key: `(blocker, blocked)` blocks between the two.
+    pub blocks: Vec<(Uuid, Uuid)>,
+    /// A private conversation without a pair key (only old rows): blocks must be looked up.
+    pub needs_block_lookup: bool,
 }
 
 /// Locks the rows of `ids` (in id order, so concurrent batches cannot deadlock) and returns
-/// them with the transaction's timestamp.
+/// them with the transaction's timestamp and, for private conversations, the blocks
+/// between their two members (read in the same round trip).
 pub async fn lock_for_send(
     client: &impl GenericClient,
     ids: &[Uuid],
 ) -> Result<(Vec<Locked>, Timestamp)> {
     let stmt = client
         .prepare_cached(
-            "SELECT id, conversation_type, last_seq, members_version, first_sender_id, replied, now()
-             FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT c.id, c.conversation_type, c.last_seq, c.members_version, c.first_sender_id,
+                    c.replied, now(), c.private_key,
+                    CASE WHEN c.private_key IS NULL THEN FALSE ELSE EXISTS (
+                        SELECT 1 FROM user_relationships r WHERE r.relationship_type = 'blocked'
+                          AND r.user_id = split_part(c.private_key, ':', 1)::uuid
+                          AND r.target_user_id = split_part(c.private_key, ':', 2)::uuid) END,
+                    CASE WHEN c.private_key IS NULL THEN FALSE ELSE EXISTS (
+                        SELECT 1 FROM user_relationships r WHERE r.relationship_type = 'blocked'
+                          AND r.user_id = split_part(c.private_key, ':', 2)::uuid
+                          AND r.target_user_id = split_part(c.private_key, ':', 1)::uuid) END
+             FROM conversations c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE OF c",
         )
         .await?;
     let rows = client.query(&stmt, &[&ids]).await?;
@@ -101,6 +115,27 @@ pub async fn lock_for_send(
             members_version: r.get(3),
             first_sender_id: r.get(4),
             replied: r.get(5),
+            blocks: {
+                let key: Option<String> = r.get(7);
+                let pair = key.as_deref().and_then(|k| {
+                    let (a, b) = k.split_once(':')?;
+                    Some((Uuid::try_parse(a).ok()?, Uuid::try_parse(b).ok()?))
+                });
+                match pair {
+                    Some((low, high)) => [
+                        (r.get::<_, bool>(8), (low, high)),
+                        (r.get::<_, bool>(9), (high, low)),
+                    ]
+                    .into_iter()
+                    .filter_map(|(blocked, p)| blocked.then_some(p))
+                    .collect(),
+                    None => Vec::new(),
+                }
+            },
+            needs_block_lookup: {
+                let key: Option<String> = r.get(7);
+                key.is_none() && ConversationKind::parse(r.get(1)) == ConversationKind::Private
+            },
         })
         .collect();
     Ok((locked, now))

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_seq_and_cursors.sql",
         sql: include_str!("../../sql/0003_seq_and_cursors.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_hot_path_indexes.sql",
+        sql: include_str!("../../sql/0004_hot_path_indexes.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

@@ -74,6 +74,19 @@ async fn write_batch_on(
         }
     }
     let mut convs: HashMap<Uuid, ConvState> = HashMap::with_capacity(locked.len());
+    let legacy_pairs: HashSet<Uuid> = locked
+        .iter()
+        .filter(|c| c.needs_block_lookup)
+        .map(|c| c.id)
+        .collect();
+    let locked_blocks: Vec<(Uuid, Uuid)> = if settings.block {
+        locked
+            .iter()
+            .flat_map(|c| c.blocks.iter().copied())
+            .collect()
+    } else {
+        Vec::new()
+    };
     for c in locked {
         let members = if stale.contains(&c.id) {
             let m = Arc::new(Members {
@@ -99,12 +112,14 @@ async fn write_batch_on(
         );
     }
 
-    // Blocks, reply targets and retried client ids: one query each for the whole batch.
+    // Blocks came with the row locks; only old private rows without a pair key need a
+    // look-up. Reply targets and retried client ids: one query each for the whole batch.
     let (mut blockers, mut blocked) = (Vec::new(), Vec::new());
     if settings.block {
         for job in batch {
             if let Some(c) = convs.get(&job.conversation_id)
                 && c.kind == ConversationKind::Private
+                && legacy_pairs.contains(&job.conversation_id)
                 && let Some(other) = c.members.other(job.sender)
             {
                 blockers.push(other);
@@ -147,7 +162,7 @@ async fn write_batch_on(
         }
     };
     let (blocks, reply_convs, earlier) = tokio::try_join!(blocks_q, replies_q, cmids_q)?;
-    let blocks: HashSet<(Uuid, Uuid)> = blocks.into_iter().collect();
+    let blocks: HashSet<(Uuid, Uuid)> = blocks.into_iter().chain(locked_blocks).collect();
     let reply_convs: HashMap<Uuid, Uuid> = reply_convs.into_iter().collect();
     let mut earlier: HashMap<(Uuid, String), Message> = earlier
         .into_iter()
