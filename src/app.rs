@@ -57,58 +57,8 @@ pub async fn run(
     wait_for_postgres(&store, config.startup_timeout).await?;
     prepare_schema(&store, &config).await?;
 
-    let connect_redis = || async {
-        cluster::connect(&config.redis.url, config.startup_timeout)
-            .await
-            .map_err(|e| {
-                StartError::Redis(format!(
-                    "cannot reach {} ({e})",
-                    redact_url(&config.redis.url)
-                ))
-            })
-    };
-    let redis = connect_redis().await?;
-    let publisher = connect_redis().await?;
-    let keys = Keys::new(&config.redis.key_prefix);
-
-    let settings = SettingsCache::new(
-        Snapshot::from_rows(Default::default(), &config),
-        config.clone(),
-    );
-    let conn = store
-        .conn()
-        .await
-        .map_err(|e| StartError::Database(e.to_string()))?;
-    settings
-        .reload(&conn)
-        .await
-        .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
-    drop(conn);
-
-    let bus = Bus::new(&config.node_id, keys.clone(), publisher);
-    let members = Arc::new(MemberCache::default());
-    let writer = Writer::start(
-        config.writer_shards,
-        writer::Deps {
-            store: store.clone(),
-            bus: bus.clone(),
-            settings: settings.clone(),
-            members: members.clone(),
-        },
-    );
-    let services = Services {
-        tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
-        config: config.clone(),
-        presence: Presence::new(redis.clone(), keys.clone(), &config.node_id),
-        registry: Registry::new(redis.clone(), keys.clone()),
-        store,
-        redis,
-        keys,
-        settings,
-        bus: bus.clone(),
-        members,
-        writer,
-    };
+    let services = build_services(config.clone(), store).await?;
+    let bus = services.bus.clone();
     let hub = Hub::new(services.clone());
     bus.start_subscriber(
         config.redis.url.clone(),
@@ -165,6 +115,62 @@ pub async fn run(
     services.store.close();
     tracing::info!(node_id = %config.node_id, "dinq-message stopped");
     Ok(())
+}
+
+/// Connects Redis and builds every domain service of a node on `store` (whose schema is
+/// ready): the bus, the writer, caches and the settings read from PostgreSQL.
+pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Services, StartError> {
+    let connect_redis = || async {
+        cluster::connect(&config.redis.url, config.startup_timeout)
+            .await
+            .map_err(|e| {
+                StartError::Redis(format!(
+                    "cannot reach {} ({e})",
+                    redact_url(&config.redis.url)
+                ))
+            })
+    };
+    let redis = connect_redis().await?;
+    let publisher = connect_redis().await?;
+    let keys = Keys::new(&config.redis.key_prefix);
+    let settings = SettingsCache::new(
+        Snapshot::from_rows(Default::default(), &config),
+        config.clone(),
+    );
+    let conn = store
+        .conn()
+        .await
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    settings
+        .reload(&conn)
+        .await
+        .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
+    drop(conn);
+    let bus = Bus::new(&config.node_id, keys.clone(), publisher);
+    let members = Arc::new(MemberCache::default());
+    let writer = Writer::start(
+        config.writer_shards,
+        writer::Deps {
+            store: store.clone(),
+            bus: bus.clone(),
+            settings: settings.clone(),
+            members: members.clone(),
+            indexer: crate::domain::search_index::SearchIndexer::start(store.clone()),
+        },
+    );
+    Ok(Services {
+        tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
+        presence: Presence::new(redis.clone(), keys.clone(), &config.node_id),
+        registry: Registry::new(redis.clone(), keys.clone()),
+        config,
+        store,
+        redis,
+        keys,
+        settings,
+        bus,
+        members,
+        writer,
+    })
 }
 
 /// The shutdown sequence: not ready, out of the registry, clients told to reconnect

@@ -12,6 +12,7 @@ pub mod profiles;
 pub mod relationships;
 pub mod routing;
 pub mod search;
+pub mod search_index;
 pub mod send;
 pub mod settings;
 pub mod writer;

@@ -50,6 +50,10 @@ pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
 /// Messages fetched from PostgreSQL to fill a gap in live delivery.
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
+/// Messages not queued for search indexing (the sweep adds them later).
+pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
+/// Messages added to search by the sweep.
+pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
 /// PostgreSQL errors by operation.
 pub const DB_ERRORS: &str = "dinq_db_errors_total";
 /// Connections in the PostgreSQL pool.
@@ -157,6 +161,11 @@ fn describe() {
         "Messages fetched from PostgreSQL to fill a gap in live delivery."
     );
     describe_counter!(DB_ERRORS, "PostgreSQL errors by operation.");
+    describe_counter!(
+        SEARCH_INDEX_DROPPED,
+        "Messages not queued for search indexing (added later by the sweep)."
+    );
+    describe_counter!(SEARCH_SWEPT, "Messages added to search by the sweep.");
     describe_gauge!(DB_POOL_SIZE, "Connections in the PostgreSQL pool.");
     describe_gauge!(DB_POOL_IDLE, "Idle connections in the PostgreSQL pool.");
     describe_gauge!(READY, "1 while this node is ready to serve, 0 otherwise.");

@@ -1,6 +1,6 @@
 //! The node's periodic tasks, all ending at shutdown: storing delivery cursors, refreshing
-//! presence, the registry heartbeat and the dead-node reaper, and a settings reload that
-//! catches up if a control message was lost.
+//! presence, the registry heartbeat and the dead-node reaper, the search sweep, and a
+//! settings reload that catches up if a control message was lost.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use crate::ws::hub::Hub;
 const CURSOR_FLUSH: Duration = Duration::from_secs(1);
 /// How often `online:{user}` is refreshed for local users.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
+/// How often recent messages missing from search are added.
+const SEARCH_SWEEP: Duration = Duration::from_secs(30);
 /// How often settings are re-read whatever the control channel said.
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
 
@@ -57,6 +59,21 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
                     tracing::warn!(error = %e, "presence refresh failed");
                     return;
                 }
+            }
+        }
+    });
+
+    let h = hub.clone();
+    every(shutdown, SEARCH_SWEEP, move || {
+        let h = h.clone();
+        async move {
+            match crate::domain::search_index::sweep(&h.services().store).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(rows = n, "search sweep added messages");
+                    metrics::counter!(crate::metrics::SEARCH_SWEPT).increment(n);
+                }
+                Err(e) => tracing::warn!(error = %e, "search sweep failed"),
             }
         }
     });

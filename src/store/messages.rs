@@ -12,6 +12,10 @@ use crate::model::{Message, Timestamp};
 pub const COLUMNS: &str = "id, conversation_id, seq, sender_id, message_type, content, metadata, \
      reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id";
 
+/// [`COLUMNS`] qualified with the alias `m`, for joins.
+pub const COLUMNS_M: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.metadata, \
+     m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id";
+
 /// A message from a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Message {
     Message {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_hot_path_indexes.sql",
         sql: include_str!("../../sql/0004_hot_path_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_search_table.sql",
+        sql: include_str!("../../sql/0005_search_table.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

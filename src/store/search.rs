@@ -1,14 +1,14 @@
 //! Message search: `content ILIKE` over the conversations a user is an active member of,
 //! newest first, recalled messages excluded. The pattern arrives escaped; the trigram
-//! index `idx_msg_content_trgm` (partial on `is_recalled = FALSE`) serves it for Chinese
-//! and English alike.
+//! index on `message_search` serves it for Chinese and English alike. `message_search`
+//! is filled asynchronously ([`index`], and [`sweep`] for what a crashed node missed).
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::Message;
-use crate::store::messages::{COLUMNS, from_row};
+use crate::store::messages::{COLUMNS_M, from_row};
 
 /// True when `user` is an active member of `conversation`.
 pub async fn is_active_member(
@@ -40,21 +40,21 @@ pub async fn messages(
 ) -> Result<Vec<Message>> {
     let scope = match conversation {
         Some(_) => {
-            "conversation_id = $5 AND EXISTS (
+            "s.conversation_id = $5 AND EXISTS (
                         SELECT 1 FROM conversation_members cm
                         WHERE cm.conversation_id = $5 AND cm.user_id = $1 AND cm.left_at IS NULL)"
         }
         None => {
-            "conversation_id IN (
+            "s.conversation_id IN (
                         SELECT cm.conversation_id FROM conversation_members cm
                         WHERE cm.user_id = $1 AND cm.left_at IS NULL)"
         }
     };
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM messages
-             WHERE {scope} AND is_recalled = FALSE AND content ILIKE $2 ESCAPE '\\'
-             ORDER BY created_at DESC, seq DESC
+            "SELECT {COLUMNS_M} FROM message_search s JOIN messages m ON m.id = s.message_id
+             WHERE {scope} AND COALESCE(m.is_recalled, FALSE) = FALSE AND s.content ILIKE $2 ESCAPE '\\'
+             ORDER BY s.created_at DESC, m.seq DESC
              LIMIT $3 OFFSET $4"
         ))
         .await?;
@@ -71,4 +71,54 @@ pub async fn messages(
         }
     };
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// One message's searchable text.
+pub struct Searchable {
+    /// Message id.
+    pub message_id: Uuid,
+    /// Its conversation.
+    pub conversation_id: Uuid,
+    /// Its commit time.
+    pub created_at: crate::model::Timestamp,
+    /// Its text.
+    pub content: String,
+}
+
+/// Adds `items` to the search table (rows already there are left alone).
+pub async fn index(client: &impl GenericClient, items: &[Searchable]) -> Result<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = items.iter().map(|i| i.message_id).collect();
+    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
+    let times: Vec<crate::model::Timestamp> = items.iter().map(|i| i.created_at).collect();
+    let contents: Vec<&str> = items.iter().map(|i| i.content.as_str()).collect();
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO message_search (message_id, conversation_id, created_at, content)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&ids, &convs, &times, &contents])
+        .await?)
+}
+
+/// Adds the searchable text of messages of the last `minutes` that are missing from the
+/// search table (after a node died before indexing them). Returns rows added.
+pub async fn sweep(client: &impl GenericClient, minutes: i32) -> Result<u64> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO message_search (message_id, conversation_id, created_at, content)
+             SELECT m.id, m.conversation_id, m.created_at, m.content FROM messages m
+             WHERE m.created_at > now() - make_interval(mins => $1)
+               AND m.created_at < now() - interval '5 seconds'
+               AND m.content IS NOT NULL AND m.content <> ''
+               AND NOT EXISTS (SELECT 1 FROM message_search s WHERE s.message_id = m.id)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&minutes]).await?)
 }

@@ -112,38 +112,11 @@ async fn unread_changes_reach_every_device_on_every_node() {
 
 /// A second set of services on `env`'s database and Redis (the schema is there already).
 async fn services(env: &TestEnv) -> Services {
-    use crate::domain::{members, settings, writer};
-    let config = Arc::new(crate::config::Config::from_env(&env.env(&[("PORT", "1")])).unwrap());
-    let store = crate::store::Store::new(&config.database_url, 2).unwrap();
-    let redis = crate::cluster::connect(&config.redis.url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let keys = crate::cluster::Keys::new(&config.redis.key_prefix);
-    let bus = crate::cluster::bus::Bus::new("probe", keys.clone(), redis.clone());
-    let settings = settings::SettingsCache::new(
-        settings::Snapshot::from_rows(Default::default(), &config),
-        config.clone(),
+    let config = Arc::new(
+        crate::config::Config::from_env(&env.env(&[("PORT", "1"), ("NODE_ID", "probe")])).unwrap(),
     );
-    let members = Arc::new(members::MemberCache::default());
-    let deps = writer::Deps {
-        store: store.clone(),
-        bus: bus.clone(),
-        settings: settings.clone(),
-        members: members.clone(),
-    };
-    Services {
-        tokens: crate::auth::Tokens::new(&config.jwt_secret, Default::default()),
-        presence: crate::cluster::presence::Presence::new(redis.clone(), keys.clone(), "probe"),
-        registry: crate::cluster::registry::Registry::new(redis.clone(), keys.clone()),
-        writer: writer::Writer::start(1, deps),
-        config,
-        store,
-        redis,
-        keys,
-        settings,
-        bus,
-        members,
-    }
+    let store = crate::store::Store::new(&config.database_url, 2).unwrap();
+    crate::app::build_services(config, store).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,28 @@ impl Agent {
     }
 }
 
+/// Waits until every stored message with text is searchable (the search table is filled
+/// a moment after the commit).
+pub async fn search_caught_up(c: &Cluster) {
+    let db = c.env.db().await;
+    for _ in 0..100 {
+        let behind: i64 = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM messages WHERE content IS NOT NULL AND content <> '')
+                      - (SELECT count(*) FROM message_search)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if behind == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the search table did not catch up within 5 s");
+}
+
 fn profile(name: &str, domain: &str) -> Value {
     json!({"name": name, "avatar_url": format!("https://img/{domain}.png"), "domain": domain, "full_position": "Engineer"})
 }
@@ -110,6 +132,8 @@ async fn message_search_is_literal_scoped_and_newest_first() {
     let other = befriend(&mut x, &mut y).await;
     send_text(&mut x, Some(other), None, "hello from elsewhere").await;
     let a = Api::new(&c, 0, a_ws.user);
+    // Search is filled asynchronously, shortly after each commit.
+    search_caught_up(&c).await;
     let search = |q: &str| {
         let a = &a;
         let q = q.to_string();
@@ -431,5 +455,38 @@ async fn a_list_of_fifty_answers_well_under_a_second() {
     assert_eq!(list[0]["group_name"], "group 4");
     assert!(list[..20].iter().all(|i| !i["last_message_text"].is_null()));
     assert!(list[20..].iter().all(|i| i["last_message_text"].is_null()));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_adds_what_a_node_never_indexed() {
+    let c = Cluster::start(1, &[]).await;
+    let mut a = c.user(0).await;
+    let b = Uuid::new_v4();
+    let m = send_text(&mut a, None, Some(b), "needle in a haystack").await;
+    let id = uuid_of(&m["id"]);
+    search_caught_up(&c).await;
+    let db = c.env.db().await;
+    // As if the node had died before writing the search row.
+    db.execute("DELETE FROM message_search WHERE message_id = $1", &[&id])
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE messages SET created_at = now() - interval '1 minute' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let store = crate::store::Store::new(&c.env.database_url, 2).unwrap();
+    assert_eq!(crate::domain::search_index::sweep(&store).await.unwrap(), 1);
+    assert_eq!(
+        crate::domain::search_index::sweep(&store).await.unwrap(),
+        0,
+        "nothing twice"
+    );
+    let api = Api::new(&c, 0, a.user);
+    let (status, body) = api.get("/messages/search?q=haystack").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["messages"][0]["id"], m["id"]);
     c.stop().await;
 }
