@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::registry::{self, NodeInfo};
+use crate::model::Timestamp;
 use crate::shutdown::Shutdown;
 use crate::ws::hub::Hub;
 
@@ -64,10 +65,21 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
     });
 
     let h = hub.clone();
+    // First sweep: the last 15 minutes; then from the previous sweep, minus a minute.
+    let since = Arc::new(std::sync::Mutex::new(Timestamp(
+        Timestamp::now().micros() - 15 * 60 * 1_000_000,
+    )));
     every(shutdown, SEARCH_SWEEP, move || {
-        let h = h.clone();
+        let (h, since) = (h.clone(), since.clone());
         async move {
-            match crate::domain::search_index::sweep(&h.services().store).await {
+            let from = *since.lock().unwrap_or_else(|e| e.into_inner());
+            let started = Timestamp::now();
+            let result = crate::domain::search_index::sweep(&h.services().store, from).await;
+            if result.is_ok() {
+                *since.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Timestamp(started.micros() - 60 * 1_000_000);
+            }
+            match result {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(rows = n, "search sweep added messages");

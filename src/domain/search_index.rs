@@ -76,8 +76,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Searchable>) {
     }
 }
 
-/// Adds what is missing from the last 15 minutes, on one node at a time.
-pub async fn sweep(store: &Store) -> crate::error::Result<u64> {
+/// Adds what is missing among messages created after `since`, on one node at a time.
+/// The caller moves `since` forward between sweeps (with a margin), so each sweep reads
+/// only recent rows.
+pub async fn sweep(store: &Store, since: crate::model::Timestamp) -> crate::error::Result<u64> {
     let mut conn = store.conn().await?;
     let tx = conn.transaction().await?;
     let locked: bool = tx
@@ -87,7 +89,7 @@ pub async fn sweep(store: &Store) -> crate::error::Result<u64> {
     if !locked {
         return Ok(0);
     }
-    let added = store::search::sweep(&tx, 15).await?;
+    let added = store::search::sweep(&tx, since).await?;
     tx.commit().await?;
     Ok(added)
 }

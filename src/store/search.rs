@@ -106,19 +106,20 @@ pub async fn index(client: &impl GenericClient, items: &[Searchable]) -> Result<
         .await?)
 }
 
-/// Adds the searchable text of messages of the last `minutes` that are missing from the
-/// search table (after a node died before indexing them). Returns rows added.
-pub async fn sweep(client: &impl GenericClient, minutes: i32) -> Result<u64> {
+/// Adds the searchable text of messages created after `since` (and more than 5 s ago)
+/// that are missing from the search table (a node died before indexing them). Returns
+/// rows added.
+pub async fn sweep(client: &impl GenericClient, since: crate::model::Timestamp) -> Result<u64> {
     let stmt = client
         .prepare_cached(
             "INSERT INTO message_search (message_id, conversation_id, created_at, content)
              SELECT m.id, m.conversation_id, m.created_at, m.content FROM messages m
-             WHERE m.created_at > now() - make_interval(mins => $1)
+             WHERE m.created_at > $1
                AND m.created_at < now() - interval '5 seconds'
                AND m.content IS NOT NULL AND m.content <> ''
                AND NOT EXISTS (SELECT 1 FROM message_search s WHERE s.message_id = m.id)
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&minutes]).await?)
+    Ok(client.execute(&stmt, &[&since]).await?)
 }

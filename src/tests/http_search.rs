@@ -478,9 +478,17 @@ async fn the_sweep_adds_what_a_node_never_indexed() {
     .await
     .unwrap();
     let store = crate::store::Store::new(&c.env.database_url, 2).unwrap();
-    assert_eq!(crate::domain::search_index::sweep(&store).await.unwrap(), 1);
+    let since = crate::model::Timestamp(crate::model::Timestamp::now().micros() - 300_000_000);
     assert_eq!(
-        crate::domain::search_index::sweep(&store).await.unwrap(),
+        crate::domain::search_index::sweep(&store, since)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        crate::domain::search_index::sweep(&store, since)
+            .await
+            .unwrap(),
         0,
         "nothing twice"
     );
