@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod relationships;
 pub mod search;
 pub mod seed;
+pub mod sends;
 pub mod settings;
 pub mod templates;
 

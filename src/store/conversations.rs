@@ -200,26 +200,3 @@ pub struct AfterSend {
     /// First-message limit state.
     pub replied: bool,
 }
-
-/// The writer's counter update.
-pub const UPDATE_AFTER_SEND_SQL: &str = "UPDATE conversations c SET last_seq = v.seq, last_message_id = v.mid,
-                    last_message_at = v.at, updated_at = v.at,
-                    first_sender_id = v.first, replied = v.replied
-             FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::timestamptz[], $5::uuid[], $6::bool[])
-                  AS v(id, seq, mid, at, first, replied)
-             WHERE c.id = v.id";
-
-/// Writes the counters and last-message fields of every conversation of a batch.
-pub async fn update_after_send(client: &impl GenericClient, updates: &[AfterSend]) -> Result<()> {
-    let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
-    let seqs: Vec<i64> = updates.iter().map(|u| u.last_seq).collect();
-    let mids: Vec<Uuid> = updates.iter().map(|u| u.last_message_id).collect();
-    let ats: Vec<Timestamp> = updates.iter().map(|u| u.last_message_at).collect();
-    let firsts: Vec<Option<Uuid>> = updates.iter().map(|u| u.first_sender_id).collect();
-    let replied: Vec<bool> = updates.iter().map(|u| u.replied).collect();
-    let stmt = client.prepare_cached(UPDATE_AFTER_SEND_SQL).await?;
-    client
-        .execute(&stmt, &[&ids, &seqs, &mids, &ats, &firsts, &replied])
-        .await?;
-    Ok(())
-}

@@ -53,39 +53,6 @@ pub async fn memberships(client: &impl GenericClient, users: &[Uuid]) -> Result<
 /// A cursor position: `(conversation, user, seq)`.
 pub type Cursor = (Uuid, Uuid, i64);
 
-/// The writer's sender read-cursor update (rows locked in order).
-pub const ADVANCE_READ_SQL: &str = "WITH target AS (
-                 SELECT m.id, v.seq, v.mid
-                 FROM conversation_members m
-                 JOIN unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[]) AS v(conv, usr, seq, mid)
-                   ON m.conversation_id = v.conv AND m.user_id = v.usr
-                 WHERE m.read_seq < v.seq
-                 ORDER BY m.conversation_id, m.user_id
-                 FOR UPDATE OF m
-             )
-             UPDATE conversation_members m
-             SET read_seq = target.seq, last_read_message_id = target.mid, last_read_at = now()
-             FROM target WHERE m.id = target.id AND m.read_seq < target.seq";
-
-/// Moves read cursors forward (never back) to the given seqs, recording the message read.
-pub async fn advance_read(
-    client: &impl GenericClient,
-    items: &[(Uuid, Uuid, i64, Uuid)],
-) -> Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
-    let mids: Vec<Uuid> = items.iter().map(|i| i.3).collect();
-    let stmt = client.prepare_cached(ADVANCE_READ_SQL).await?;
-    client
-        .execute(&stmt, &[&convs, &users, &seqs, &mids])
-        .await?;
-    Ok(())
-}
-
 /// Moves delivery cursors forward (never back).
 pub async fn advance_delivered(client: &impl GenericClient, items: &[Cursor]) -> Result<()> {
     if items.is_empty() {

@@ -34,54 +34,6 @@ pub fn from_row(row: &Row) -> Message {
     }
 }
 
-/// The writer's batched insert.
-pub const INSERT_BATCH_SQL: &str = "INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, metadata,
-                                   reply_to_message_id, created_at, client_msg_id, status, is_recalled)
-             SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE
-             FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], $6::text[],
-                         $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[])
-                  AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid)
-             ON CONFLICT DO NOTHING
-             RETURNING id";
-
-/// Inserts `messages` (all new, seqs already assigned). Returns the ids actually inserted;
-/// a row missing from the answer collided with a `client_msg_id` committed concurrently.
-pub async fn insert_batch(client: &impl GenericClient, messages: &[Message]) -> Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    let convs: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
-    let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
-    let senders: Vec<Uuid> = messages.iter().map(|m| m.sender_id).collect();
-    let types: Vec<&str> = messages.iter().map(|m| m.message_type.as_str()).collect();
-    let contents: Vec<Option<&str>> = messages.iter().map(|m| m.content.as_deref()).collect();
-    let metadata: Vec<Option<&serde_json::Value>> =
-        messages.iter().map(|m| m.metadata.as_ref()).collect();
-    let replies: Vec<Option<Uuid>> = messages.iter().map(|m| m.reply_to_message_id).collect();
-    let created: Vec<Timestamp> = messages.iter().map(|m| m.created_at).collect();
-    let client_ids: Vec<Option<&str>> = messages
-        .iter()
-        .map(|m| m.client_msg_id.as_deref())
-        .collect();
-    let stmt = client.prepare_cached(INSERT_BATCH_SQL).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &ids,
-                &convs,
-                &seqs,
-                &senders,
-                &types,
-                &contents,
-                &metadata,
-                &replies,
-                &created,
-                &client_ids,
-            ],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
 /// `(id, conversation_id)` of each existing message among `ids`.
 pub async fn conversations_of(
     client: &impl GenericClient,

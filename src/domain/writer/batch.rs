@@ -290,21 +290,13 @@ async fn write_batch_on(
             .into_iter()
             .map(|((c, u), (s, m))| (c, u, s, m))
             .collect();
-        // Prepared first (a cache hit after the first batch on this connection), so each
-        // write below is on the wire before the COMMIT that follows it.
-        for sql in [
-            store::messages::INSERT_BATCH_SQL,
-            store::conversations::UPDATE_AFTER_SEND_SQL,
-            store::members::ADVANCE_READ_SQL,
-        ] {
-            tx.prepare_cached(sql).await?;
-        }
-        let (inserted, _, _, _) = tokio::try_join!(
-            store::messages::insert_batch(tx, &rows),
-            store::conversations::update_after_send(tx, &updates),
-            store::members::advance_read(tx, &reads),
-            async { Ok(tx.batch_execute("COMMIT").await?) },
-        )?;
+        // Prepared first (a cache hit after the first batch on this connection), so the
+        // write is on the wire before the COMMIT that follows it.
+        tx.prepare_cached(store::sends::WRITE_SQL).await?;
+        let (inserted, _) =
+            tokio::try_join!(store::sends::write(tx, &rows, &updates, &reads), async {
+                Ok(tx.batch_execute("COMMIT").await?)
+            },)?;
         if inserted.len() != rows.len() {
             // A client_msg_id committed concurrently in another conversation: those sends
             // become duplicates of what is stored (read after our commit).
