@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::events::Truncated;
 use crate::error::Result;
-use crate::model::Message;
+use crate::model::{Message, Timestamp};
 use crate::store::{self, Store};
 
 /// Messages to deliver and what was left out.
@@ -46,12 +46,9 @@ pub async fn missing(store: &Store, wants: &[(Uuid, i64, i64)], limit: usize) ->
     let convs: Vec<Uuid> = wants.iter().map(|w| w.0).collect();
     let afters: Vec<i64> = wants.iter().map(|w| w.1).collect();
     let conn = store.conn().await?;
-    let mut fetched = store::messages::pending(&conn, &convs, &afters, limit as i64).await?;
+    let fetched = store::messages::pending(&conn, &convs, &afters, limit as i64).await?;
     drop(conn);
-    // Newest first, keep `limit`, then oldest first for delivery.
-    fetched.sort_by_key(|m| std::cmp::Reverse((m.created_at, m.seq)));
-    fetched.truncate(limit);
-    fetched.sort_by_key(|m| (m.created_at, m.seq));
+    let fetched = order_for_delivery(fetched, limit);
     let mut oldest_taken: HashMap<Uuid, (i64, i64)> = HashMap::new();
     for m in &fetched {
         let e = oldest_taken.entry(m.conversation_id).or_insert((m.seq, 0));
@@ -74,4 +71,80 @@ pub async fn missing(store: &Store, wants: &[(Uuid, i64, i64)], limit: usize) ->
         messages: fetched,
         truncated,
     })
+}
+
+/// The newest `limit` of `fetched`, oldest first. Within a conversation seq is the order.
+/// Across conversations, time: each message takes the latest time seen up to its seq in its
+/// conversation, so sorting by time never puts a conversation's messages out of seq order
+/// (rows stamped by different nodes' transactions need not follow seq exactly).
+pub fn order_for_delivery(mut fetched: Vec<Message>, limit: usize) -> Vec<Message> {
+    fetched.sort_by_key(|m| (m.conversation_id, m.seq));
+    let mut order: Vec<(Timestamp, usize)> = Vec::with_capacity(fetched.len());
+    let mut running: Option<(Uuid, Timestamp)> = None;
+    for (i, m) in fetched.iter().enumerate() {
+        let at = match running {
+            Some((conv, t)) if conv == m.conversation_id && t > m.created_at => t,
+            _ => m.created_at,
+        };
+        running = Some((m.conversation_id, at));
+        order.push((at, i));
+    }
+    order.sort_by(|a, b| (b.0, fetched[b.1].seq).cmp(&(a.0, fetched[a.1].seq)));
+    order.truncate(limit);
+    order.sort_by_key(|&(at, i)| (at, fetched[i].seq));
+    let mut slots: Vec<Option<Message>> = fetched.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(conv: Uuid, seq: i64, at: i64) -> Message {
+        Message {
+            id: Uuid::new_v4(),
+            conversation_id: conv,
+            seq,
+            sender_id: Uuid::nil(),
+            message_type: "text".into(),
+            content: None,
+            metadata: None,
+            reply_to_message_id: None,
+            is_recalled: false,
+            recalled_at: None,
+            created_at: Timestamp(at),
+            client_msg_id: None,
+        }
+    }
+
+    #[test]
+    fn seq_order_wins_over_skewed_times() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        // Seq 42 was stamped before 41 (its node's transaction started earlier).
+        let fetched = vec![
+            msg(a, 43, 300),
+            msg(a, 41, 200),
+            msg(a, 42, 150),
+            msg(b, 1, 250),
+        ];
+        let out: Vec<(Uuid, i64)> = order_for_delivery(fetched, 10)
+            .iter()
+            .map(|m| (m.conversation_id, m.seq))
+            .collect();
+        assert_eq!(out, [(a, 41), (a, 42), (b, 1), (a, 43)]);
+        let fetched = vec![
+            msg(a, 43, 300),
+            msg(a, 41, 200),
+            msg(a, 42, 150),
+            msg(b, 1, 250),
+        ];
+        let newest: Vec<(Uuid, i64)> = order_for_delivery(fetched, 2)
+            .iter()
+            .map(|m| (m.conversation_id, m.seq))
+            .collect();
+        assert_eq!(newest, [(b, 1), (a, 43)], "the newest two by time");
+    }
 }

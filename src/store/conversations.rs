@@ -77,6 +77,8 @@ pub struct Locked {
     pub blocks: Vec<(Uuid, Uuid)>,
     /// A private conversation without a pair key (only old rows): blocks must be looked up.
     pub needs_block_lookup: bool,
+    /// Time of its newest message (so new ones are stamped later, in seq order).
+    pub last_message_at: Option<Timestamp>,
 }
 
 /// Locks the rows of `ids` (in id order, so concurrent batches cannot deadlock) and returns
@@ -97,7 +99,8 @@ pub async fn lock_for_send(
                     CASE WHEN c.private_key IS NULL THEN FALSE ELSE EXISTS (
                         SELECT 1 FROM user_relationships r WHERE r.relationship_type = 'blocked'
                           AND r.user_id = split_part(c.private_key, ':', 2)::uuid
-                          AND r.target_user_id = split_part(c.private_key, ':', 1)::uuid) END
+                          AND r.target_user_id = split_part(c.private_key, ':', 1)::uuid) END,
+                    c.last_message_at
              FROM conversations c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE OF c",
         )
         .await?;
@@ -132,6 +135,7 @@ pub async fn lock_for_send(
                     None => Vec::new(),
                 }
             },
+            last_message_at: r.get(10),
             needs_block_lookup: {
                 let key: Option<String> = r.get(7);
                 key.is_none() && ConversationKind::parse(r.get(1)) == ConversationKind::Private

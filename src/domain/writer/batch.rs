@@ -21,6 +21,22 @@ struct ConvState {
     replied: bool,
     members: Arc<Members>,
     last: Option<(Uuid, Timestamp)>,
+    /// Newest message time in the conversation so far.
+    last_at: Option<Timestamp>,
+}
+
+impl ConvState {
+    /// A time for the next message: the transaction's clock, but never before the
+    /// conversation's newest message, so times follow seq order even when another node's
+    /// transaction started earlier and committed later.
+    fn stamp(&mut self, now: Timestamp) -> Timestamp {
+        let at = match self.last_at {
+            Some(prev) if prev >= now => Timestamp(prev.micros() + 1),
+            _ => now,
+        };
+        self.last_at = Some(at);
+        at
+    }
 }
 
 fn not_member() -> Error {
@@ -108,6 +124,7 @@ async fn write_batch_on(
                 replied: c.replied,
                 members,
                 last: None,
+                last_at: c.last_message_at,
             },
         );
     }
@@ -243,10 +260,10 @@ async fn write_batch_on(
             reply_to_message_id: job.draft.reply_to_message_id,
             is_recalled: false,
             recalled_at: None,
-            created_at: now,
+            created_at: c.stamp(now),
             client_msg_id: job.draft.client_msg_id.clone(),
         };
-        c.last = Some((message.id, now));
+        c.last = Some((message.id, message.created_at));
         if let Some(cmid) = job.draft.client_msg_id.as_deref() {
             in_batch.insert((job.sender, cmid), i);
         }

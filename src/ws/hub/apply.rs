@@ -48,6 +48,7 @@ impl Hub {
                     return effects;
                 }
                 if seq > c.pushed + 1 {
+                    tracing::debug!(%user, conversation = %conversation_id, seq, pushed = c.pushed, "gap in live delivery; repairing");
                     // A gap: something was missed. Buffer this and read the rest from
                     // PostgreSQL.
                     entry.phase = Phase::Syncing {
