@@ -189,8 +189,15 @@ async fn drain(hub: &Arc<Hub>, shutdown: &Shutdown, grace: Duration) {
         spread,
     )
     .await;
-    while hub.connections() > 0 && started.elapsed() < grace.mul_f32(0.8) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every session writes its close frame after storing its user's cursors.
+    if !hub
+        .wait_sessions(grace.mul_f32(0.8).saturating_sub(started.elapsed()))
+        .await
+    {
+        tracing::warn!(
+            open = hub.connections(),
+            "grace period running out with connections still open"
+        );
     }
     hub.flush_cursors().await;
 }

@@ -5,6 +5,8 @@ mod client;
 mod harness;
 mod ws_client;
 
+mod deploy;
+mod drain;
 mod foundation;
 mod http_admin;
 mod http_batch_send;

@@ -143,6 +143,9 @@ pub struct Hub {
     origin: u64,
     next_conn: AtomicU64,
     connections: AtomicUsize,
+    /// Session tasks still running (they outlive their device by the close handshake).
+    sessions: AtomicUsize,
+    sessions_done: Notify,
     /// Users whose last device left and whose cursors are being stored.
     flushing: Mutex<HashMap<Uuid, watch::Receiver<bool>>>,
     me: Weak<Hub>,
@@ -167,6 +170,8 @@ impl Hub {
             origin,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            sessions: AtomicUsize::new(0),
+            sessions_done: Notify::new(),
             flushing: Mutex::new(HashMap::new()),
             me: me.clone(),
         })
@@ -189,6 +194,33 @@ impl Hub {
     /// A new connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A session task started; pair with [`Hub::session_ended`].
+    pub fn session_started(&self) {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A session task finished (its close frame is written).
+    pub fn session_ended(&self) {
+        if self.sessions.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.sessions_done.notify_waiters();
+        }
+    }
+
+    /// Waits until every session task has finished, or `timeout`. True when all did.
+    pub async fn wait_sessions(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let done = self.sessions_done.notified();
+                if self.sessions.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// Open connections on this node.

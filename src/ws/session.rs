@@ -146,6 +146,12 @@ pub async fn abandon(hub: &Arc<Hub>, prepared: Prepared) {
 
 /// Runs a prepared connection to the end.
 pub async fn run(ws: WebSocket<Io>, hub: Arc<Hub>, prepared: Prepared, opts: Options) {
+    hub.session_started();
+    serve(ws, &hub, prepared, opts).await;
+    hub.session_ended();
+}
+
+async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Options) {
     let services = hub.services().clone();
     // Reading goes through fastwebsockets; writing through our batching frame writer.
     let (read_half, write_half) = tokio::io::split(ws.into_inner());
