@@ -55,11 +55,24 @@ for u in "${urls[@]}"; do
 done
 node_list=$(IFS=,; echo "${urls[*]}")
 
+# Connections are bounded by this machine's open-file limit (client and nodes each need
+# one descriptor per connection).
+fd_limit=$(ulimit -n)
+cap=$(( fd_limit - 2000 ))
+conns=""
+for n in 10000 50000 100000; do
+  if [ "$n" -le "$cap" ]; then conns="$conns,$n"; fi
+done
+conns=${conns#,}
+[ -n "$conns" ] || conns=$cap
+[ "$cap" -lt 100000 ] && echo "run.sh: open-file limit $fd_limit caps idle connections at $cap per process" >&2 && conns="$conns,$cap"
+conns=$(echo "$conns" | tr ',' '\n' | sort -un | paste -sd, -)
+
 if [ "$short" = 1 ]; then
   args=(--duration 3 --rates 500,1000 --pairs 50 --groups 10,100 --group-rate 20 --connections 2000 --hold 2 --verify)
   out="$state/short"
 else
-  args=(--duration 10 --rates 1000,5000,10000,20000 --pairs 1000 --groups 10,100,1000 --group-rate 200 --connections 10000,50000,100000 --hold 20 --verify)
+  args=(--duration 10 --rates 1000,5000,10000,20000 --pairs 1000 --groups 10,100,1000 --group-rate 200 --connections "$conns" --hold 20 --verify)
   out="$state/full"
 fi
 # shellcheck disable=SC2086

@@ -31,7 +31,7 @@ enum Out {
     Close,
 }
 
-/// An open connection.
+/// An open connection; it closes when the last handle is dropped.
 #[derive(Clone)]
 pub struct Conn {
     tx: mpsc::Sender<Out>,
@@ -90,24 +90,27 @@ pub async fn connect(
             let res = match out {
                 Out::Text(b) => wr.write_frame(Frame::text(Payload::Borrowed(&b))).await,
                 Out::Pong(p) => wr.write_frame(Frame::pong(Payload::Owned(p))).await,
-                Out::Close => {
-                    let _ = wr.write_frame(Frame::close(1000, b"")).await;
-                    return;
-                }
+                Out::Close => break,
             };
             if res.is_err() {
                 return;
             }
         }
+        // Closed, or every handle dropped: close, so the server answers and the reader (and
+        // the socket) end too.
+        let _ = wr.write_frame(Frame::close(1000, b"")).await;
     });
-    let pong_tx = tx.clone();
+    // Weak, so the reader does not keep the connection open once every handle is gone.
+    let pong_tx = tx.downgrade();
     tokio::spawn(async move {
         loop {
             let ptx = pong_tx.clone();
             let frame = rd
                 .read_frame(&mut move |f: Frame<'_>| {
-                    if f.opcode == OpCode::Pong {
-                        let _ = ptx.try_send(Out::Pong(f.payload.to_vec()));
+                    if f.opcode == OpCode::Pong
+                        && let Some(tx) = ptx.upgrade()
+                    {
+                        let _ = tx.try_send(Out::Pong(f.payload.to_vec()));
                     }
                     std::future::ready(Ok::<(), std::convert::Infallible>(()))
                 })

@@ -38,6 +38,8 @@ pub struct Report {
     pub connections: Vec<ConnectionsResult>,
     /// The original's tests.
     pub parity: Vec<ParityResult>,
+    /// Scenarios that could not run to the end, and why.
+    pub errors: Vec<String>,
 }
 
 fn ms(v: f64) -> String {
@@ -202,6 +204,13 @@ impl Report {
                     ms(p.latency.p95_ms),
                     ms(p.latency.p99_ms)
                 ));
+            }
+            md.push('\n');
+        }
+        if !self.errors.is_empty() {
+            md.push_str("## Scenarios that did not complete\n\n");
+            for e in &self.errors {
+                md.push_str(&format!("- {e}\n"));
             }
             md.push('\n');
         }
