@@ -180,7 +180,8 @@ pub struct Config {
     pub ws_ping: Duration,
     /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
     pub ws_idle_timeout: Duration,
-    /// Parallel writer transactions (`WRITER_SHARDS`, default 2).
+    /// Parallel writer transactions (`WRITER_SHARDS`, default 1; more help when PostgreSQL has
+    /// cores to spare, fewer make bigger batches).
     pub writer_shards: usize,
     /// Kernel send buffer per client socket (`SOCKET_SEND_BUFFER_BYTES`); unset leaves the
     /// kernel's autotuning. Small values bound kernel memory per slow client and make a
@@ -430,7 +431,7 @@ impl Config {
                 2,
                 86_400,
             )?),
-            writer_shards: r.number("WRITER_SHARDS", 2, 1, 64)?,
+            writer_shards: r.number("WRITER_SHARDS", 1, 1, 64)?,
             socket_send_buffer: match r.opt("SOCKET_SEND_BUFFER_BYTES") {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),
