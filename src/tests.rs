@@ -21,5 +21,6 @@ mod migrations;
 mod realtime;
 mod realtime_faults;
 mod realtime_rules;
+mod realtime_session;
 mod ws_errors;
 mod ws_errors_limits;
