@@ -18,6 +18,7 @@ mod http_relationships;
 mod http_search;
 mod loadtest_smoke;
 mod migrations;
+mod properties;
 mod realtime;
 mod realtime_faults;
 mod realtime_rules;
