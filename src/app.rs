@@ -199,7 +199,7 @@ async fn drain(hub: &Arc<Hub>, shutdown: &Shutdown, grace: Duration) {
             "grace period running out with connections still open"
         );
     }
-    hub.flush_cursors().await;
+    hub.flush_all_cursors().await;
 }
 
 async fn wait_for_postgres(store: &Store, timeout: Duration) -> Result<(), StartError> {

@@ -12,7 +12,7 @@ use super::ws_client::{Seen, Ws};
 
 /// Sends `count` messages to `conv`, reconnecting to `c_addr` when the node drains, and
 /// resending unacknowledged ones with the same client_msg_id. Returns acknowledged ids.
-async fn sender(
+pub async fn sender(
     mut ws: Ws,
     c_addr: std::net::SocketAddr,
     token: String,
@@ -76,23 +76,37 @@ async fn sender(
     (acked.into_values().collect(), close_code)
 }
 
-/// Collects message ids until `expect` arrived, reconnecting to `fallback` when closed.
-async fn receiver(
+/// Collects message ids (duplicates included) until `expect` distinct ones arrived,
+/// reconnecting to `fallback` when closed.
+/// Whether a message is one of [`sender`]'s (`m0`, `m1`…): a reconnect may replay the
+/// messages that set the conversation up, and those must not count.
+fn is_numbered(content: &serde_json::Value) -> bool {
+    content
+        .as_str()
+        .and_then(|c| c.strip_prefix('m'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub async fn receiver(
     mut ws: Ws,
     fallback: std::net::SocketAddr,
     token: String,
     expect: usize,
 ) -> (Vec<String>, u16) {
     let mut got = Vec::new();
+    let mut unique = HashSet::new();
     let mut close_code = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while got.len() < expect && tokio::time::Instant::now() < deadline {
+    while unique.len() < expect && tokio::time::Instant::now() < deadline {
         match ws.next(Duration::from_millis(200)).await {
             Some(Seen::Event(v))
                 if (v["type"] == "message" || v["type"] == "offline_message")
-                    && v["data"]["sender_id"] != ws.user.to_string() =>
+                    && v["data"]["sender_id"] != ws.user.to_string()
+                    && is_numbered(&v["data"]["content"]) =>
             {
-                got.push(v["data"]["id"].as_str().unwrap().to_string());
+                let id = v["data"]["id"].as_str().unwrap().to_string();
+                unique.insert(id.clone());
+                got.push(id);
             }
             Some(Seen::Closed(code, _)) => {
                 close_code = code;

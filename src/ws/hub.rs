@@ -12,7 +12,10 @@
 //! between the offline drain and live delivery.
 
 mod apply;
+mod cursors;
 mod sync;
+
+pub use cursors::{CONFIRM, Cursor};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -92,21 +95,6 @@ pub struct Device {
     pub dead: bool,
     /// Closes it.
     pub kill: Arc<Kill>,
-}
-
-/// Delivery state of one conversation for one local user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Cursor {
-    /// Highest seq pushed to the devices.
-    pub pushed: i64,
-    /// Highest seq written to a socket (or acknowledged): the delivery cursor.
-    pub written: i64,
-    /// Delivery cursor as last stored in PostgreSQL.
-    pub persisted: i64,
-    /// Read cursor.
-    pub read: i64,
-    /// Read cursor as last stored by this node.
-    pub read_persisted: i64,
 }
 
 enum Phase {
@@ -278,8 +266,10 @@ impl Hub {
     }
 
     /// Removes a device; when it was the user's last here, stores the user's cursors
-    /// before returning (so a reconnect anywhere finds them) and unsubscribes.
-    pub async fn remove_device(&self, user: Uuid, conn: u64) {
+    /// before returning (so a reconnect anywhere finds them) and unsubscribes. `clean`: the
+    /// connection closed with a close handshake, so what was written was received; otherwise
+    /// only what was written long enough ago counts as delivered (see `cursors`).
+    pub async fn remove_device(&self, user: Uuid, conn: u64, clean: bool) {
         let removed = {
             let mut shard = self.shard(user);
             let Some(entry) = shard.users.get_mut(&user) else {
@@ -308,7 +298,16 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(user, rx);
-        let (delivered, read) = cursors_to_store(user, &entry.convs);
+        let mut convs = entry.convs;
+        let (delivered, read) = cursors::to_store(
+            user,
+            &mut convs,
+            if clean {
+                cursors::Mode::All
+            } else {
+                cursors::Mode::Confirmed
+            },
+        );
         if let Err(e) = self.store_cursors(&delivered, &read).await {
             tracing::warn!(%user, error = %e, "could not store delivery cursors; the next connect may repeat messages");
         }
@@ -354,31 +353,40 @@ impl Hub {
         }
     }
 
-    /// A frame written to a socket: advances the delivery cursor of a non-ack device.
-    pub fn written(&self, user: Uuid, conversation: Uuid, seq: i64) {
-        let mut shard = self.shard(user);
-        let Some(e) = shard.users.get_mut(&user) else {
-            return;
-        };
-        if let Some(c) = e.convs.get_mut(&conversation)
-            && seq > c.written
-        {
-            c.written = seq;
-            shard.dirty.insert(user);
-        }
-    }
-
-    /// An `ack` frame: the device has everything up to `seq` in the conversation.
-    pub fn ack(&self, user: Uuid, conversation: Uuid, seq: i64) {
-        let mut shard = self.shard(user);
-        let Some(e) = shard.users.get_mut(&user) else {
-            return;
-        };
-        if let Some(c) = e.convs.get_mut(&conversation) {
-            let seq = seq.min(c.pushed);
-            if seq > c.written {
-                c.written = seq;
-                shard.dirty.insert(user);
+    /// Registers every local device in presence again (after this node was reaped while
+    /// alive) and announces the users who were taken offline.
+    pub async fn reregister_presence(&self) {
+        let devices: Vec<(Uuid, u64)> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .users
+                    .iter()
+                    .flat_map(|(u, e)| {
+                        e.devices
+                            .iter()
+                            .filter(|d| !d.dead)
+                            .map(|d| (*u, d.id))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let online = self.services.settings.get().online_status;
+        for (user, conn) in devices {
+            match self.services.presence.add_device(user, conn, online).await {
+                Ok(crate::cluster::presence::Added::Yes { first: true }) => {
+                    if let Err(e) = self.services.presence_changed(user, true).await {
+                        tracing::warn!(%user, error = %e, "online announcement failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence re-registration failed");
+                    return;
+                }
             }
         }
     }
@@ -425,69 +433,6 @@ impl Hub {
         }
     }
 
-    /// Stores every changed cursor (called periodically).
-    pub async fn flush_cursors(&self) {
-        let mut delivered = Vec::new();
-        let mut read = Vec::new();
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let dirty: Vec<Uuid> = shard.dirty.drain().collect();
-            for user in dirty {
-                if let Some(e) = shard.users.get(&user) {
-                    let (d, r) = cursors_to_store(user, &e.convs);
-                    delivered.extend(d);
-                    read.extend(r);
-                }
-            }
-        }
-        if delivered.is_empty() && read.is_empty() {
-            return;
-        }
-        match self.store_cursors(&delivered, &read).await {
-            Ok(()) => {
-                for (conv, user, seq) in &delivered {
-                    self.with_cursor(*user, *conv, |c| c.persisted = c.persisted.max(*seq));
-                }
-                for (conv, user, seq) in &read {
-                    self.with_cursor(*user, *conv, |c| {
-                        c.read_persisted = c.read_persisted.max(*seq)
-                    });
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "storing cursors failed; will retry");
-                for (_, user, _) in delivered.iter().chain(read.iter()) {
-                    self.shard(*user).dirty.insert(*user);
-                }
-            }
-        }
-    }
-
-    fn with_cursor(&self, user: Uuid, conv: Uuid, f: impl FnOnce(&mut Cursor)) {
-        if let Some(c) = self
-            .shard(user)
-            .users
-            .get_mut(&user)
-            .and_then(|e| e.convs.get_mut(&conv))
-        {
-            f(c);
-        }
-    }
-
-    async fn store_cursors(
-        &self,
-        delivered: &[(Uuid, Uuid, i64)],
-        read: &[(Uuid, Uuid, i64)],
-    ) -> crate::error::Result<()> {
-        if delivered.is_empty() && read.is_empty() {
-            return Ok(());
-        }
-        let conn = self.services.store.conn().await?;
-        crate::store::members::advance_delivered(&conn, delivered).await?;
-        crate::store::members::advance_read_seq(&conn, read).await?;
-        Ok(())
-    }
-
     /// Waits until a previous session's cursors for `user` are stored.
     async fn wait_flushed(&self, user: Uuid) {
         let rx = self
@@ -523,24 +468,6 @@ impl Hub {
             }
         })
     }
-}
-
-/// Cursor positions to store: `(conversation, user, seq)`.
-type Positions = Vec<crate::store::members::Cursor>;
-
-/// Cursors of one user that differ from what was stored: (delivery, read).
-fn cursors_to_store(user: Uuid, convs: &HashMap<Uuid, Cursor>) -> (Positions, Positions) {
-    let mut delivered = Vec::new();
-    let mut read = Vec::new();
-    for (conv, c) in convs {
-        if c.written > c.persisted {
-            delivered.push((*conv, user, c.written));
-        }
-        if c.read > c.read_persisted {
-            read.push((*conv, user, c.read));
-        }
-    }
-    (delivered, read)
 }
 
 impl LocalSink for Hub {

@@ -136,7 +136,8 @@ pub async fn abandon(hub: &Arc<Hub>, prepared: Prepared) {
     if prepared.refused {
         return;
     }
-    hub.remove_device(prepared.user, prepared.conn_id).await;
+    hub.remove_device(prepared.user, prepared.conn_id, false)
+        .await;
     let _ = hub
         .services()
         .presence
@@ -252,9 +253,13 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
     if !reader_done {
         reader.abort();
     }
-    // Store cursors (and unsubscribe) before answering the close.
-    hub.remove_device(user, conn_id).await;
     let (code, text) = kill.requested().unwrap_or((close::NORMAL, ""));
+    // A close handshake (the client's, or ours for logout and drain) means what was written
+    // got there; a broken connection confirms only what was written a while ago.
+    let clean = reason == "client closed"
+        || (reason == "closed by server" && matches!(code, close::NORMAL | close::RESTART));
+    // Store cursors (and unsubscribe) before answering the close.
+    hub.remove_device(user, conn_id, clean).await;
     if reason != "write failed" {
         wr.push_close(code, text);
         let _ = wr.flush().await;

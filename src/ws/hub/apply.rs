@@ -36,13 +36,7 @@ impl Hub {
                 let c = entry.convs.entry(conversation_id).or_insert_with(|| {
                     // A conversation that began after this user connected: in order.
                     let before = seq - 1;
-                    Cursor {
-                        pushed: before,
-                        written: before,
-                        persisted: before,
-                        read: 0,
-                        read_persisted: 0,
-                    }
+                    Cursor::at(before, 0)
                 });
                 if seq <= c.pushed {
                     return effects;
@@ -169,13 +163,10 @@ impl Hub {
                 conversation_id,
                 last_seq,
             } => {
-                entry.convs.entry(conversation_id).or_insert(Cursor {
-                    pushed: last_seq,
-                    written: last_seq,
-                    persisted: last_seq,
-                    read: last_seq,
-                    read_persisted: last_seq,
-                });
+                entry
+                    .convs
+                    .entry(conversation_id)
+                    .or_insert(Cursor::at(last_seq, last_seq));
             }
             Routed::Left { conversation_id } => {
                 entry.convs.remove(&conversation_id);

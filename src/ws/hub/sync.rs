@@ -174,13 +174,10 @@ impl Hub {
                 return;
             };
             for m in memberships {
-                let c = entry.convs.entry(m.conversation_id).or_insert(Cursor {
-                    pushed: m.delivered_seq,
-                    written: m.delivered_seq,
-                    persisted: m.delivered_seq,
-                    read: m.read_seq,
-                    read_persisted: m.read_seq,
-                });
+                let c = entry
+                    .convs
+                    .entry(m.conversation_id)
+                    .or_insert(Cursor::at(m.delivered_seq, m.read_seq));
                 c.read = c.read.max(m.read_seq);
                 c.read_persisted = c.read_persisted.max(m.read_seq);
             }
