@@ -5,8 +5,10 @@ mod client;
 mod harness;
 mod ws_client;
 
+mod cut;
 mod deploy;
 mod drain;
+mod faults;
 mod foundation;
 mod http_admin;
 mod http_batch_send;
@@ -18,6 +20,7 @@ mod http_relationships;
 mod http_search;
 mod loadtest_smoke;
 mod migrations;
+mod process;
 mod properties;
 mod realtime;
 mod realtime_faults;

@@ -103,9 +103,11 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
     let h = hub.clone();
     let started_ms = registry::now_ms();
     let sd = shutdown.clone();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     every(shutdown, registry::HEARTBEAT, move || {
         let h = h.clone();
         let sd = sd.clone();
+        let first = first.clone();
         async move {
             if sd.is_shutting_down() {
                 return;
@@ -120,8 +122,19 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 accepting: sd.is_ready(),
             };
-            if let Err(e) = services.registry.heartbeat(&info).await {
-                tracing::warn!(error = %e, "registry heartbeat failed");
+            match services.registry.heartbeat(&info).await {
+                Ok(created) => {
+                    let was_first = first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                    if created && !was_first {
+                        // Another node took this one for dead (it was frozen or cut off):
+                        // put its devices back into presence.
+                        tracing::warn!(
+                            "this node was reaped while alive; registering its devices again"
+                        );
+                        h.reregister_presence().await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "registry heartbeat failed"),
             }
             reap_dead_nodes(&h).await;
         }

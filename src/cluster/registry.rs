@@ -70,18 +70,19 @@ impl Registry {
         Registry { redis, keys }
     }
 
-    /// Writes (or refreshes) `info`.
-    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<()> {
+    /// Writes (or refreshes) `info`. Returns true when the entry was missing (a first
+    /// heartbeat, or another node had reaped this one).
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<bool> {
         let json = serde_json::to_string(info)
             .map_err(|e| crate::error::Error::internal(e.to_string()))?;
         let mut redis = self.redis.clone();
-        redis::cmd("HSET")
+        let created: i64 = redis::cmd("HSET")
             .arg(self.keys.registry())
             .arg(&info.node_id)
             .arg(json)
-            .query_async::<()>(&mut redis)
+            .query_async(&mut redis)
             .await?;
-        Ok(())
+        Ok(created == 1)
     }
 
     /// Removes `node_id` from the registry.
