@@ -55,7 +55,16 @@ impl Gen {
             _ => {
                 let mut o = serde_json::Map::new();
                 for _ in 0..self.below(4) {
-                    let key = self.pick(&["url", "image_url", "video_url", "file_size", "x", "emoji_id"]).to_string();
+                    let key = self
+                        .pick(&[
+                            "url",
+                            "image_url",
+                            "video_url",
+                            "file_size",
+                            "x",
+                            "emoji_id",
+                        ])
+                        .to_string();
                     let v = if key == "file_size" {
                         json!(self.below(120) * 1_048_576)
                     } else {
@@ -87,7 +96,9 @@ fn draft(g: &mut Gen, me: Uuid) -> Draft {
             1 => Some(me),
             _ => Some(Uuid::new_v4()),
         },
-        message_type: g.pick(&["text", "image", "video", "emoji", "sticker", ""]).to_string(),
+        message_type: g
+            .pick(&["text", "image", "video", "emoji", "sticker", ""])
+            .to_string(),
         content: g.chance(4).then(|| g.long_text()),
         metadata: if g.chance(2) { Some(g.json(2)) } else { None },
         reply_to_message_id: g.chance(3).then(Uuid::new_v4),
@@ -115,7 +126,15 @@ fn allowed(d: &Draft, me: Uuid, max_video_mb: u64) -> bool {
     {
         return false;
     }
-    let url = |keys: &[&str]| meta.is_some_and(|m| keys.iter().any(|k| m.get(*k).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())));
+    let url = |keys: &[&str]| {
+        meta.is_some_and(|m| {
+            keys.iter().any(|k| {
+                m.get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.trim().is_empty())
+            })
+        })
+    };
     let ok_type = match d.message_type.as_str() {
         "text" => d.content.as_deref().is_some_and(|c| !c.is_empty()),
         "image" => url(&["url", "image_url"]),
@@ -126,10 +145,16 @@ fn allowed(d: &Draft, me: Uuid, max_video_mb: u64) -> bool {
                     .and_then(Value::as_f64)
                     .is_none_or(|s| s / 1_048_576.0 <= max_video_mb as f64)
         }
-        "emoji" => d.content.as_deref().is_some_and(|c| !c.is_empty()) || meta.is_some_and(|m| !m.is_empty()),
+        "emoji" => {
+            d.content.as_deref().is_some_and(|c| !c.is_empty())
+                || meta.is_some_and(|m| !m.is_empty())
+        }
         _ => false,
     };
-    let ok_cmid = d.client_msg_id.as_ref().is_none_or(|c| !c.is_empty() && c.len() <= MAX_CLIENT_MSG_ID);
+    let ok_cmid = d
+        .client_msg_id
+        .as_ref()
+        .is_none_or(|c| !c.is_empty() && c.len() <= MAX_CLIENT_MSG_ID);
     let ok_target = d.conversation_id.is_some() || d.receiver_id.is_some_and(|r| r != me);
     ok_type && ok_cmid && ok_target
 }
@@ -142,20 +167,35 @@ fn validation_accepts_exactly_what_the_rules_allow() {
         let me = Uuid::new_v4();
         let d = draft(&mut g, me);
         let got = send::validate(&d, me, &s).is_ok();
-        assert_eq!(got, allowed(&d, me, s.max_video_size_mb), "seed {seed}: {d:?}");
+        assert_eq!(
+            got,
+            allowed(&d, me, s.max_video_size_mb),
+            "seed {seed}: {d:?}"
+        );
     }
 }
 
 #[test]
 fn the_frame_decoder_never_panics_and_answers_every_frame() {
-    let kinds = ["message", "typing", "read", "recall", "set_current_conversation", "ack", "heartbeat", "nope"];
+    let kinds = [
+        "message",
+        "typing",
+        "read",
+        "recall",
+        "set_current_conversation",
+        "ack",
+        "heartbeat",
+        "nope",
+    ];
     for seed in 1..=5000u64 {
         let mut g = Gen(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
         let mut bytes: Vec<u8> = match g.below(3) {
             // Arbitrary bytes.
             0 => (0..g.below(64)).map(|_| g.next() as u8).collect(),
             // A frame shaped like ours with random data.
-            1 => json!({"type": g.pick(&kinds), "data": g.json(3)}).to_string().into_bytes(),
+            1 => json!({"type": g.pick(&kinds), "data": g.json(3)})
+                .to_string()
+                .into_bytes(),
             // A frame with plausible fields of random types.
             _ => json!({"type": g.pick(&kinds), "data": {
                 "conversation_id": if g.chance(2) { json!(Uuid::new_v4()) } else { g.json(1) },
@@ -168,7 +208,11 @@ fn the_frame_decoder_never_panics_and_answers_every_frame() {
         };
         let copy = bytes.clone();
         if let Err(e) = protocol::decode(&mut bytes) {
-            assert!(e.is_client(), "seed {seed}: {:?}", String::from_utf8_lossy(&copy));
+            assert!(
+                e.is_client(),
+                "seed {seed}: {:?}",
+                String::from_utf8_lossy(&copy)
+            );
             assert!(!e.public_message().is_empty());
         }
     }
@@ -188,8 +232,15 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
                 preview: g.chance(2).then(|| g.text(60)),
                 frame: bytes::Bytes::from(g.text(40)),
             },
-            1 => Routed::Frame { frame: bytes::Bytes::from(g.text(40)), except: g.next() },
-            2 => Routed::ReadCursor { conversation_id: conv, read_seq: g.below(1000) as i64, last_seq: g.below(1000) as i64 },
+            1 => Routed::Frame {
+                frame: bytes::Bytes::from(g.text(40)),
+                except: g.next(),
+            },
+            2 => Routed::ReadCursor {
+                conversation_id: conv,
+                read_seq: g.below(1000) as i64,
+                last_seq: g.below(1000) as i64,
+            },
             3 => Routed::Recall {
                 conversation_id: conv,
                 message_id: Uuid::new_v4(),
@@ -198,8 +249,13 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
                 preview: g.chance(2).then(|| g.text(20)),
             },
             4 => Routed::Logout,
-            5 => Routed::Joined { conversation_id: conv, last_seq: g.below(1000) as i64 },
-            _ => Routed::Left { conversation_id: conv },
+            5 => Routed::Joined {
+                conversation_id: conv,
+                last_seq: g.below(1000) as i64,
+            },
+            _ => Routed::Left {
+                conversation_id: conv,
+            },
         };
         let mut buf = bytes::BytesMut::new();
         routed.encode_into(&mut buf);
@@ -224,7 +280,15 @@ fn paging_accepts_exactly_its_ranges() {
         };
         let q = Query::parse(&format!("limit={raw}&offset={raw}"));
         let as_int = raw.parse::<i64>().ok();
-        assert_eq!(q.limit(20).ok(), as_int.filter(|n| (1..=100).contains(n)), "limit={raw:?}");
-        assert_eq!(q.offset().ok(), as_int.filter(|n| *n >= 0), "offset={raw:?}");
+        assert_eq!(
+            q.limit(20).ok(),
+            as_int.filter(|n| (1..=100).contains(n)),
+            "limit={raw:?}"
+        );
+        assert_eq!(
+            q.offset().ok(),
+            as_int.filter(|n| *n >= 0),
+            "offset={raw:?}"
+        );
     }
 }
