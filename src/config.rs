@@ -187,6 +187,9 @@ pub struct Config {
     /// kernel's autotuning. Small values bound kernel memory per slow client and make a
     /// stalled client hit its queue limit (1013) sooner.
     pub socket_send_buffer: Option<usize>,
+    /// Serve the web client at `/` and the token route `POST /api/dev/token` (`DEV_UI`,
+    /// default off). For trying the server only: the token route signs any user, admins too.
+    pub dev_ui: bool,
 }
 
 impl fmt::Debug for Config {
@@ -215,6 +218,7 @@ impl fmt::Debug for Config {
             .field("ws_idle_timeout", &self.ws_idle_timeout)
             .field("writer_shards", &self.writer_shards)
             .field("socket_send_buffer", &self.socket_send_buffer)
+            .field("dev_ui", &self.dev_ui)
             .finish()
     }
 }
@@ -270,6 +274,20 @@ impl Reader<'_> {
                 var,
                 expected: format!("an integer from {min} to {max}"),
                 got: Some(raw),
+            }),
+        }
+    }
+
+    /// `1`/`true` or `0`/`false`; unset (or empty) is `default`.
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.opt(var).as_deref() {
+            None => Ok(default),
+            Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(other) => Err(ConfigError {
+                var,
+                expected: "1, true, 0 or false".into(),
+                got: Some(other.to_string()),
             }),
         }
     }
@@ -436,6 +454,7 @@ impl Config {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),
             },
+            dev_ui: r.boolean("DEV_UI", false)?,
         })
     }
 }
@@ -624,6 +643,22 @@ mod tests {
             c.allowed_origins,
             ["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn dev_ui_is_off_unless_asked_and_strictly_boolean() {
+        assert!(!Config::from_env(&env(&[])).unwrap().dev_ui);
+        assert!(!Config::from_env(&env(&[("DEV_UI", "")])).unwrap().dev_ui);
+        for (value, expected) in [("1", true), ("true", true), ("0", false), ("false", false)] {
+            let c = Config::from_env(&env(&[("DEV_UI", value)])).unwrap();
+            assert_eq!(c.dev_ui, expected, "DEV_UI={value}");
+            assert!(format!("{c:?}").contains(&format!("dev_ui: {expected}")));
+        }
+        for value in ["yes", "2", "on", "TRUE "] {
+            let e = err(&[("DEV_UI", value)]);
+            assert_eq!(e.var, "DEV_UI", "DEV_UI={value}");
+            assert!(e.to_string().starts_with("DEV_UI"), "{e}");
+        }
     }
 
     #[test]

@@ -167,7 +167,11 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
     let started = Instant::now();
     let method = req.method().clone();
     let request_id = request_id();
-    let (template, mut resp) = match router::resolve(&method, req.uri().path()) {
+    let (template, mut resp) = match router::resolve_with(
+        &method,
+        req.uri().path(),
+        ctx.services.config.dev_ui,
+    ) {
         Match::NotFound => (
             "unmatched",
             response::error(

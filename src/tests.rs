@@ -5,6 +5,7 @@ mod client;
 mod harness;
 mod ws_client;
 
+mod browser;
 mod cut;
 mod deploy;
 mod drain;

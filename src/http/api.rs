@@ -2,6 +2,7 @@
 
 mod admin;
 mod conversations;
+mod dev_ui;
 mod members;
 mod messages;
 mod notifications;
@@ -64,5 +65,6 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         R::AdminTemplateDelete => admin::template_delete(ctx, call).await,
         R::AdminBatchSend => admin::batch_send(ctx, call).await,
         R::AdminNodes => admin::nodes(ctx, call).await,
+        R::DevPage | R::DevScript | R::DevStyle | R::DevToken => dev_ui::serve(ctx, call).await,
     }
 }

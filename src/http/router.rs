@@ -69,6 +69,10 @@ pub enum RouteId {
     AdminTemplateDelete,
     AdminBatchSend,
     AdminNodes,
+    DevPage,
+    DevScript,
+    DevStyle,
+    DevToken,
 }
 
 /// One route.
@@ -155,6 +159,11 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, Scope::Admin, "/notification-templates/:id", RouteId::AdminTemplateDelete, Access::Admin),
     route(Method::POST, Scope::Admin, "/notifications/batch-send", RouteId::AdminBatchSend, Access::Admin),
     route(Method::GET, Scope::Admin, "/nodes", RouteId::AdminNodes, Access::Admin),
+    // The web client and its token route; with DEV_UI off they answer like unknown routes.
+    route(Method::GET, Scope::Root, "/", RouteId::DevPage, Access::Public),
+    route(Method::GET, Scope::Root, "/ui/app.js", RouteId::DevScript, Access::Public),
+    route(Method::GET, Scope::Root, "/ui/style.css", RouteId::DevStyle, Access::Public),
+    route(Method::POST, Scope::Root, "/api/dev/token", RouteId::DevToken, Access::Public),
 ];
 
 /// Path parameters of a matched route, in template order.
@@ -184,15 +193,31 @@ pub enum Match {
     NotFound,
 }
 
+impl RouteId {
+    /// Whether the route belongs to the web client, mounted only with `DEV_UI=1`.
+    pub fn is_dev(self) -> bool {
+        matches!(
+            self,
+            RouteId::DevPage | RouteId::DevScript | RouteId::DevStyle | RouteId::DevToken
+        )
+    }
+}
+
 /// Finds the route for `method` and `path` (a single trailing slash is ignored).
 pub fn resolve(method: &Method, path: &str) -> Match {
+    resolve_with(method, path, true)
+}
+
+/// [`resolve`], with the web client's routes left out unless `dev_ui`: without it they
+/// answer exactly like paths that do not exist, whatever the method.
+pub fn resolve_with(method: &Method, path: &str, dev_ui: bool) -> Match {
     let path = if path.len() > 1 {
         path.strip_suffix('/').unwrap_or(path)
     } else {
         path
     };
     let mut path_exists = false;
-    for r in ROUTES {
+    for r in ROUTES.iter().filter(|r| dev_ui || !r.id.is_dev()) {
         let prefixes: &[&str] = match r.scope {
             Scope::Root => &[""],
             Scope::User => &["/api/v1", "/api"],
@@ -265,6 +290,46 @@ mod tests {
         assert!(matches!(
             resolve(&Method::GET, "/api/v2/settings"),
             Match::NotFound
+        ));
+    }
+
+    #[test]
+    fn dev_routes_resolve_and_shadow_nothing() {
+        for (method, path, id) in [
+            (Method::GET, "/", RouteId::DevPage),
+            (Method::GET, "/ui/app.js", RouteId::DevScript),
+            (Method::GET, "/ui/style.css", RouteId::DevStyle),
+            (Method::POST, "/api/dev/token", RouteId::DevToken),
+        ] {
+            assert!(
+                matches!(resolve(&method, path), Match::Found(r, _) if r.id == id),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            resolve(&Method::GET, "/ui/other.js"),
+            Match::NotFound
+        ));
+        // Without DEV_UI every method on these paths is an unknown route, not a 405.
+        for (method, path) in [
+            (Method::GET, "/"),
+            (Method::POST, "/"),
+            (Method::GET, "/api/dev/token"),
+            (Method::POST, "/api/dev/token"),
+            (Method::DELETE, "/ui/app.js"),
+        ] {
+            assert!(
+                matches!(resolve_with(&method, path, false), Match::NotFound),
+                "{method} {path}"
+            );
+        }
+        assert!(matches!(
+            resolve_with(&Method::GET, "/health", false),
+            Match::Found(r, _) if r.id == RouteId::Health
+        ));
+        assert!(matches!(
+            resolve(&Method::GET, "/health"),
+            Match::Found(r, _) if r.id == RouteId::Health
         ));
     }
 

@@ -93,6 +93,10 @@ pub static DOCS: &[Doc] = &[
     doc!(DELETE "/api/admin/notification-templates/:id", "Delete a template", query: &[], body: None, data: None, auth: "admin"),
     doc!(POST "/api/admin/notifications/batch-send", "Send a templated notification to users", query: &[], body: Some("BatchSendRequest"), data: Some("BatchSendResult"), auth: "admin"),
     doc!(GET "/api/admin/nodes", "The node registry", query: &[], body: None, data: Some("Nodes"), auth: "admin"),
+    doc!(GET "/", "The web client's page, HTML (dev only: exists only with DEV_UI=1)", query: &[], body: None, data: None, auth: "public"),
+    doc!(GET "/ui/app.js", "The web client's script (dev only: exists only with DEV_UI=1)", query: &[], body: None, data: None, auth: "public"),
+    doc!(GET "/ui/style.css", "The web client's style sheet (dev only: exists only with DEV_UI=1)", query: &[], body: None, data: None, auth: "public"),
+    doc!(POST "/api/dev/token", "A token for any user, admin when asked, valid 12 hours (dev only: exists only with DEV_UI=1)", query: &[], body: Some("DevTokenRequest"), data: Some("DevToken"), auth: "public"),
 ];
 
 fn path_params(path: &str) -> Vec<&str> {
