@@ -5,12 +5,17 @@ mod client;
 mod harness;
 mod ws_client;
 
+mod authz;
+mod authz_checks;
+mod authz_setup;
+mod authz_ws;
 mod browser;
 mod cut;
 mod deploy;
 mod drain;
 mod faults;
 mod foundation;
+mod foundation_requests;
 mod http_admin;
 mod http_batch_send;
 mod http_conversations;
