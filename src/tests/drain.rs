@@ -76,8 +76,6 @@ pub async fn sender(
     (acked.into_values().collect(), close_code)
 }
 
-/// Collects message ids (duplicates included) until `expect` distinct ones arrived,
-/// reconnecting to `fallback` when closed.
 /// Whether a message is one of [`sender`]'s (`m0`, `m1`…): a reconnect may replay the
 /// messages that set the conversation up, and those must not count.
 fn is_numbered(content: &serde_json::Value) -> bool {
@@ -87,6 +85,8 @@ fn is_numbered(content: &serde_json::Value) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Collects message ids (duplicates included) until `expect` distinct ones arrived,
+/// reconnecting to `fallback` when closed.
 pub async fn receiver(
     mut ws: Ws,
     fallback: std::net::SocketAddr,

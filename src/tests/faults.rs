@@ -1,5 +1,5 @@
 //! Faults with nodes as real processes: SIGKILL during one-to-one and group traffic,
-//! PostgreSQL restarted during traffic, a node frozen (SIGSTOP) for longer than the
+//! PostgreSQL and Redis restarted during traffic, a node frozen (SIGSTOP) for longer than the
 //! presence timeout. The checker: every message whose sender got the echo reaches every
 //! member (at least once across a crash, deduplicated by id), nothing is half-stored, sends
 //! during the outage fail with a clear error, nodes recover without a restart, presence is
@@ -274,4 +274,142 @@ async fn the_binary_exits_0_on_sigterm_and_64_on_bad_configuration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+}
+
+/// Polls the conversation list on `node` (as the holder of `token`) until `partner` shows
+/// `online` in `conv`; false if not within 30 s.
+async fn shows(node: &ProcessNode, token: &str, conv: Uuid, partner: Uuid, online: bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        let (status, body) = super::client::get(
+            &format!("http://{}/api/v1/conversations", node.addr),
+            Some(token),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let seen = body["data"]["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == conv.to_string())
+            .map(|c| c["online_status"][partner.to_string()] == online);
+        if seen == Some(true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_during_private_and_group_traffic_delivers_everything_once() {
+    let stack = Arc::new(
+        tokio::task::spawn_blocking(PrivateStack::start)
+            .await
+            .unwrap(),
+    );
+    let env = TestEnv::new().await;
+    let base = env.env(&[
+        ("DATABASE_URL", &stack.database_url),
+        ("REDIS_URL", &stack.redis),
+    ]);
+    let n0 = ProcessNode::start(env_with(&base, &[("NODE_ID", "r0")])).await;
+    let n1 = ProcessNode::start(env_with(&base, &[("NODE_ID", "r1")])).await;
+    set(
+        &n0,
+        &env.token(Uuid::new_v4(), true),
+        "max_messages_per_second",
+        "0",
+    )
+    .await;
+    let connect = |addr, user: Uuid| {
+        let token = env.token(user, false);
+        async move { Ws::connect(addr, &token, user).await.expect("connect") }
+    };
+    let per = 100;
+    // A private pair across the nodes, and a group with a member on each node.
+    let mut a = connect(n0.addr, Uuid::new_v4()).await;
+    let mut b = connect(n1.addr, Uuid::new_v4()).await;
+    let conv = befriend(&mut a, &mut b).await;
+    let (ua, ub) = (a.user, b.user);
+    // C and D stay connected throughout, for the presence check.
+    let mut c = connect(n1.addr, Uuid::new_v4()).await;
+    let mut d = connect(n0.addr, Uuid::new_v4()).await;
+    let conv_cd = befriend(&mut d, &mut c).await;
+    let owner = connect(n0.addr, Uuid::new_v4()).await;
+    let members = vec![
+        connect(n1.addr, Uuid::new_v4()).await,
+        connect(n0.addr, Uuid::new_v4()).await,
+    ];
+    let (status, body) = super::client::post(
+        &format!("http://{}/api/v1/conversations/group", n0.addr),
+        Some(&env.token(owner.user, false)),
+        &json!({"group_name": "redis", "member_ids": members.iter().map(|m| m.user).collect::<Vec<_>>()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let group = uuid_of(&body["data"]["id"]);
+    let owner_token = env.token(owner.user, false);
+    let mut senders = vec![
+        tokio::spawn(sender(a, n0.addr, env.token(ua, false), conv, per)),
+        tokio::spawn(sender(owner, n0.addr, owner_token, group, per)),
+    ];
+    let mut receivers = vec![tokio::spawn(receiver(
+        b,
+        n1.addr,
+        env.token(ub, false),
+        per,
+    ))];
+    for m in members {
+        let token = env.token(m.user, false);
+        receivers.push(tokio::spawn(receiver(m, n1.addr, token, per)));
+    }
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = stack.clone();
+    tokio::task::spawn_blocking(move || s.restart_redis(Duration::from_millis(1500)))
+        .await
+        .unwrap();
+
+    let group_acked: HashSet<String> = senders
+        .pop()
+        .unwrap()
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .collect();
+    let private_acked: HashSet<String> = senders
+        .pop()
+        .unwrap()
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .collect();
+    assert_eq!((private_acked.len(), group_acked.len()), (per, per));
+    for (i, r) in receivers.into_iter().enumerate() {
+        let want = if i == 0 { &private_acked } else { &group_acked };
+        let (got, _) = r.await.unwrap();
+        let unique: HashSet<String> = got.iter().cloned().collect();
+        assert_eq!(unique.len(), got.len(), "receiver {i}: a message twice");
+        assert!(
+            want.is_subset(&unique),
+            "receiver {i} lost {:?}",
+            want.difference(&unique).collect::<Vec<_>>()
+        );
+    }
+    // Presence (kept only in Redis, which came back empty) is right again within 30 s:
+    // C, still connected, online; B, whose receiver has left, offline.
+    assert!(
+        shows(&n0, &env.token(d.user, false), conv_cd, c.user, true).await,
+        "C online again after the restart"
+    );
+    assert!(
+        shows(&n0, &env.token(ua, false), conv, ub, false).await,
+        "B offline once gone"
+    );
+    drop((c, d, n0, n1, stack));
 }

@@ -197,6 +197,51 @@ impl PrivateStack {
     pub fn start_postgres(&self) {
         self.pg_ctl(&["start"]);
     }
+
+    /// Kills Redis, keeps it away for `down`, and starts it again, empty, on the same port.
+    pub fn restart_redis(&self, down: Duration) {
+        let pidfile = self.dir.join("redis.pid");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(
+            Command::new("kill")
+                .args(["-9", pid.trim()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let port = self.redis.rsplit(':').next().unwrap().to_string();
+        while std::net::TcpStream::connect(&self.redis).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(down);
+        let status = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--daemonize", "yes", "--dir"])
+            .arg(&self.dir)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "redis-server did not start");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&self.redis).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not come back");
+    }
 }
 
 fn is_root() -> bool {
