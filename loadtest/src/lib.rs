@@ -6,7 +6,7 @@
 //! - [`stats`]: HDR latency histograms and counters.
 //! - [`scenarios`]: throughput, fan-out, idle connections, parity with the original.
 //! - [`ceilings`]: the machine's own limits measured in the same run.
-//! - [`report`]: JSON and Markdown output.
+//! - [`report`]: JSON and Markdown output; [`targets`]: the targets against the results.
 
 pub mod api;
 pub mod ceilings;
@@ -14,6 +14,7 @@ pub mod client;
 pub mod report;
 pub mod scenarios;
 pub mod stats;
+pub mod targets;
 
 /// Where and how a run talks to the cluster.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
 //!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
 //! scenarios: ceilings throughput latency crossnode fanout connections parity smoke all
+//! dinq-loadtest render report.json   (the Markdown report of an earlier run, again)
 //! ```
 
 use std::net::IpAddr;
@@ -113,7 +114,7 @@ fn parse() -> Result<Opts, String> {
                 return Err(include_str!("main.rs")
                     .lines()
                     .skip(2)
-                    .take(7)
+                    .take(8)
                     .map(|l| l.trim_start_matches("//! "))
                     .collect::<Vec<_>>()
                     .join("\n"));
@@ -161,8 +162,30 @@ fn machine() -> String {
     )
 }
 
+/// `dinq-loadtest render report.json`: prints the Markdown report of an earlier run.
+fn render(path: &str) -> Result<String, String> {
+    let json = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let report: Report = serde_json::from_str(&json).map_err(|e| format!("{path}: {e}"))?;
+    Ok(report.markdown())
+}
+
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("render") {
+        match args.get(1).map(|p| render(p)) {
+            Some(Ok(md)) => print!("{md}"),
+            Some(Err(e)) => {
+                eprintln!("dinq-loadtest: {e}");
+                std::process::exit(1);
+            }
+            None => {
+                eprintln!("usage: dinq-loadtest render report.json");
+                std::process::exit(64);
+            }
+        }
+        return;
+    }
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! The report: every result of a run as JSON, and a Markdown table with each scenario's
 //! ratio to the lowest relevant ceiling of the same run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ceilings::Ceilings;
 use crate::scenarios::connections::ConnectionsResult;
@@ -10,7 +10,7 @@ use crate::scenarios::parity::ParityResult;
 use crate::scenarios::throughput::Step;
 
 /// Everything one run measured.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     /// Machine and date.
     pub machine: String,
@@ -57,7 +57,7 @@ impl Report {
     /// The lowest ceiling that bounds one-to-one delivery (messages per second): each
     /// message is one insert and two publishes (recipient and the sender's echo) and two
     /// socket writes.
-    fn one_to_one_ceiling(&self) -> Option<f64> {
+    pub fn one_to_one_ceiling(&self) -> Option<f64> {
         self.ceilings.as_ref().map(|c| {
             [
                 c.pg_insert_rows_per_second,
@@ -93,6 +93,7 @@ impl Report {
                 c.ws_echo_per_second
             ));
         }
+        md.push_str(&crate::targets::markdown(self));
         let lowest = self.one_to_one_ceiling();
         if !self.throughput.is_empty() {
             md.push_str("## One-to-one throughput (users on different nodes)\n\n| target/s | delivered/s | sent | delivered | errors | p50 ms | p99 ms | sustained | ratio to lowest ceiling |\n|---|---|---|---|---|---|---|---|---|\n");
@@ -207,6 +208,7 @@ impl Report {
             }
             md.push('\n');
         }
+        md.push_str("What bounds these numbers on this machine, and the profile behind it: the README's \"Performance\" section.\n\n");
         if !self.errors.is_empty() {
             md.push_str("## Scenarios that did not complete\n\n");
             for e in &self.errors {

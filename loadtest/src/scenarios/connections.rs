@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Recorder, bounded, connect};
@@ -13,7 +13,7 @@ use crate::Target;
 use crate::api;
 
 /// The outcome of one idle-connection step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionsResult {
     /// Connections asked for.
     pub target: usize,

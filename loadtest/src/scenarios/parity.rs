@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Recorder, befriend, bounded, connect, load_message};
@@ -13,12 +13,12 @@ use crate::Target;
 use crate::stats::Percentiles;
 
 /// One parity test.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParityResult {
     /// Which test.
-    pub name: &'static str,
+    pub name: String,
     /// What the original claims.
-    pub original: &'static str,
+    pub original: String,
     /// Messages attempted.
     pub attempted: u64,
     /// Messages acknowledged (echo).
@@ -63,8 +63,8 @@ pub async fn pairs(target: &Target, n: usize) -> Result<ParityResult, String> {
         lat.record(d.as_micros() as u64 / 2);
     }
     Ok(ParityResult {
-        name: "100 pairs exchanging messages",
-        original: "100 pairs < 5 s; 800-1,000 msg/s; avg < 50 ms, p95 < 100 ms",
+        name: "100 pairs exchanging messages".into(),
+        original: "100 pairs < 5 s; 800-1,000 msg/s; avg < 50 ms, p95 < 100 ms".into(),
         attempted: 2 * n as u64,
         succeeded: 2 * ok,
         seconds,
@@ -126,8 +126,10 @@ pub async fn capacity(target: &Target, conns: usize, each: u64) -> Result<Parity
     let seconds = started.elapsed().as_secs_f64();
     let succeeded = rec.echoed.load(Ordering::Relaxed);
     Ok(ParityResult {
-        name: "500 connections x 5 messages",
-        original: "success >= 80%; avg < 1 s, p95 < 3 s asserted; avg < 50 ms, p95 < 100 ms claimed",
+        name: "500 connections x 5 messages".into(),
+        original:
+            "success >= 80%; avg < 1 s, p95 < 3 s asserted; avg < 50 ms, p95 < 100 ms claimed"
+                .into(),
         attempted,
         succeeded,
         seconds,
@@ -187,8 +189,8 @@ pub async fn high_throughput(
     let seconds = started.elapsed().as_secs_f64();
     let succeeded = rec.echoed.load(Ordering::Relaxed);
     Ok(ParityResult {
-        name: "100 users x 50 messages",
-        original: ">= 50 msg/s asserted; 500-700 TPS claimed",
+        name: "100 users x 50 messages".into(),
+        original: ">= 50 msg/s asserted; 500-700 TPS claimed".into(),
         attempted,
         succeeded,
         seconds,

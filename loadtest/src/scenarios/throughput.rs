@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Peer, Recorder, befriend, bounded, connect, load_message};
@@ -60,7 +60,7 @@ pub async fn setup(target: &Target, n: usize, cross_node: bool) -> Result<Pairs,
 }
 
 /// The outcome of one rate step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     /// Target total rate, messages per second.
     pub target_rate: u64,
