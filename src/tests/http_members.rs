@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::http_conversations::{Api, assert_error};
+use super::http_api::{Api, assert_error};
 use super::realtime::{Cluster, befriend, send_text};
 
 fn role_in(item: &Value, user: Uuid) -> Option<String> {

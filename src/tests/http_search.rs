@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::harness::free_port;
-use super::http_conversations::{Api, assert_error, assert_paging_bounds};
+use super::http_api::{Api, assert_error, assert_paging_bounds};
 use super::realtime::{Cluster, befriend, send_text, uuid_of};
 
 /// A fake profile service answering `POST /api/v1/user-data/batch`.

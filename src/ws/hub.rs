@@ -13,9 +13,11 @@
 
 mod apply;
 mod cursors;
+mod device;
 mod sync;
 
 pub use cursors::{CONFIRM, Cursor};
+pub use device::{Device, Kill, Outbound};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use uuid::Uuid;
 
 use crate::cluster::bus::{Bus, LocalSink};
@@ -35,67 +37,6 @@ const SHARDS: usize = 64;
 /// Live events buffered for one syncing user before the buffer is dropped and the user
 /// is resynchronized from PostgreSQL instead.
 const SYNC_BUFFER: usize = 10_000;
-
-/// Something for a connection's writer.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A text frame; with `(conversation, seq, created_at µs)` when it delivers a message,
-    /// so writing it advances the delivery cursor.
-    Text(Bytes, Option<(Uuid, i64, i64)>),
-    /// A pong answering the client's ping.
-    Pong(Bytes),
-}
-
-/// Tells a connection's writer to close the connection with a code.
-#[derive(Default)]
-pub struct Kill {
-    code: Mutex<Option<(u16, &'static str)>>,
-    notify: Notify,
-}
-
-impl Kill {
-    /// Asks for a close; the first request wins.
-    pub fn fire(&self, code: u16, reason: &'static str) {
-        let mut c = self.code.lock().unwrap_or_else(|e| e.into_inner());
-        if c.is_none() {
-            *c = Some((code, reason));
-        }
-        drop(c);
-        self.notify.notify_one();
-    }
-
-    /// The close requested, if any.
-    pub fn requested(&self) -> Option<(u16, &'static str)> {
-        *self.code.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Completes once a close is requested.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.requested().is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// One connected device of a local user.
-pub struct Device {
-    /// Connection id (unique on this node).
-    pub id: u64,
-    /// Its bounded outbound queue.
-    pub tx: mpsc::Sender<Outbound>,
-    /// Delivery cursor moves only by `ack` frames from this device.
-    pub ack_mode: bool,
-    /// Conversation this device is viewing.
-    pub viewing: Option<Uuid>,
-    /// Closing: no more frames.
-    pub dead: bool,
-    /// Closes it.
-    pub kill: Arc<Kill>,
-}
 
 enum Phase {
     /// Live events are buffered until PostgreSQL has been read.

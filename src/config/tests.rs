@@ -1,0 +1,142 @@
+//! Tests of configuration parsing: defaults, every variable's bad values, Redis URL forms.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = [
+        ("DATABASE_URL", "postgres://u:p@localhost:5432/db"),
+        ("JWT_SECRET", "s3cret"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+fn err(pairs: &[(&str, &str)]) -> ConfigError {
+    Config::from_env(&env(pairs)).expect_err("config should be refused")
+}
+
+#[test]
+fn defaults() {
+    let c = Config::from_env(&env(&[])).unwrap();
+    assert_eq!(c.port, 8083);
+    assert_eq!(c.redis.url, "redis://localhost:6379/0");
+    assert_eq!(c.max_video_size_mb, 50);
+    assert_eq!(c.ws_token_ttl, Duration::from_secs(300));
+    assert_eq!(c.log_format, LogFormat::Plain);
+    assert_eq!(c.ws_public_url, "ws://localhost:8083/ws");
+    assert!(c.agent_url.is_none());
+    assert!(c.allowed_origins.is_empty());
+}
+
+#[test]
+fn missing_required_values_are_named() {
+    let mut m = env(&[]);
+    m.remove("DATABASE_URL");
+    let e = Config::from_env(&m).unwrap_err();
+    assert_eq!(e.var, "DATABASE_URL");
+    let mut m = env(&[]);
+    m.remove("JWT_SECRET");
+    assert_eq!(Config::from_env(&m).unwrap_err().var, "JWT_SECRET");
+    assert_eq!(err(&[("JWT_SECRET", "")]).var, "JWT_SECRET");
+    assert_eq!(err(&[("JWT_SECRET", "   ")]).var, "JWT_SECRET");
+}
+
+#[test]
+fn invalid_values_are_named_with_what_is_expected() {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("REDIS_DB", "-1"),
+        ("REDIS_URL", "http://x"),
+        ("REDIS_URL", "host:notaport"),
+        ("MAX_VIDEO_SIZE_MB", "big"),
+        ("WS_TOKEN_TTL", "1"),
+        ("LOG_FORMAT", "xml"),
+        ("ADMIN_USER_IDS", "not-a-uuid"),
+        ("WS_PUBLIC_URL", "http://x/ws"),
+        ("SHUTDOWN_GRACE_SECONDS", "0"),
+        ("DATABASE_URL", "nonsense"),
+        ("BIND_ADDRESS", "everywhere"),
+        ("NODE_ID", "has space"),
+        ("AGENT_URL", "ftp://x"),
+    ] {
+        let e = err(&[(var, value)]);
+        assert_eq!(e.var, var, "{var}={value}");
+        assert!(!e.expected.is_empty());
+        assert!(e.to_string().starts_with(var), "{e}");
+    }
+}
+
+#[test]
+fn redis_url_forms() {
+    let c = Config::from_env(&env(&[("REDIS_URL", "cache:6380"), ("REDIS_DB", "2")])).unwrap();
+    assert_eq!(c.redis.url, "redis://cache:6380/2");
+    let c = Config::from_env(&env(&[
+        ("REDIS_URL", "cache:6380"),
+        ("REDIS_PASSWORD", "p@ss"),
+    ]))
+    .unwrap();
+    assert_eq!(c.redis.url, "redis://:p%40ss@cache:6380/0");
+    let c = Config::from_env(&env(&[
+        ("REDIS_URL", "redis://r.example:6379"),
+        ("REDIS_PASSWORD", "pw"),
+        ("REDIS_DB", "3"),
+    ]))
+    .unwrap();
+    assert_eq!(c.redis.url, "redis://:pw@r.example:6379/3");
+    assert!(!format!("{c:?}").contains("pw@"));
+}
+
+#[test]
+fn debug_redacts_secrets() {
+    let c = Config::from_env(&env(&[])).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("s3cret"));
+    assert!(!shown.contains("u:p@"));
+}
+
+#[test]
+fn admin_ids_and_origins() {
+    let id = Uuid::new_v4();
+    let c = Config::from_env(&env(&[
+        ("ADMIN_USER_IDS", &format!(" {id} ,")),
+        ("ALLOWED_ORIGINS", "https://a.example/, https://b.example"),
+    ]))
+    .unwrap();
+    assert!(c.admin_user_ids.contains(&id));
+    assert_eq!(
+        c.allowed_origins,
+        ["https://a.example", "https://b.example"]
+    );
+}
+
+#[test]
+fn dev_ui_is_off_unless_asked_and_strictly_boolean() {
+    assert!(!Config::from_env(&env(&[])).unwrap().dev_ui);
+    assert!(!Config::from_env(&env(&[("DEV_UI", "")])).unwrap().dev_ui);
+    for (value, expected) in [("1", true), ("true", true), ("0", false), ("false", false)] {
+        let c = Config::from_env(&env(&[("DEV_UI", value)])).unwrap();
+        assert_eq!(c.dev_ui, expected, "DEV_UI={value}");
+        assert!(format!("{c:?}").contains(&format!("dev_ui: {expected}")));
+    }
+    for value in ["yes", "2", "on", "TRUE "] {
+        let e = err(&[("DEV_UI", value)]);
+        assert_eq!(e.var, "DEV_UI", "DEV_UI={value}");
+        assert!(e.to_string().starts_with("DEV_UI"), "{e}");
+    }
+}
+
+#[test]
+fn dotenv_parsing() {
+    let m = parse_dotenv("# c\n\nexport A=1\nB = \"two words\"\nC='x=y'\n").unwrap();
+    assert_eq!(m["A"], "1");
+    assert_eq!(m["B"], "two words");
+    assert_eq!(m["C"], "x=y");
+    assert_eq!(parse_dotenv("A=1\nnot a line\n"), Err(2));
+}

@@ -1,0 +1,69 @@
+//! What the hub holds for one connection: its outbound queue item type, its close switch
+//! and its device record.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+/// Something for a connection's writer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A text frame; with `(conversation, seq, created_at µs)` when it delivers a message,
+    /// so writing it advances the delivery cursor.
+    Text(Bytes, Option<(Uuid, i64, i64)>),
+    /// A pong answering the client's ping.
+    Pong(Bytes),
+}
+
+/// Tells a connection's writer to close the connection with a code.
+#[derive(Default)]
+pub struct Kill {
+    code: Mutex<Option<(u16, &'static str)>>,
+    notify: Notify,
+}
+
+impl Kill {
+    /// Asks for a close; the first request wins.
+    pub fn fire(&self, code: u16, reason: &'static str) {
+        let mut c = self.code.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_none() {
+            *c = Some((code, reason));
+        }
+        drop(c);
+        self.notify.notify_one();
+    }
+
+    /// The close requested, if any.
+    pub fn requested(&self) -> Option<(u16, &'static str)> {
+        *self.code.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes once a close is requested.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One connected device of a local user.
+pub struct Device {
+    /// Connection id (unique on this node).
+    pub id: u64,
+    /// Its bounded outbound queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Delivery cursor moves only by `ack` frames from this device.
+    pub ack_mode: bool,
+    /// Conversation this device is viewing.
+    pub viewing: Option<Uuid>,
+    /// Closing: no more frames.
+    pub dead: bool,
+    /// Closes it.
+    pub kill: Arc<Kill>,
+}
