@@ -85,15 +85,7 @@ async fn sigkill_during_private_and_group_traffic_loses_nothing() {
         connect(n1.addr, Uuid::new_v4()).await,
         connect(victim.addr, Uuid::new_v4()).await,
     ];
-    let (status, body) = super::client::post(
-        &format!("http://{}/api/v1/conversations/group", n0.addr),
-        Some(&env.token(owner.user, false)),
-        &json!({"group_name": "crash", "member_ids": members.iter().map(|m| m.user).collect::<Vec<_>>()}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let group = uuid_of(&body["data"]["id"]);
+    let group = create_group(&env, n0.addr, &owner, &members, "crash").await;
     let owner_token = env.token(owner.user, false);
     let group_sender = tokio::spawn(sender(owner, n0.addr, owner_token, group, per));
     let mut group_receivers = Vec::new();
@@ -342,15 +334,7 @@ async fn redis_restart_during_private_and_group_traffic_delivers_everything_once
         connect(n1.addr, Uuid::new_v4()).await,
         connect(n0.addr, Uuid::new_v4()).await,
     ];
-    let (status, body) = super::client::post(
-        &format!("http://{}/api/v1/conversations/group", n0.addr),
-        Some(&env.token(owner.user, false)),
-        &json!({"group_name": "redis", "member_ids": members.iter().map(|m| m.user).collect::<Vec<_>>()}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let group = uuid_of(&body["data"]["id"]);
+    let group = create_group(&env, n0.addr, &owner, &members, "redis").await;
     let owner_token = env.token(owner.user, false);
     let mut senders = vec![
         tokio::spawn(sender(a, n0.addr, env.token(ua, false), conv, per)),
@@ -412,4 +396,24 @@ async fn redis_restart_during_private_and_group_traffic_delivers_everything_once
         "B offline once gone"
     );
     drop((c, d, n0, n1, stack));
+}
+
+/// Creates a group owned by `owner` with `members` through node `addr`'s HTTP API.
+async fn create_group(
+    env: &TestEnv,
+    addr: std::net::SocketAddr,
+    owner: &Ws,
+    members: &[Ws],
+    name: &str,
+) -> Uuid {
+    let ids: Vec<Uuid> = members.iter().map(|m| m.user).collect();
+    let (status, body) = super::client::post(
+        &format!("http://{addr}/api/v1/conversations/group"),
+        Some(&env.token(owner.user, false)),
+        &json!({"group_name": name, "member_ids": ids}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    uuid_of(&body["data"]["id"])
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Recorder, befriend, bounded, connect, load_message};
+use super::{Peer, Recorder, befriend, bounded, connect, load_message};
 use crate::Target;
 use crate::stats::Percentiles;
 
@@ -78,29 +78,7 @@ pub async fn pairs(target: &Target, n: usize) -> Result<ParityResult, String> {
 pub async fn capacity(target: &Target, conns: usize, each: u64) -> Result<ParityResult, String> {
     let rec = Arc::new(Recorder::default());
     rec.setup.store(true, Ordering::Relaxed);
-    let t = Arc::new(target.clone());
-    let r = rec.clone();
-    let pairs = bounded(
-        "parity: connecting",
-        (0..conns / 2).collect(),
-        64,
-        move |i| {
-            let (t, r) = (t.clone(), r.clone());
-            async move {
-                let mut a = connect(&t, &r, Uuid::new_v4(), i, 2 * i)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut b = connect(&t, &r, Uuid::new_v4(), i + 1, 2 * i + 1)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let conv = befriend(&mut a, &mut b).await?;
-                Ok::<_, String>((a, b, conv))
-            }
-        },
-    )
-    .await
-    .into_iter()
-    .collect::<Result<Vec<_>, String>>()?;
+    let pairs = connect_pairs(target, &rec, conns / 2).await?;
     rec.setup.store(false, Ordering::Relaxed);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -114,28 +92,13 @@ pub async fn capacity(target: &Target, conns: usize, each: u64) -> Result<Parity
             (a, b)
         });
     }
-    let mut keep = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        keep.push(r.map_err(|e| e.to_string())?);
-    }
-    let attempted = conns as u64 * each;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rec.echoed.load(Ordering::Relaxed) < attempted && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let succeeded = rec.echoed.load(Ordering::Relaxed);
-    Ok(ParityResult {
-        name: "500 connections x 5 messages".into(),
-        original:
-            "success >= 80%; avg < 1 s, p95 < 3 s asserted; avg < 50 ms, p95 < 100 ms claimed"
-                .into(),
-        attempted,
-        succeeded,
-        seconds,
-        messages_per_second: succeeded as f64 / seconds,
-        latency: rec.echo_latency.percentiles(),
-    })
+    let report = EchoReport {
+        name: "500 connections x 5 messages",
+        original: "success >= 80%; avg < 1 s, p95 < 3 s asserted; avg < 50 ms, p95 < 100 ms claimed",
+        attempted: conns as u64 * each,
+        wait: Duration::from_secs(10),
+    };
+    report.finish(tasks, &rec, started).await
 }
 
 /// `users` users each send `each` messages as fast as acknowledged, in their own
@@ -148,9 +111,37 @@ pub async fn high_throughput(
 ) -> Result<ParityResult, String> {
     let rec = Arc::new(Recorder::default());
     rec.setup.store(true, Ordering::Relaxed);
+    let pairs = connect_pairs(target, &rec, users).await?;
+    rec.setup.store(false, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (a, b, conv)) in pairs.into_iter().enumerate() {
+        tasks.spawn(async move {
+            for n in 0..each {
+                a.conn.send(load_message(conv, i, n)).await;
+            }
+            (a, b)
+        });
+    }
+    let report = EchoReport {
+        name: "100 users x 50 messages",
+        original: ">= 50 msg/s asserted; 500-700 TPS claimed",
+        attempted: users as u64 * each,
+        wait: Duration::from_secs(20),
+    };
+    report.finish(tasks, &rec, started).await
+}
+
+/// Connects `n` pairs of fresh users (each pair on two nodes) and opens their
+/// conversation; setup traffic is not measured.
+async fn connect_pairs(
+    target: &Target,
+    rec: &Arc<Recorder>,
+    n: usize,
+) -> Result<Vec<(Peer, Peer, Uuid)>, String> {
     let t = Arc::new(target.clone());
     let r = rec.clone();
-    let pairs = bounded("parity: connecting", (0..users).collect(), 64, move |i| {
+    bounded("parity: connecting", (0..n).collect(), 64, move |i| {
         let (t, r) = (t.clone(), r.clone());
         async move {
             let mut a = connect(&t, &r, Uuid::new_v4(), i, 2 * i)
@@ -165,36 +156,44 @@ pub async fn high_throughput(
     })
     .await
     .into_iter()
-    .collect::<Result<Vec<_>, String>>()?;
-    rec.setup.store(false, Ordering::Relaxed);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (a, b, conv)) in pairs.into_iter().enumerate() {
-        tasks.spawn(async move {
-            for n in 0..each {
-                a.conn.send(load_message(conv, i, n)).await;
-            }
-            (a, b)
-        });
+    .collect()
+}
+
+/// How a send-and-count-echoes parity test is reported.
+struct EchoReport {
+    name: &'static str,
+    original: &'static str,
+    attempted: u64,
+    /// How long to wait for the last echoes once every send is out.
+    wait: Duration,
+}
+
+impl EchoReport {
+    /// Waits for the senders (kept open until then) and the echoes, and reports.
+    async fn finish(
+        self,
+        mut senders: tokio::task::JoinSet<(Peer, Peer)>,
+        rec: &Recorder,
+        started: Instant,
+    ) -> Result<ParityResult, String> {
+        let mut keep = Vec::new();
+        while let Some(r) = senders.join_next().await {
+            keep.push(r.map_err(|e| e.to_string())?);
+        }
+        let deadline = Instant::now() + self.wait;
+        while rec.echoed.load(Ordering::Relaxed) < self.attempted && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let succeeded = rec.echoed.load(Ordering::Relaxed);
+        Ok(ParityResult {
+            name: self.name.into(),
+            original: self.original.into(),
+            attempted: self.attempted,
+            succeeded,
+            seconds,
+            messages_per_second: succeeded as f64 / seconds,
+            latency: rec.echo_latency.percentiles(),
+        })
     }
-    let mut keep = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        keep.push(r.map_err(|e| e.to_string())?);
-    }
-    let attempted = users as u64 * each;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rec.echoed.load(Ordering::Relaxed) < attempted && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let succeeded = rec.echoed.load(Ordering::Relaxed);
-    Ok(ParityResult {
-        name: "100 users x 50 messages".into(),
-        original: ">= 50 msg/s asserted; 500-700 TPS claimed".into(),
-        attempted,
-        succeeded,
-        seconds,
-        messages_per_second: succeeded as f64 / seconds,
-        latency: rec.echo_latency.percentiles(),
-    })
 }
