@@ -61,7 +61,7 @@ pub async fn run(
     let bus = services.bus.clone();
     let hub = Hub::new(services.clone());
     bus.start_subscriber(
-        config.redis.url.clone(),
+        &config.redis,
         hub.clone() as Arc<dyn LocalSink>,
         shutdown.wait(),
     );
@@ -92,6 +92,7 @@ pub async fn run(
         ws_url = %config.ws_public_url,
         database = %redact_url(&config.database_url),
         redis = %redact_url(&config.redis.url),
+        redis_cluster_seeds = config.redis.cluster_urls.len(),
         redis_prefix = %config.redis.key_prefix,
         admins = config.admin_user_ids.len(),
         origins = ?config.allowed_origins,
@@ -121,7 +122,7 @@ pub async fn run(
 /// ready): the bus, the writer, caches and the settings read from PostgreSQL.
 pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Services, StartError> {
     let connect_redis = || async {
-        cluster::connect(&config.redis.url, config.startup_timeout)
+        cluster::connect(&config.redis, config.startup_timeout)
             .await
             .map_err(|e| {
                 StartError::Redis(format!(
@@ -132,7 +133,11 @@ pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Service
     };
     let redis = connect_redis().await?;
     let publisher = connect_redis().await?;
-    let keys = Keys::new(&config.redis.key_prefix);
+    let keys = if config.redis.is_cluster() {
+        Keys::for_cluster(&config.redis.key_prefix)
+    } else {
+        Keys::new(&config.redis.key_prefix)
+    };
     let settings = SettingsCache::new(
         Snapshot::from_rows(Default::default(), &config),
         config.clone(),

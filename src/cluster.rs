@@ -3,15 +3,19 @@
 //! key names; it knows nothing of PostgreSQL, HTTP or WebSocket frames.
 
 pub mod bus;
+pub mod conn;
 pub mod keys;
 pub mod presence;
 pub mod registry;
+pub mod sharded;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 
+use crate::config::RedisConfig;
 use crate::error::Result;
+pub use conn::Redis;
 pub use keys::Keys;
 
 /// Settings shared by every Redis connection of a node: short timeouts and a capped
@@ -25,20 +29,13 @@ pub fn manager_config() -> ConnectionManagerConfig {
         .set_number_of_retries(20)
 }
 
-/// Opens the multiplexed command connection, retrying until `deadline` passes.
-pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
+/// Opens the multiplexed command connection (to one server or a cluster), retrying until
+/// `timeout` has passed.
+pub async fn connect(config: &RedisConfig, timeout: Duration) -> Result<Redis> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = async {
-            let mut conn = client
-                .get_connection_manager_with_config(manager_config())
-                .await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await?;
-            Ok::<_, redis::RedisError>(conn)
-        };
-        match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        match tokio::time::timeout(Duration::from_secs(3), conn::open(config)).await {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) if tokio::time::Instant::now() + delay >= deadline => return Err(e.into()),
             Err(_) if tokio::time::Instant::now() + delay >= deadline => {
@@ -57,7 +54,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager> 
 }
 
 /// Answers when Redis is reachable (used by `/ready`).
-pub async fn ping(conn: &ConnectionManager) -> Result<()> {
+pub async fn ping(conn: &Redis) -> Result<()> {
     let mut conn = conn.clone();
     redis::cmd("PING").query_async::<String>(&mut conn).await?;
     Ok(())

@@ -20,7 +20,6 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Instant;
 
-use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use crate::auth::Tokens;
@@ -44,7 +43,7 @@ pub struct Services {
     /// PostgreSQL.
     pub store: Store,
     /// The multiplexed Redis command connection.
-    pub redis: ConnectionManager,
+    pub redis: crate::cluster::Redis,
     /// Redis key names.
     pub keys: Keys,
     /// Token verification and issuing.

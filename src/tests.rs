@@ -34,5 +34,7 @@ mod realtime;
 mod realtime_faults;
 mod realtime_rules;
 mod realtime_session;
+mod redis_cluster;
+mod redis_cluster_harness;
 mod ws_errors;
 mod ws_errors_limits;

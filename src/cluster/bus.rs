@@ -10,6 +10,9 @@
 //!   quick disconnect/reconnect cannot leave a connected user unsubscribed. When the
 //!   connection is lost it reconnects with backoff, resubscribes every local user and tells
 //!   the sink, which repairs what its users missed from PostgreSQL.
+//! * On a Redis Cluster the same shape uses sharded Pub/Sub (`SPUBLISH`, `SSUBSCRIBE`), so
+//!   a user's traffic reaches only the shard owning the channel's slot; the subscriber is
+//!   in [`super::sharded`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
@@ -17,11 +20,11 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::Keys;
+use super::{Keys, Redis};
+use crate::config::RedisConfig;
 use crate::metrics as m;
 
 /// Envelope format version.
@@ -43,6 +46,9 @@ pub trait LocalSink: Send + Sync + 'static {
     fn subscribed(&self, users: &[Uuid]);
     /// The subscription connection was lost and is back: live events may have been missed.
     fn reconnected(&self);
+    /// These users' subscriptions were ended by Redis and are back: repair what they may
+    /// have missed.
+    fn repair(&self, users: Vec<Uuid>);
     /// A message on the control channel.
     fn control(&self, message: Bytes);
 }
@@ -58,13 +64,24 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    origin: u64,
-    keys: Keys,
+pub(super) struct Inner {
+    pub(super) origin: u64,
+    pub(super) keys: Keys,
     publish_tx: mpsc::Sender<(Target, Bytes)>,
     changed: Mutex<HashSet<Uuid>>,
-    changed_notify: Notify,
+    pub(super) changed_notify: Notify,
     sink: std::sync::OnceLock<Weak<dyn LocalSink>>,
+}
+
+impl Inner {
+    /// The users whose wish for a subscription may have changed since the last call.
+    pub(super) fn take_changed(&self) -> Vec<Uuid> {
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect()
+    }
 }
 
 /// Hash of a node id, carried in every envelope.
@@ -78,7 +95,7 @@ pub fn origin_of(node_id: &str) -> u64 {
 impl Bus {
     /// Starts the publisher task on `publisher` (a multiplexed connection). The subscriber
     /// starts with [`Bus::start_subscriber`] once the sink exists.
-    pub fn new(node_id: &str, keys: Keys, publisher: ConnectionManager) -> Bus {
+    pub fn new(node_id: &str, keys: Keys, publisher: Redis) -> Bus {
         let (publish_tx, publish_rx) = mpsc::channel(100_000);
         let inner = Arc::new(Inner {
             origin: origin_of(node_id),
@@ -156,20 +173,28 @@ impl Bus {
         self.inner.changed_notify.notify_one();
     }
 
-    /// Starts the subscriber task for `sink` against Redis at `url`; it ends when `stop`
-    /// completes.
+    /// Starts the subscriber task for `sink` against the Redis of `config`; it ends when
+    /// `stop` completes.
     pub fn start_subscriber(
         &self,
-        url: String,
+        config: &RedisConfig,
         sink: Arc<dyn LocalSink>,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         let _ = self.inner.sink.set(Arc::downgrade(&sink));
-        let task = tokio::spawn(subscribe_loop(
-            self.inner.clone(),
-            url,
-            Arc::downgrade(&sink),
-        ));
+        let task = if config.is_cluster() {
+            tokio::spawn(super::sharded::subscribe_loop(
+                self.inner.clone(),
+                config.clone(),
+                Arc::downgrade(&sink),
+            ))
+        } else {
+            tokio::spawn(subscribe_loop(
+                self.inner.clone(),
+                config.url.clone(),
+                Arc::downgrade(&sink),
+            ))
+        };
         tokio::spawn(async move {
             stop.await;
             task.abort();
@@ -177,51 +202,34 @@ impl Bus {
     }
 }
 
-/// Writes the channel name of `user` into `buf` (no allocation per publish).
-fn user_channel_into(buf: &mut Vec<u8>, prefix: &str, user: Uuid) {
-    buf.clear();
-    buf.extend_from_slice(prefix.as_bytes());
-    buf.extend_from_slice(b"u:");
-    let mut tmp = [0u8; 36];
-    buf.extend_from_slice(user.hyphenated().encode_lower(&mut tmp).as_bytes());
-}
-
-async fn publish_loop(
-    mut conn: ConnectionManager,
-    keys: Keys,
-    mut rx: mpsc::Receiver<(Target, Bytes)>,
-) {
+async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, Bytes)>) {
     let mut batch = Vec::with_capacity(1024);
-    let mut channel = Vec::with_capacity(64);
     let control = keys.control_channel();
-    let prefix = keys.prefix().to_string();
+    // Sharded Pub/Sub on a cluster: the message goes only to the shard owning the channel.
+    let publish = if conn.is_cluster() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
     let mut last_error_log = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         if rx.recv_many(&mut batch, 1024).await == 0 {
             return;
         }
-        let mut pipe = redis::pipe();
-        for (target, payload) in batch.iter() {
-            match target {
-                Target::User(user) => {
-                    user_channel_into(&mut channel, &prefix, *user);
-                    pipe.cmd("PUBLISH")
-                        .arg(&channel[..])
-                        .arg(payload.as_ref())
-                        .ignore();
-                }
-                Target::Control => {
-                    pipe.cmd("PUBLISH")
-                        .arg(&control)
-                        .arg(payload.as_ref())
-                        .ignore();
-                }
-            }
-        }
-        let n = batch.len() as u64;
-        batch.clear();
-        match tokio::time::timeout(Duration::from_secs(2), pipe.query_async::<()>(&mut conn)).await
-        {
+        let cmds = batch
+            .drain(..)
+            .map(|(target, payload)| {
+                let mut cmd = redis::cmd(publish);
+                match target {
+                    Target::User(user) => cmd.arg(keys.user_channel(user)),
+                    Target::Control => cmd.arg(&control),
+                };
+                cmd.arg(payload.as_ref());
+                cmd
+            })
+            .collect::<Vec<_>>();
+        let n = cmds.len() as u64;
+        match tokio::time::timeout(Duration::from_secs(2), conn.run_all(cmds)).await {
             Ok(Ok(())) => metrics::counter!(m::REDIS_PUBLISHED).increment(n),
             result => {
                 // Nothing is lost: every message is in PostgreSQL, and receivers repair gaps.
@@ -240,11 +248,14 @@ async fn publish_loop(
     }
 }
 
-fn parse_user_channel(channel: &str, prefix: &str) -> Option<Uuid> {
-    channel
-        .strip_prefix(prefix)?
-        .strip_prefix("u:")
-        .and_then(|id| Uuid::try_parse(id).ok())
+/// The user of a channel named by [`Keys::user_channel`] (hash-tagged or not).
+pub(super) fn parse_user_channel(channel: &str, prefix: &str) -> Option<Uuid> {
+    let id = channel.strip_prefix(prefix)?.strip_prefix("u:")?;
+    let id = id
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(id);
+    Uuid::try_parse(id).ok()
 }
 
 async fn subscribe_loop(inner: Arc<Inner>, url: String, sink: Weak<dyn LocalSink>) {
@@ -290,11 +301,7 @@ async fn subscribe_loop(inner: Arc<Inner>, url: String, sink: Weak<dyn LocalSink
         let result = async {
             with_timeout(sink_cmd.subscribe(&control)).await?;
             // Take the pending changes first so none is lost, then subscribe everyone wanted.
-            inner
-                .changed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            inner.take_changed();
             let users = sink.users();
             for chunk in users.chunks(SUBSCRIBE_CHUNK) {
                 let channels: Vec<String> = chunk.iter().map(|u| keys.user_channel(*u)).collect();
@@ -332,7 +339,7 @@ async fn subscribe_loop(inner: Arc<Inner>, url: String, sink: Weak<dyn LocalSink
             tokio::select! {
                 _ = &mut lost_signal => break,
                 _ = inner.changed_notify.notified() => {
-                    let changed: Vec<Uuid> = inner.changed.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+                    let changed = inner.take_changed();
                     let (mut add, mut remove) = (Vec::new(), Vec::new());
                     for user in changed {
                         match (sink.wants(user), subscribed.contains(&user)) {
@@ -403,29 +410,47 @@ async fn dispatch(
     lost: Arc<Notify>,
 ) {
     let control = keys.control_channel();
-    let prefix = keys.prefix().to_string();
     while let Some(msg) = stream.next().await {
         let Some(sink) = sink.upgrade() else { return };
         let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-        if Bus::origin(&payload) == Some(origin) {
-            continue;
-        }
-        let channel = msg.get_channel_name();
-        if channel == control {
-            if let Some(body) = Bus::body(&payload) {
-                sink.control(body);
-            }
-            continue;
-        }
-        match parse_user_channel(channel, &prefix) {
-            Some(user) => {
-                metrics::counter!(m::REDIS_RECEIVED).increment(1);
-                sink.deliver(user, payload);
-            }
-            None => tracing::debug!(channel, "message on an unknown channel"),
-        }
+        on_message(
+            &*sink,
+            &keys,
+            &control,
+            origin,
+            msg.get_channel_name(),
+            payload,
+        );
     }
     lost.notify_one();
+}
+
+/// Hands a message received on `channel` to the sink: a user's envelope to `deliver`, the
+/// control channel's to `control`; this node's own envelopes are dropped.
+pub(super) fn on_message(
+    sink: &dyn LocalSink,
+    keys: &Keys,
+    control: &str,
+    origin: u64,
+    channel: &str,
+    payload: Bytes,
+) {
+    if Bus::origin(&payload) == Some(origin) {
+        return;
+    }
+    if channel == control {
+        if let Some(body) = Bus::body(&payload) {
+            sink.control(body);
+        }
+        return;
+    }
+    match parse_user_channel(channel, keys.prefix()) {
+        Some(user) => {
+            metrics::counter!(m::REDIS_RECEIVED).increment(1);
+            sink.deliver(user, payload);
+        }
+        None => tracing::debug!(channel, "message on an unknown channel"),
+    }
 }
 
 #[cfg(test)]
@@ -435,13 +460,17 @@ mod tests {
     #[test]
     fn channel_names_round_trip() {
         let user = Uuid::new_v4();
-        let mut buf = Vec::new();
-        user_channel_into(&mut buf, "p:", user);
-        let name = String::from_utf8(buf).unwrap();
-        assert_eq!(name, Keys::new("p:").user_channel(user));
-        assert_eq!(parse_user_channel(&name, "p:"), Some(user));
+        for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
+            let name = keys.user_channel(user);
+            assert_eq!(parse_user_channel(&name, "p:"), Some(user), "{name}");
+            assert_eq!(parse_user_channel(&name, "q:"), None);
+        }
+        assert_eq!(
+            Keys::for_cluster("p:").user_channel(user),
+            format!("p:u:{{{user}}}")
+        );
         assert_eq!(parse_user_channel("p:u:nope", "p:"), None);
-        assert_eq!(parse_user_channel(&name, "q:"), None);
+        assert_eq!(parse_user_channel("p:u:{nope}", "p:"), None);
     }
 
     #[test]

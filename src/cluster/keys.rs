@@ -1,5 +1,9 @@
 //! Redis key and channel names, in one place. With `REDIS_KEY_PREFIX` empty (the default)
 //! keys keep the original service's names, such as `online:{user_id}`.
+//!
+//! On a Redis Cluster the per-user names carry the user id as a hash tag
+//! (`online:{<uuid>}`, `devices:{<uuid>}`, `u:{<uuid>}`), so a user's presence keys and
+//! channel live in one slot and the device script touches one shard.
 
 use uuid::Uuid;
 
@@ -7,6 +11,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     prefix: String,
+    /// Hash-tag per-user names (Redis Cluster).
+    tagged: bool,
 }
 
 impl Keys {
@@ -14,6 +20,28 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         Keys {
             prefix: prefix.to_string(),
+            tagged: false,
+        }
+    }
+
+    /// Names for a Redis Cluster: per-user names hash-tagged by user id.
+    pub fn for_cluster(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+            tagged: true,
+        }
+    }
+
+    /// True when per-user names carry hash tags.
+    pub fn tagged(&self) -> bool {
+        self.tagged
+    }
+
+    fn per_user(&self, kind: &str, user: Uuid) -> String {
+        if self.tagged {
+            format!("{}{kind}:{{{user}}}", self.prefix)
+        } else {
+            format!("{}{kind}:{user}", self.prefix)
         }
     }
 
@@ -24,17 +52,17 @@ impl Keys {
 
     /// `online:{user}`: "1" with a 30 s TTL while the user has a live device (original name).
     pub fn online(&self, user: Uuid) -> String {
-        format!("{}online:{user}", self.prefix)
+        self.per_user("online", user)
     }
 
     /// `devices:{user}`: hash of connection id → node id, for the cluster-wide device limit.
     pub fn devices(&self, user: Uuid) -> String {
-        format!("{}devices:{user}", self.prefix)
+        self.per_user("devices", user)
     }
 
     /// `u:{user}`: the user's Pub/Sub channel.
     pub fn user_channel(&self, user: Uuid) -> String {
-        format!("{}u:{user}", self.prefix)
+        self.per_user("u", user)
     }
 
     /// The control channel (settings reloads, cache invalidations).

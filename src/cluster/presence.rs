@@ -5,12 +5,15 @@
 //! is `"1"` with a 30 s TTL while the user has a device anywhere; nodes refresh it for their
 //! users on pings and heartbeats. `dinq:node-users:{node}` lets a live node clean up after a
 //! dead one (see `registry`).
+//!
+//! The scripts touch only the user's two keys, which share a hash slot on a Redis Cluster;
+//! the node's set is updated by separate commands, ordered so that a device added while
+//! another leaves always ends up in the set (see [`Presence::remove_device`]).
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use super::Keys;
+use super::{Keys, Redis};
 use crate::error::Result;
 
 /// Devices one user may have connected over the whole cluster.
@@ -21,7 +24,7 @@ pub const ONLINE_TTL_SECONDS: u64 = 30;
 /// Presence operations; cheap to clone.
 #[derive(Clone)]
 pub struct Presence {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     node_id: String,
     add: Script,
@@ -42,23 +45,22 @@ pub enum Added {
 
 impl Presence {
     /// Presence for this node.
-    pub fn new(redis: ConnectionManager, keys: Keys, node_id: &str) -> Self {
+    pub fn new(redis: Redis, keys: Keys, node_id: &str) -> Self {
         Presence {
             redis,
             keys,
             node_id: node_id.to_string(),
-            // KEYS: devices, online, node-users. ARGV: field, node, limit, online?, ttl, user.
+            // KEYS: devices, online. ARGV: field, node, limit, online?, ttl.
             add: Script::new(
                 r#"
                 local n = redis.call('HLEN', KEYS[1])
                 if n >= tonumber(ARGV[3]) then return -1 end
                 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
                 if ARGV[4] == '1' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[5]) end
-                redis.call('SADD', KEYS[3], ARGV[6])
                 return n
                 "#,
             ),
-            // KEYS: devices, online, node-users. ARGV: field, user, node.
+            // KEYS: devices, online. ARGV: field, node. Returns {devices left, left here}.
             remove: Script::new(
                 r#"
                 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -66,11 +68,10 @@ impl Presence {
                 local here = 0
                 for _, node in ipairs(redis.call('HVALS', KEYS[1])) do
                     left = left + 1
-                    if node == ARGV[3] then here = here + 1 end
+                    if node == ARGV[2] then here = here + 1 end
                 end
                 if left == 0 then redis.call('DEL', KEYS[2]) end
-                if here == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
-                return left
+                return {left, here}
                 "#,
             ),
         }
@@ -92,36 +93,59 @@ impl Presence {
             .add
             .key(self.keys.devices(user))
             .key(self.keys.online(user))
-            .key(self.keys.node_users(&self.node_id))
             .arg(self.field(conn_id))
             .arg(&self.node_id)
             .arg(MAX_DEVICES)
             .arg(if online_enabled { "1" } else { "0" })
             .arg(ONLINE_TTL_SECONDS)
-            .arg(user.to_string())
             .invoke_async(&mut redis)
             .await?;
-        Ok(if before < 0 {
-            Added::TooMany
-        } else {
-            Added::Yes { first: before == 0 }
-        })
+        if before < 0 {
+            return Ok(Added::TooMany);
+        }
+        // After the device is in the hash (see `remove_device` for why this order).
+        self.mark_here(user).await?;
+        Ok(Added::Yes { first: before == 0 })
     }
 
     /// Unregisters a device. Returns true when it was the user's last device anywhere.
     pub async fn remove_device(&self, user: Uuid, conn_id: u64) -> Result<bool> {
         let mut redis = self.redis.clone();
-        let left: i64 = self
+        let (left, here): (i64, i64) = self
             .remove
             .key(self.keys.devices(user))
             .key(self.keys.online(user))
-            .key(self.keys.node_users(&self.node_id))
             .arg(self.field(conn_id))
-            .arg(user.to_string())
             .arg(&self.node_id)
             .invoke_async(&mut redis)
             .await?;
+        if here == 0 {
+            // Take the user out of this node's set, then look again: a device added here
+            // meanwhile is either seen now (and put back) or adds itself after this SREM.
+            redis::cmd("SREM")
+                .arg(self.keys.node_users(&self.node_id))
+                .arg(user.to_string())
+                .query_async::<()>(&mut redis)
+                .await?;
+            let nodes: Vec<String> = redis::cmd("HVALS")
+                .arg(self.keys.devices(user))
+                .query_async(&mut redis)
+                .await?;
+            if nodes.contains(&self.node_id) {
+                self.mark_here(user).await?;
+            }
+        }
         Ok(left == 0)
+    }
+
+    /// Puts `user` into this node's set of users with devices.
+    async fn mark_here(&self, user: Uuid) -> Result<()> {
+        redis::cmd("SADD")
+            .arg(self.keys.node_users(&self.node_id))
+            .arg(user.to_string())
+            .query_async::<()>(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Refreshes `online:{user}` for each of `users` (pipelined).
@@ -129,17 +153,18 @@ impl Presence {
         if users.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.cmd("SET")
-                .arg(self.keys.online(*user))
-                .arg("1")
-                .arg("EX")
-                .arg(ONLINE_TTL_SECONDS)
-                .ignore();
-        }
-        let mut redis = self.redis.clone();
-        pipe.query_async::<()>(&mut redis).await?;
+        let cmds = users
+            .iter()
+            .map(|user| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(self.keys.online(*user))
+                    .arg("1")
+                    .arg("EX")
+                    .arg(ONLINE_TTL_SECONDS);
+                cmd
+            })
+            .collect();
+        self.redis.run_all(cmds).await?;
         Ok(())
     }
 

@@ -5,10 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use super::Keys;
+use super::{Keys, Redis};
 use crate::error::Result;
 
 /// How often a node writes its heartbeat.
@@ -60,13 +59,13 @@ impl NodeInfo {
 /// Registry operations; cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
 }
 
 impl Registry {
     /// The registry in this Redis.
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
         Registry { redis, keys }
     }
 

@@ -1,5 +1,6 @@
 //! The Redis part of the configuration: `REDIS_URL` in either of the original's forms,
-//! `REDIS_PASSWORD`, `REDIS_DB` and `REDIS_KEY_PREFIX`, turned into one `redis://` URL.
+//! `REDIS_PASSWORD`, `REDIS_DB` and `REDIS_KEY_PREFIX`, turned into one `redis://` URL; or
+//! `REDIS_CLUSTER_URLS`, the seed nodes of a Redis Cluster, which selects cluster mode.
 
 use std::fmt;
 
@@ -13,6 +14,16 @@ pub struct RedisConfig {
     /// Prefix put before every key and channel name (empty by default, so keys keep the
     /// original service's names). Lets several deployments or tests share one Redis.
     pub key_prefix: String,
+    /// Seed nodes of a Redis Cluster (`REDIS_CLUSTER_URLS`), each a `redis://` URL with the
+    /// password applied. Empty: one Redis server at `url` (the default).
+    pub cluster_urls: Vec<String>,
+}
+
+impl RedisConfig {
+    /// True when the node runs against a Redis Cluster (sharded Pub/Sub, hash-tagged keys).
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_urls.is_empty()
+    }
 }
 
 impl fmt::Debug for RedisConfig {
@@ -20,28 +31,81 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
             .field("key_prefix", &self.key_prefix)
+            .field(
+                "cluster_urls",
+                &self
+                    .cluster_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
 pub(super) fn redis_config(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
+    let password = r.env.get("REDIS_PASSWORD").filter(|p| !p.is_empty());
+    let db: u32 = r.number("REDIS_DB", 0, 0, 1_000_000)?;
+    let key_prefix = r.opt("REDIS_KEY_PREFIX").unwrap_or_default();
+    if let Some(seeds) = r.opt("REDIS_CLUSTER_URLS") {
+        if db != 0 {
+            return Err(ConfigError {
+                var: "REDIS_DB",
+                expected: "0 with REDIS_CLUSTER_URLS (a Redis Cluster has only database 0)".into(),
+                got: Some(db.to_string()),
+            });
+        }
+        let cluster_urls = seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|seed| {
+                normalize(seed, password.as_deref(), 0).map_err(|got| ConfigError {
+                    var: "REDIS_CLUSTER_URLS",
+                    expected: "comma-separated host:port or redis:// URLs of cluster nodes".into(),
+                    got: Some(got),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if cluster_urls.is_empty() {
+            return Err(ConfigError {
+                var: "REDIS_CLUSTER_URLS",
+                expected: "at least one host:port or redis:// URL of a cluster node".into(),
+                got: Some(seeds),
+            });
+        }
+        return Ok(RedisConfig {
+            url: cluster_urls[0].clone(),
+            key_prefix,
+            cluster_urls,
+        });
+    }
     let raw = r
         .opt("REDIS_URL")
         .unwrap_or_else(|| "localhost:6379".into());
-    let password = r.env.get("REDIS_PASSWORD").filter(|p| !p.is_empty());
-    let db: u32 = r.number("REDIS_DB", 0, 0, 1_000_000)?;
-    let bad = |raw: &str| ConfigError {
+    let url = normalize(&raw, password.as_deref(), db).map_err(|got| ConfigError {
         var: "REDIS_URL",
         expected: "host:port or a redis:// URL".into(),
-        got: Some(redact_url(raw)),
-    };
+        got: Some(got),
+    })?;
+    Ok(RedisConfig {
+        url,
+        key_prefix,
+        cluster_urls: Vec::new(),
+    })
+}
+
+/// `raw` (`host:port` or `redis://…`) as a `redis://` URL with `password` and `db` applied
+/// where it has none; the redacted input when it is not a valid address.
+fn normalize(raw: &str, password: Option<&str>, db: u32) -> Result<String, String> {
+    let bad = || redact_url(raw);
     let url = if let Some(rest) = raw.strip_prefix("redis://") {
-        let mut url = raw.clone();
+        let mut url = raw.to_string();
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() {
-            return Err(bad(&raw));
+            return Err(bad());
         }
-        if let Some(pw) = &password
+        if let Some(pw) = password
             && !authority.contains('@')
         {
             url = format!("redis://:{}@{}", percent_encode(pw), rest);
@@ -51,23 +115,21 @@ pub(super) fn redis_config(r: &Reader<'_>) -> Result<RedisConfig, ConfigError> {
         }
         url
     } else if raw.contains("://") {
-        return Err(bad(&raw));
+        return Err(bad());
     } else {
-        let (host, port) = raw.rsplit_once(':').unwrap_or((raw.as_str(), "6379"));
+        let (host, port) = raw.rsplit_once(':').unwrap_or((raw, "6379"));
         if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(bad(&raw));
+            return Err(bad());
         }
         let auth = password
-            .as_deref()
             .map(|p| format!(":{}@", percent_encode(p)))
             .unwrap_or_default();
         format!("redis://{auth}{host}:{port}/{db}")
     };
     if redis::Client::open(url.as_str()).is_err() {
-        return Err(bad(&raw));
+        return Err(bad());
     }
-    let key_prefix = r.opt("REDIS_KEY_PREFIX").unwrap_or_default();
-    Ok(RedisConfig { url, key_prefix })
+    Ok(url)
 }
 
 fn percent_encode(s: &str) -> String {

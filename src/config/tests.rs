@@ -140,3 +140,38 @@ fn dotenv_parsing() {
     assert_eq!(m["C"], "x=y");
     assert_eq!(parse_dotenv("A=1\nnot a line\n"), Err(2));
 }
+
+#[test]
+fn redis_cluster_seeds() {
+    let c = Config::from_env(&env(&[
+        ("REDIS_CLUSTER_URLS", "a:7000, redis://b:7001 ,c:7002"),
+        ("REDIS_PASSWORD", "pw"),
+    ]))
+    .unwrap();
+    assert!(c.redis.is_cluster());
+    assert_eq!(
+        c.redis.cluster_urls,
+        [
+            "redis://:pw@a:7000/0",
+            "redis://:pw@b:7001",
+            "redis://:pw@c:7002/0"
+        ]
+    );
+    assert!(!format!("{c:?}").contains("pw@"));
+    let single = Config::from_env(&env(&[])).unwrap();
+    assert!(!single.redis.is_cluster());
+    for (vars, var) in [
+        (vec![("REDIS_CLUSTER_URLS", " , ")], "REDIS_CLUSTER_URLS"),
+        (
+            vec![("REDIS_CLUSTER_URLS", "a:7000,b:notaport")],
+            "REDIS_CLUSTER_URLS",
+        ),
+        (
+            vec![("REDIS_CLUSTER_URLS", "a:7000"), ("REDIS_DB", "2")],
+            "REDIS_DB",
+        ),
+    ] {
+        let e = Config::from_env(&env(&vars)).unwrap_err();
+        assert_eq!(e.var, var, "{vars:?}: {e}");
+    }
+}

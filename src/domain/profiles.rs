@@ -122,23 +122,25 @@ impl Services {
                 return found;
             }
         };
-        let mut pipe = redis::pipe();
-        for user in &missing {
-            let (value, ttl) = match fetched.get(user) {
-                Some(p) => (
-                    serde_json::to_string(p).unwrap_or_else(|_| MISS.into()),
-                    CACHE_TTL_SECONDS,
-                ),
-                None => (MISS.to_string(), MISS_TTL_SECONDS),
-            };
-            pipe.cmd("SET")
-                .arg(self.keys.profile(*user))
-                .arg(value)
-                .arg("EX")
-                .arg(ttl)
-                .ignore();
-        }
-        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+        let cmds = missing
+            .iter()
+            .map(|user| {
+                let (value, ttl) = match fetched.get(user) {
+                    Some(p) => (
+                        serde_json::to_string(p).unwrap_or_else(|_| MISS.into()),
+                        CACHE_TTL_SECONDS,
+                    ),
+                    None => (MISS.to_string(), MISS_TTL_SECONDS),
+                };
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(self.keys.profile(*user))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl);
+                cmd
+            })
+            .collect();
+        if let Err(e) = self.redis.run_all(cmds).await {
             tracing::debug!(error = %e, "profile cache write failed");
         }
         found.extend(fetched.into_iter().map(|(u, p)| (u, Arc::new(p))));

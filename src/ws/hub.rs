@@ -468,11 +468,15 @@ impl LocalSink for Hub {
     fn reconnected(&self) {
         // Whatever was published while the subscription was down is in PostgreSQL.
         self.services.members.clear();
+        self.repair(self.local_users());
+    }
+
+    fn repair(&self, users: Vec<Uuid>) {
+        if users.is_empty() {
+            return;
+        }
         let hub = self.arc();
-        tokio::spawn(async move {
-            let users = hub.local_users();
-            hub.resync(users).await;
-        });
+        tokio::spawn(async move { hub.resync(users).await });
     }
 
     fn control(&self, message: Bytes) {

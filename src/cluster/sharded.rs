@@ -1,0 +1,300 @@
+//! The subscriber on a Redis Cluster: sharded Pub/Sub (`SSUBSCRIBE`) of the per-user
+//! channels and the control channel.
+//!
+//! One RESP3 cluster connection keeps one connection per shard and routes each `SSUBSCRIBE`
+//! to the shard owning the channel's slot; messages come back as pushes. Subscriptions
+//! follow the local sink's wishes exactly as on a single server (reconciled from the set of
+//! changed users, concurrent commands, pipelined per shard connection).
+//!
+//! What can silently end a subscription, and what this task does about it:
+//! * a shard connection drops (a master killed, a failover): a `Disconnection` push;
+//! * a slot moves to another shard (resharding): the old owner sends `SUNSUBSCRIBE` for the
+//!   channels of that slot;
+//! * anything else that changes the slot map: a check of `CLUSTER SLOTS` every few seconds.
+//!
+//! On each, the channels concerned (all of them for a dropped connection or a changed
+//! topology) are subscribed again, routed by the current slot map (a `MOVED` reply
+//! refreshes it), retried with backoff until the cluster answers, and then the sink repairs
+//! what those users may have missed from PostgreSQL, as after a Redis restart.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use super::bus::{Inner, LocalSink, on_message, parse_user_channel};
+use super::conn::cluster_client;
+use crate::config::RedisConfig;
+use crate::metrics as m;
+
+/// Subscription commands in flight at once.
+const CONCURRENCY: usize = 256;
+/// How often the slot map is compared with the last one seen.
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
+
+/// Subscriptions the cluster ended without being asked.
+#[derive(Default)]
+struct Lost {
+    /// Every subscription is in doubt (a shard connection dropped).
+    all: bool,
+    users: HashSet<Uuid>,
+}
+
+/// Runs until the node stops (the task is aborted).
+pub(super) async fn subscribe_loop(
+    inner: Arc<Inner>,
+    config: RedisConfig,
+    sink: Weak<dyn LocalSink>,
+) {
+    let (push_tx, push_rx) = mpsc::unbounded_channel();
+    let mut delay = Duration::from_millis(100);
+    let conn = loop {
+        let connected = match cluster_client(&config, Some(push_tx.clone())) {
+            Ok(client) => {
+                tokio::time::timeout(Duration::from_secs(5), client.get_async_connection()).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "invalid Redis Cluster configuration");
+                return;
+            }
+        };
+        match connected {
+            Ok(Ok(conn)) => break conn,
+            other => {
+                if let Ok(Err(e)) = other {
+                    tracing::warn!(error = %e, "Redis Cluster subscriber connection failed, retrying");
+                }
+                metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    let lost = Arc::new((Mutex::new(Lost::default()), Notify::new()));
+    tokio::spawn(dispatch(push_rx, sink.clone(), inner.clone(), lost.clone()));
+    let control = inner.keys.control_channel();
+    let mut first = true;
+    let mut topology = slot_owners(&conn).await.unwrap_or_default();
+    loop {
+        let Some(sink) = sink.upgrade() else { return };
+        // Everything, from scratch: take the pending changes first so none is lost.
+        inner.take_changed();
+        *lost.0.lock().unwrap_or_else(|e| e.into_inner()) = Lost::default();
+        let users = sink.users();
+        let mut channels = vec![control.clone()];
+        channels.extend(users.iter().map(|u| inner.keys.user_channel(*u)));
+        if let Err(e) = each(&conn, "SSUBSCRIBE", channels).await {
+            tracing::warn!(error = %e, "Redis Cluster resubscribe failed, retrying");
+            metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        sink.subscribed(&users);
+        let mut subscribed: HashSet<Uuid> = users.into_iter().collect();
+        if first {
+            first = false;
+            tracing::info!("Redis Cluster subscriber connected");
+        } else {
+            tracing::info!(
+                users = subscribed.len(),
+                "Redis Cluster subscriptions restored; repairing from PostgreSQL"
+            );
+            metrics::counter!(m::REDIS_RESUBSCRIPTIONS).increment(1);
+            sink.reconnected();
+        }
+        let mut check = tokio::time::interval(TOPOLOGY_CHECK);
+        check.reset();
+        loop {
+            tokio::select! {
+                _ = inner.changed_notify.notified() => {
+                    if reconcile(&conn, &inner, &*sink, &mut subscribed).await.is_err() {
+                        metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
+                        break;
+                    }
+                }
+                _ = lost.1.notified() => {
+                    let taken = std::mem::take(&mut *lost.0.lock().unwrap_or_else(|e| e.into_inner()));
+                    if taken.all {
+                        tracing::warn!("a Redis Cluster shard connection dropped; resubscribing");
+                        break;
+                    }
+                    let again: Vec<Uuid> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
+                    let channels = again.iter().map(|u| inner.keys.user_channel(*u)).collect();
+                    if each(&conn, "SSUBSCRIBE", channels).await.is_err() {
+                        break;
+                    }
+                    tracing::info!(users = again.len(), "channels moved to another shard; resubscribed");
+                    metrics::counter!(m::REDIS_RESUBSCRIPTIONS).increment(1);
+                    subscribed.extend(again.iter().copied());
+                    sink.repair(again);
+                }
+                _ = check.tick() => {
+                    match slot_owners(&conn).await {
+                        Ok(now) if now != topology => {
+                            topology = now;
+                            tracing::info!("Redis Cluster slot map changed; resubscribing");
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "CLUSTER SLOTS failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes the users who now want it and unsubscribes those who no longer do.
+async fn reconcile(
+    conn: &ClusterConnection,
+    inner: &Inner,
+    sink: &dyn LocalSink,
+    subscribed: &mut HashSet<Uuid>,
+) -> redis::RedisResult<()> {
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for user in inner.take_changed() {
+        match (sink.wants(user), subscribed.contains(&user)) {
+            (true, false) => add.push(user),
+            (false, true) => remove.push(user),
+            (true, true) => sink.subscribed(&[user]),
+            (false, false) => {}
+        }
+    }
+    let channels = remove.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    each(conn, "SUNSUBSCRIBE", channels).await?;
+    for u in &remove {
+        subscribed.remove(u);
+    }
+    let channels = add.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    each(conn, "SSUBSCRIBE", channels).await?;
+    subscribed.extend(add.iter().copied());
+    sink.subscribed(&add);
+    Ok(())
+}
+
+/// Sends `command` for each channel (channels of different slots cannot share a command),
+/// many at a time; fails if any fails.
+async fn each(
+    conn: &ClusterConnection,
+    command: &str,
+    channels: Vec<String>,
+) -> redis::RedisResult<()> {
+    let results: Vec<redis::RedisResult<()>> = stream::iter(channels)
+        .map(|channel| {
+            let mut conn = conn.clone();
+            async move {
+                let call = async {
+                    if command == "SSUBSCRIBE" {
+                        conn.ssubscribe(&channel).await
+                    } else {
+                        conn.sunsubscribe(&channel).await
+                    }
+                };
+                match tokio::time::timeout(Duration::from_secs(5), call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "Redis Cluster subscription timed out",
+                    ))),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Which master serves which slot range, as `(first, last, host:port)`, sorted.
+async fn slot_owners(conn: &ClusterConnection) -> redis::RedisResult<Vec<(i64, i64, String)>> {
+    let value: Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn.clone())
+        .await?;
+    let mut owners = Vec::new();
+    if let Value::Array(ranges) = value {
+        for range in ranges {
+            let Value::Array(parts) = range else { continue };
+            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+                (parts.first(), parts.get(1), parts.get(2))
+            else {
+                continue;
+            };
+            let host = match master.first() {
+                Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+                _ => String::new(),
+            };
+            let port = match master.get(1) {
+                Some(Value::Int(p)) => *p,
+                _ => 0,
+            };
+            owners.push((*first, *last, format!("{host}:{port}")));
+        }
+    }
+    owners.sort();
+    Ok(owners)
+}
+
+/// Reads the pushes of every shard connection: messages to the sink, ended subscriptions
+/// and dropped connections to the subscriber loop.
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<PushInfo>,
+    sink: Weak<dyn LocalSink>,
+    inner: Arc<Inner>,
+    lost: Arc<(Mutex<Lost>, Notify)>,
+) {
+    let control = inner.keys.control_channel();
+    let prefix = inner.keys.prefix().to_string();
+    while let Some(push) = rx.recv().await {
+        let Some(sink) = sink.upgrade() else { return };
+        let channel = match push.data.first() {
+            Some(Value::BulkString(c)) => std::str::from_utf8(c).ok(),
+            _ => None,
+        };
+        match (push.kind, channel) {
+            (PushKind::SMessage, Some(channel)) => {
+                let Some(Value::BulkString(payload)) = push.data.get(1) else {
+                    continue;
+                };
+                let payload = Bytes::copy_from_slice(payload);
+                on_message(
+                    &*sink,
+                    &inner.keys,
+                    &control,
+                    inner.origin,
+                    channel,
+                    payload,
+                );
+            }
+            (PushKind::SUnsubscribe, Some(channel)) => {
+                // Ours (the user left) or the cluster's (the slot moved): only a user still
+                // wanted here needs the channel back.
+                let mut l = lost.0.lock().unwrap_or_else(|e| e.into_inner());
+                if channel == control {
+                    l.all = true;
+                } else if let Some(user) = parse_user_channel(channel, &prefix)
+                    && sink.wants(user)
+                {
+                    l.users.insert(user);
+                } else {
+                    continue;
+                }
+                drop(l);
+                lost.1.notify_one();
+            }
+            (PushKind::Disconnection, _) => {
+                lost.0.lock().unwrap_or_else(|e| e.into_inner()).all = true;
+                lost.1.notify_one();
+            }
+            _ => {}
+        }
+    }
+}
