@@ -3,22 +3,27 @@
 # dinq-message in release mode, then every scenario of dinq-loadtest. Writes the report to
 # loadtest/REPORT.md and loadtest/report.json (the last full run is committed).
 #
-#   loadtest/run.sh [--short] [--nodes N] [--scenarios "ceilings parity throughput latency crossnode fanout connections"]
+#   loadtest/run.sh [--short] [--nodes N] [--redis-cluster] [--scenarios "ceilings parity throughput latency crossnode fanout connections"]
 #
 # --short runs small versions of everything in about two minutes (correctness smoke;
 # its numbers are not a benchmark and it writes target/bench/ only).
+# --redis-cluster runs the nodes on a local 3-master Redis Cluster (REDIS_CLUSTER_URLS,
+# sharded Pub/Sub) instead of the single Redis; the report goes to target/bench/*-cluster
+# and is not copied to loadtest/ (compare it with the single-Redis run by hand).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 
 short=0
+cluster=0
 nodes=2
 scenarios="ceilings parity throughput latency crossnode fanout connections"
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) short=1; shift ;;
     --nodes) nodes=$2; shift 2 ;;
+    --redis-cluster) cluster=1; shift ;;
     --scenarios) scenarios=$2; shift 2 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 64 ;;
   esac
@@ -40,10 +45,37 @@ cleanup() {
   "$repo/deploy/local/stack.sh" stop --dir "$state/stack" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+node_env=()
+redis_url="redis://$REDIS_URL"
+if [ "$cluster" = 1 ]; then
+  # Three masters, slots spread evenly, no replicas (a benchmark, not a failover test).
+  rc="$state/redis-cluster"
+  rm -rf "$rc"
+  seeds=()
+  for port in 7101 7102 7103; do
+    mkdir -p "$rc/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 2000 --save "" --appendonly no \
+      --dir "$rc/$port" --logfile "$rc/$port/redis.log" >/dev/null 2>&1 &
+    pids+=($!)
+    seeds+=("127.0.0.1:$port")
+  done
+  for port in 7101 7102 7103; do
+    for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for _ in $(seq 1 100); do
+    redis-cli -p 7101 cluster info | grep -q cluster_state:ok && break
+    sleep 0.1
+  done
+  node_env=("REDIS_CLUSTER_URLS=$(IFS=,; echo "${seeds[*]}")")
+  # The Redis ceiling is measured on one shard.
+  redis_url="redis://127.0.0.1:7101"
+fi
 urls=()
 for i in $(seq 1 "$nodes"); do
   port=$((8100 + i))
-  PORT=$port NODE_ID="bench-$i" JWT_SECRET=$secret WS_PUBLIC_URL="ws://127.0.0.1:$port/ws" \
+  env "${node_env[@]}" PORT=$port NODE_ID="bench-$i" JWT_SECRET=$secret WS_PUBLIC_URL="ws://127.0.0.1:$port/ws" \
     DB_POOL_SIZE=16 LOG_LEVEL=warn MAX_CONNECTIONS=200000 \
     "$repo/target/release/dinq-message" >"$state/node-$i.log" 2>&1 &
   pids+=($!)
@@ -77,9 +109,10 @@ else
 fi
 # shellcheck disable=SC2086
 "$repo/target/release/dinq-loadtest" $scenarios --nodes "$node_list" --secret "$secret" \
-  --sources 127.0.0.1-127.0.0.32 --database-url "$DATABASE_URL" --redis-url "redis://$REDIS_URL" \
+  --sources 127.0.0.1-127.0.0.32 --database-url "$DATABASE_URL" --redis-url "$redis_url" \
   --out "$out" "${args[@]}"
-if [ "$short" = 0 ]; then
+if [ "$cluster" = 1 ]; then rm -rf "$out-cluster"; mv "$out" "$out-cluster"; out="$out-cluster"; fi
+if [ "$short" = 0 ] && [ "$cluster" = 0 ]; then
   cp "$out/report.md" "$here/REPORT.md"
   cp "$out/report.json" "$here/report.json"
   echo "run.sh: report in loadtest/REPORT.md"
