@@ -211,6 +211,7 @@ async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, B
     } else {
         "PUBLISH"
     };
+    let mut channel = Vec::with_capacity(64);
     let mut last_error_log = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         if rx.recv_many(&mut batch, 1024).await == 0 {
@@ -221,7 +222,10 @@ async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, B
             .map(|(target, payload)| {
                 let mut cmd = redis::cmd(publish);
                 match target {
-                    Target::User(user) => cmd.arg(keys.user_channel(user)),
+                    Target::User(user) => {
+                        keys.user_channel_into(&mut channel, user);
+                        cmd.arg(&channel[..])
+                    }
                     Target::Control => cmd.arg(&control),
                 };
                 cmd.arg(payload.as_ref());
@@ -462,6 +466,9 @@ mod tests {
         let user = Uuid::new_v4();
         for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
             let name = keys.user_channel(user);
+            let mut buf = b"stale".to_vec();
+            keys.user_channel_into(&mut buf, user);
+            assert_eq!(buf, name.as_bytes());
             assert_eq!(parse_user_channel(&name, "p:"), Some(user), "{name}");
             assert_eq!(parse_user_channel(&name, "q:"), None);
         }

@@ -65,6 +65,19 @@ impl Keys {
         self.per_user("u", user)
     }
 
+    /// [`Keys::user_channel`] written into `buf` (cleared first), so the publisher does not
+    /// allocate a name per publish.
+    pub fn user_channel_into(&self, buf: &mut Vec<u8>, user: Uuid) {
+        buf.clear();
+        buf.extend_from_slice(self.prefix.as_bytes());
+        buf.extend_from_slice(if self.tagged { b"u:{" } else { b"u:" });
+        let mut tmp = [0u8; 36];
+        buf.extend_from_slice(user.hyphenated().encode_lower(&mut tmp).as_bytes());
+        if self.tagged {
+            buf.push(b'}');
+        }
+    }
+
     /// The control channel (settings reloads, cache invalidations).
     pub fn control_channel(&self) -> String {
         format!("{}dinq:control", self.prefix)
