@@ -28,6 +28,7 @@ mod http_relationships;
 mod http_search;
 mod loadtest_smoke;
 mod migrations;
+mod partitions;
 mod process;
 mod properties;
 mod realtime;

@@ -143,7 +143,8 @@ impl Services {
         let last = tx
             .query_one(
                 "SELECT c.last_seq, c.last_message_at, lm.message_type, lm.content, COALESCE(lm.is_recalled, FALSE)
-                 FROM conversations c LEFT JOIN messages lm ON lm.id = c.last_message_id
+                 FROM conversations c
+                 LEFT JOIN messages lm ON lm.id = c.last_message_id AND lm.bucket = msg_bucket(c.id)
                  WHERE c.id = $1",
                 &[&recalled.conversation_id],
             )

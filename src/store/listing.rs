@@ -115,7 +115,7 @@ const CONVERSATION_SELECT: &str = "SELECT c.id, c.conversation_type, c.group_nam
         COALESCE(lm.is_recalled, FALSE)
      FROM conversation_members cm
      JOIN conversations c ON c.id = cm.conversation_id
-     LEFT JOIN messages lm ON lm.id = c.last_message_id";
+     LEFT JOIN messages lm ON lm.id = c.last_message_id AND lm.bucket = msg_bucket(c.id)";
 
 /// True when a member row is hidden: `cm` hid `c` and nothing came since.
 const HIDDEN: &str = "(cm.hidden_seq IS NOT NULL AND cm.hidden_seq >= c.last_seq)";
@@ -284,7 +284,8 @@ pub async fn history(
     let (sql, bound, reverse) = match page {
         Page::Newest { offset } => (
             format!(
-                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1
+                "SELECT {COLUMNS} FROM messages
+                 WHERE conversation_id = $1 AND bucket = msg_bucket($1)
                  ORDER BY seq DESC LIMIT $2 OFFSET $3"
             ),
             offset,
@@ -292,7 +293,8 @@ pub async fn history(
         ),
         Page::Before(seq) => (
             format!(
-                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $3
+                "SELECT {COLUMNS} FROM messages
+                 WHERE conversation_id = $1 AND bucket = msg_bucket($1) AND seq < $3
                  ORDER BY seq DESC LIMIT $2"
             ),
             seq,
@@ -300,7 +302,8 @@ pub async fn history(
         ),
         Page::After(seq) => (
             format!(
-                "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $3
+                "SELECT {COLUMNS} FROM messages
+                 WHERE conversation_id = $1 AND bucket = msg_bucket($1) AND seq > $3
                  ORDER BY seq LIMIT $2"
             ),
             seq,

@@ -102,7 +102,9 @@ pub async fn advance_read_seq(client: &impl GenericClient, items: &[Cursor]) -> 
              UPDATE conversation_members m
              SET read_seq = target.seq, last_read_at = now(),
                  last_read_message_id = (SELECT id FROM messages
-                                         WHERE conversation_id = target.conv AND seq = target.seq)
+                                         WHERE conversation_id = target.conv
+                                           AND bucket = msg_bucket(target.conv)
+                                           AND seq = target.seq)
              FROM target WHERE m.id = target.id AND m.read_seq < target.seq",
         )
         .await?;
@@ -140,7 +142,8 @@ pub async fn mark_read(
             "SELECT cm.read_seq, c.last_seq, m.seq
              FROM conversation_members cm
              JOIN conversations c ON c.id = cm.conversation_id
-             LEFT JOIN messages m ON m.id = $3 AND m.conversation_id = cm.conversation_id
+             LEFT JOIN messages m ON m.id = $3 AND m.conversation_id = $1
+                                   AND m.bucket = msg_bucket($1)
              WHERE cm.conversation_id = $1 AND cm.user_id = $2 AND cm.left_at IS NULL",
         )
         .await?;

@@ -1,5 +1,11 @@
-//! `messages` rows: the batched insert of the writer, ranges by seq for delivery and
-//! repair, look-ups by id and by client message id, and recall.
+//! `messages` rows: ranges by seq for delivery and repair, look-ups by id and by client
+//! message id, recall, and the ids of new messages.
+//!
+//! `messages` is partitioned by `bucket`, the last byte of the conversation id (migration
+//! 0006). Every query here names the bucket (`msg_bucket(conversation)`) so PostgreSQL reads
+//! one partition; a new message id carries its conversation's bucket in its last byte, so a
+//! look-up by message id alone does too. Ids older than the partitioning do not: when a
+//! message is not in its id's bucket, the look-up is repeated over every partition.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -34,20 +40,35 @@ pub fn from_row(row: &Row) -> Message {
     }
 }
 
-/// `(id, conversation_id)` of each existing message among `ids`.
+/// A new message id for `conversation`: a UUIDv7 (time ordered) whose last byte, one of
+/// its random ones, is the conversation's partition bucket.
+pub fn new_id(conversation: Uuid) -> Uuid {
+    let mut bytes = *Uuid::now_v7().as_bytes();
+    bytes[15] = conversation.as_bytes()[15];
+    Uuid::from_bytes(bytes)
+}
+
+/// `(id, conversation_id)` of each message among `targets`, given as `(message id,
+/// conversation it is expected in)`: a message is looked for in that conversation's
+/// partition only, so one of another partition's conversation is not found.
 pub async fn conversations_of(
     client: &impl GenericClient,
-    ids: &[Uuid],
+    targets: &[(Uuid, Uuid)],
 ) -> Result<Vec<(Uuid, Uuid)>> {
+    let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
+    let convs: Vec<Uuid> = targets.iter().map(|t| t.1).collect();
     let stmt = client
-        .prepare_cached("SELECT id, conversation_id FROM messages WHERE id = ANY($1)")
+        .prepare_cached(
+            "SELECT m.id, m.conversation_id FROM unnest($1::uuid[], $2::uuid[]) AS t(id, conv)
+             JOIN messages m ON m.id = t.id AND m.bucket = msg_bucket(t.conv)",
+        )
         .await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
+    let rows = client.query(&stmt, &[&ids, &convs]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Messages whose `(sender_id, client_msg_id)` is among the given pairs (a superset is
-/// fetched by the two lists; callers match pairs).
+/// fetched by the two lists; callers match pairs), found through `message_keys`.
 pub async fn by_client_ids(
     client: &impl GenericClient,
     senders: &[Uuid],
@@ -55,23 +76,13 @@ pub async fn by_client_ids(
 ) -> Result<Vec<Message>> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM messages WHERE sender_id = ANY($1) AND client_msg_id = ANY($2)"
+            "SELECT {COLUMNS_M} FROM message_keys k
+             JOIN messages m ON m.id = k.message_id AND m.bucket = msg_bucket(k.conversation_id)
+             WHERE k.sender_id = ANY($1) AND k.client_msg_id = ANY($2)"
         ))
         .await?;
     let rows = client.query(&stmt, &[&senders, &client_ids]).await?;
     Ok(rows.iter().map(from_row).collect())
-}
-
-/// One message by id.
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Message>> {
-    let stmt = client
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1"))
-        .await?;
-    Ok(client
-        .query_opt(&stmt, &[&id])
-        .await?
-        .as_ref()
-        .map(from_row))
 }
 
 /// Messages of `conversation` with `after < seq <= upto`, oldest first, at most `limit`.
@@ -85,7 +96,7 @@ pub async fn range(
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM messages
-             WHERE conversation_id = $1 AND seq > $2 AND seq <= $3
+             WHERE conversation_id = $1 AND bucket = msg_bucket($1) AND seq > $2 AND seq <= $3
              ORDER BY seq LIMIT $4"
         ))
         .await?;
@@ -107,7 +118,7 @@ pub async fn pending(
             "SELECT m.* FROM unnest($1::uuid[], $2::int8[]) AS p(conv, after)
              CROSS JOIN LATERAL (
                  SELECT {COLUMNS} FROM messages
-                 WHERE conversation_id = p.conv AND seq > p.after
+                 WHERE conversation_id = p.conv AND bucket = msg_bucket(p.conv) AND seq > p.after
                  ORDER BY seq DESC LIMIT $3
              ) m"
         ))
@@ -141,17 +152,27 @@ pub async fn recall(
     sender: Uuid,
     window_seconds: i64,
 ) -> Result<Recall> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT sender_id, COALESCE(is_recalled, FALSE),
-                    round(extract(epoch FROM now() - created_at))::int8
-             FROM messages WHERE id = $1 FOR UPDATE",
-        )
-        .await?;
-    let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
+    // The id's own bucket first; then every partition, for ids older than the partitioning.
+    let mut found = None;
+    for sql in [
+        "SELECT sender_id, COALESCE(is_recalled, FALSE),
+                round(extract(epoch FROM now() - created_at))::int8, bucket
+         FROM messages WHERE id = $1 AND bucket = msg_bucket($1) FOR UPDATE",
+        "SELECT sender_id, COALESCE(is_recalled, FALSE),
+                round(extract(epoch FROM now() - created_at))::int8, bucket
+         FROM messages WHERE id = $1 FOR UPDATE",
+    ] {
+        let stmt = client.prepare_cached(sql).await?;
+        found = client.query_opt(&stmt, &[&id]).await?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some(row) = found else {
         return Ok(Recall::NotFound);
     };
-    let (owner, recalled, elapsed): (Uuid, bool, i64) = (row.get(0), row.get(1), row.get(2));
+    let (owner, recalled, elapsed, bucket): (Uuid, bool, i64, i16) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     if owner != sender {
         return Ok(Recall::NotSender);
     }
@@ -163,10 +184,11 @@ pub async fn recall(
     }
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE messages SET is_recalled = TRUE, recalled_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            "UPDATE messages SET is_recalled = TRUE, recalled_at = now()
+             WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
         ))
         .await?;
     Ok(Recall::Done(from_row(
-        &client.query_one(&stmt, &[&id]).await?,
+        &client.query_one(&stmt, &[&id, &bucket]).await?,
     )))
 }

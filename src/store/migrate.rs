@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_search_table.sql",
         sql: include_str!("../../sql/0005_search_table.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_partition_messages.sql",
+        sql: include_str!("../../sql/0006_partition_messages.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

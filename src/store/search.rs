@@ -52,7 +52,8 @@ pub async fn messages(
     };
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS_M} FROM message_search s JOIN messages m ON m.id = s.message_id
+            "SELECT {COLUMNS_M} FROM message_search s
+             JOIN messages m ON m.id = s.message_id AND m.bucket = msg_bucket(s.conversation_id)
              WHERE {scope} AND COALESCE(m.is_recalled, FALSE) = FALSE AND s.content ILIKE $2 ESCAPE '\\'
              ORDER BY s.created_at DESC, m.seq DESC
              LIMIT $3 OFFSET $4"

@@ -1,4 +1,5 @@
-//! The write of one writer batch, as a single statement: the messages, the conversations'
+//! The write of one writer batch, as a single statement: the idempotency keys, the
+//! messages (only those whose key was new), the conversations'
 //! counters and last-message fields, and the senders' read cursors (member rows locked in
 //! (conversation, user) order, like every multi-row member update).
 
@@ -11,13 +12,23 @@ use crate::model::{Message, Timestamp};
 
 /// The statement (prepared before it is pipelined with the batch's `COMMIT`).
 pub const WRITE_SQL: &str = "
-WITH inserted AS (
+WITH keyed AS (
+    INSERT INTO message_keys (sender_id, client_msg_id, message_id, conversation_id)
+    SELECT sender, cmid, id, conv
+    FROM unnest($1::uuid[], $2::uuid[], $4::uuid[], $10::text[]) AS k(id, conv, sender, cmid)
+    WHERE cmid IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING message_id
+), inserted AS (
     INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, metadata,
-                          reply_to_message_id, created_at, client_msg_id, status, is_recalled)
-    SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE
+                          reply_to_message_id, created_at, client_msg_id, status, is_recalled,
+                          bucket)
+    SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE,
+           msg_bucket(conv)
     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], $6::text[],
                 $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[])
          AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid)
+    WHERE cmid IS NULL OR id IN (SELECT message_id FROM keyed)
     ON CONFLICT DO NOTHING
     RETURNING id
 ), counters AS (
@@ -45,7 +56,7 @@ SELECT id FROM inserted";
 
 /// Writes a batch. `reads` are `(conversation, sender, seq, message)`: sending moves the
 /// sender's own read cursor. Returns the ids actually inserted (a missing one collided with
-/// a `client_msg_id` committed concurrently).
+/// a `client_msg_id` committed concurrently: its `message_keys` row already existed).
 pub async fn write(
     client: &impl GenericClient,
     messages: &[Message],

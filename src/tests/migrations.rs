@@ -80,9 +80,11 @@ async fn fresh_database_applies_everything_once() {
         "column conversation_members read_seq bigint NO",
         "column conversation_members delivered_seq bigint NO",
         "column conversation_members hidden_seq bigint YES",
-        "constraint messages messages_conversation_seq_key UNIQUE (conversation_id, seq)",
+        "constraint messages messages_conversation_seq_key UNIQUE (conversation_id, seq, bucket)",
+        "constraint messages messages_pkey PRIMARY KEY (id, bucket)",
+        "constraint message_keys message_keys_pkey PRIMARY KEY (sender_id, client_msg_id)",
+        "column messages_p15 bucket smallint NO",
         "constraint conversations conversations_private_key_key UNIQUE (private_key)",
-        "messages_sender_client_msg_id_key ON public.messages USING btree (sender_id, client_msg_id) WHERE (client_msg_id IS NOT NULL)",
         "gin_trgm_ops",
     ] {
         assert!(schema.contains(needle), "schema lacks {needle}:\n{schema}");

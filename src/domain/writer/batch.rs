@@ -144,9 +144,9 @@ async fn write_batch_on(
             }
         }
     }
-    let replies: Vec<Uuid> = batch
+    let replies: Vec<(Uuid, Uuid)> = batch
         .iter()
-        .filter_map(|j| j.draft.reply_to_message_id)
+        .filter_map(|j| Some((j.draft.reply_to_message_id?, j.conversation_id)))
         .collect();
     let cmid_senders: Vec<Uuid> = batch
         .iter()
@@ -250,7 +250,7 @@ async fn write_batch_on(
         c.replied = replied;
         c.last_seq += 1;
         let message = Message {
-            id: Uuid::now_v7(),
+            id: store::messages::new_id(job.conversation_id),
             conversation_id: job.conversation_id,
             seq: c.last_seq,
             sender_id: job.sender,
