@@ -151,6 +151,11 @@ pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Service
         .await
         .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
     drop(conn);
+    let reader = match &config.database_read_url {
+        Some(url) => Store::new(url, config.db_pool_size)
+            .map_err(|e| StartError::Database(format!("DATABASE_READ_URL: {e}")))?,
+        None => store.clone(),
+    };
     let bus = Bus::new(&config.node_id, keys.clone(), publisher);
     let members = Arc::new(MemberCache::default());
     let writer = Writer::start(
@@ -169,6 +174,7 @@ pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Service
         registry: Registry::new(redis.clone(), keys.clone()),
         config,
         store,
+        reader,
         redis,
         keys,
         settings,

@@ -130,6 +130,9 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 32).
     pub db_pool_size: usize,
+    /// A read replica for message history and search (`DATABASE_READ_URL`, optional;
+    /// without it those reads go to `database_url`).
+    pub database_read_url: Option<String>,
     /// Redis location (`REDIS_URL`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`).
     pub redis: RedisConfig,
     /// HMAC key for every token (`JWT_SECRET`, required, non-empty).
@@ -185,6 +188,10 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
+            .field(
+                "database_read_url",
+                &self.database_read_url.as_deref().map(redact_url),
+            )
             .field("redis", &self.redis)
             .field("jwt_secret", &"<redacted>")
             .field("max_video_size_mb", &self.max_video_size_mb)
@@ -207,6 +214,23 @@ impl fmt::Debug for Config {
             .field("dev_ui", &self.dev_ui)
             .finish()
     }
+}
+
+/// A PostgreSQL URL must parse and name a host.
+fn check_postgres_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url
+        .parse::<tokio_postgres::Config>()
+        .map(|c| c.get_hosts().is_empty())
+        .unwrap_or(true)
+    {
+        return Err(ConfigError {
+            var,
+            expected: "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq"
+                .into(),
+            got: Some(redact_url(url)),
+        });
+    }
+    Ok(())
 }
 
 /// Replaces the password part of a URL (`scheme://user:secret@host`) with `***`.
@@ -296,18 +320,10 @@ impl Config {
             "DATABASE_URL",
             "a PostgreSQL URL such as postgres://user:pass@host:5432/dinq",
         )?;
-        if database_url
-            .parse::<tokio_postgres::Config>()
-            .map(|c| c.get_hosts().is_empty())
-            .unwrap_or(true)
-        {
-            return Err(ConfigError {
-                var: "DATABASE_URL",
-                expected:
-                    "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq"
-                        .into(),
-                got: Some(redact_url(&database_url)),
-            });
+        check_postgres_url("DATABASE_URL", &database_url)?;
+        let database_read_url = r.opt("DATABASE_READ_URL");
+        if let Some(url) = &database_read_url {
+            check_postgres_url("DATABASE_READ_URL", url)?;
         }
         let jwt_secret = r
             .env
@@ -407,6 +423,7 @@ impl Config {
             bind_address,
             port,
             database_url,
+            database_read_url,
             db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,
             redis,
             jwt_secret,

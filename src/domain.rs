@@ -42,6 +42,9 @@ pub struct Services {
     pub config: Arc<Config>,
     /// PostgreSQL.
     pub store: Store,
+    /// Where message history and search read: the read replica of `DATABASE_READ_URL`, or
+    /// `store` itself.
+    pub reader: Store,
     /// The multiplexed Redis command connection.
     pub redis: crate::cluster::Redis,
     /// Redis key names.

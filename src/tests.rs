@@ -31,6 +31,7 @@ mod migrations;
 mod partitions;
 mod process;
 mod properties;
+mod read_replica;
 mod realtime;
 mod realtime_faults;
 mod realtime_rules;

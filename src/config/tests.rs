@@ -31,6 +31,16 @@ fn defaults() {
     assert_eq!(c.ws_public_url, "ws://localhost:8083/ws");
     assert!(c.agent_url.is_none());
     assert!(c.allowed_origins.is_empty());
+    assert!(c.database_read_url.is_none());
+    let c = Config::from_env(&env(&[("DATABASE_READ_URL", "postgres://r:p@replica/db")])).unwrap();
+    assert_eq!(
+        c.database_read_url.as_deref(),
+        Some("postgres://r:p@replica/db")
+    );
+    assert!(
+        !format!("{c:?}").contains("r:p@"),
+        "the replica password is redacted"
+    );
 }
 
 #[test]
@@ -62,6 +72,8 @@ fn invalid_values_are_named_with_what_is_expected() {
         ("WS_PUBLIC_URL", "http://x/ws"),
         ("SHUTDOWN_GRACE_SECONDS", "0"),
         ("DATABASE_URL", "nonsense"),
+        ("DATABASE_READ_URL", "nonsense"),
+        ("DATABASE_READ_URL", "postgres:///no-host"),
         ("BIND_ADDRESS", "everywhere"),
         ("NODE_ID", "has space"),
         ("AGENT_URL", "ftp://x"),

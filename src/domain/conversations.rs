@@ -350,13 +350,18 @@ impl Services {
         page: Page,
         limit: i64,
     ) -> Result<History> {
-        let (access, messages) = {
-            let db = self.store.conn().await?;
-            tokio::try_join!(
-                listing::access(&db, conversation, user),
-                listing::history(&db, conversation, page, limit)
-            )?
-        };
+        // Membership is checked on the primary (a replica may lag a join or a leave); the
+        // page itself may come from the read replica.
+        let (access, messages) = tokio::try_join!(
+            async {
+                let db = self.store.conn().await?;
+                listing::access(&db, conversation, user).await
+            },
+            async {
+                let db = self.reader.conn().await?;
+                listing::history(&db, conversation, page, limit).await
+            }
+        )?;
         let access = access.ok_or_else(not_member)?;
         let settings = self.settings.get();
         let online_status = match access.other {

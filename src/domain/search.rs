@@ -34,15 +34,17 @@ impl Services {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Message>> {
-        let db = self.store.conn().await?;
-        if let Some(c) = conversation
-            && !store::search::is_active_member(&db, c, user).await?
-        {
-            return Err(Error::forbidden(
-                "not_member",
-                "you are not a member of this conversation",
-            ));
+        if let Some(c) = conversation {
+            let db = self.store.conn().await?;
+            if !store::search::is_active_member(&db, c, user).await? {
+                return Err(Error::forbidden(
+                    "not_member",
+                    "you are not a member of this conversation",
+                ));
+            }
         }
+        // The search itself may run on the read replica (see README "PostgreSQL growth").
+        let db = self.reader.conn().await?;
         store::search::messages(&db, user, &like_pattern(term), conversation, limit, offset).await
     }
 }
