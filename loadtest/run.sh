@@ -3,13 +3,14 @@
 # dinq-message in release mode, then every scenario of dinq-loadtest. Writes the report to
 # loadtest/REPORT.md and loadtest/report.json (the last full run is committed).
 #
-#   loadtest/run.sh [--short] [--nodes N] [--redis-cluster] [--scenarios "ceilings parity throughput latency crossnode fanout connections"]
+#   loadtest/run.sh [--short] [--nodes N] [--redis-cluster] [--scenarios "ceilings parity throughput latency crossnode fanout costs connections"]
 #
 # --short runs small versions of everything in about two minutes (correctness smoke;
 # its numbers are not a benchmark and it writes target/bench/ only).
 # --redis-cluster runs the nodes on a local 3-master Redis Cluster (REDIS_CLUSTER_URLS,
-# sharded Pub/Sub) instead of the single Redis; the report goes to target/bench/*-cluster
-# and is not copied to loadtest/ (compare it with the single-Redis run by hand).
+# sharded Pub/Sub) instead of the single Redis; a full run writes loadtest/REPORT-cluster.md
+# and report-cluster.json, and loadtest/COMPARE.md sets it beside the last single-Redis
+# run (`dinq-loadtest compare`).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -18,7 +19,7 @@ cd "$repo"
 short=0
 cluster=0
 nodes=2
-scenarios="ceilings parity throughput latency crossnode fanout connections"
+scenarios="ceilings parity throughput latency crossnode fanout costs connections"
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) short=1; shift ;;
@@ -47,6 +48,7 @@ cleanup() {
 trap cleanup EXIT
 node_env=()
 redis_url="redis://$REDIS_URL"
+count_urls=$redis_url
 if [ "$cluster" = 1 ]; then
   # Three masters, slots spread evenly, no replicas (a benchmark, not a failover test).
   rc="$state/redis-cluster"
@@ -69,8 +71,9 @@ if [ "$cluster" = 1 ]; then
     sleep 0.1
   done
   node_env=("REDIS_CLUSTER_URLS=$(IFS=,; echo "${seeds[*]}")")
-  # The Redis ceiling is measured on one shard.
+  # The Redis ceiling is measured on one shard; the per-message costs count all three.
   redis_url="redis://127.0.0.1:7101"
+  count_urls="redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103"
 fi
 urls=()
 for i in $(seq 1 "$nodes"); do
@@ -110,10 +113,17 @@ fi
 # shellcheck disable=SC2086
 "$repo/target/release/dinq-loadtest" $scenarios --nodes "$node_list" --secret "$secret" \
   --sources 127.0.0.1-127.0.0.32 --database-url "$DATABASE_URL" --redis-url "$redis_url" \
-  --out "$out" "${args[@]}"
+  --redis-count-urls "$count_urls" --out "$out" "${args[@]}"
 if [ "$cluster" = 1 ]; then rm -rf "$out-cluster"; mv "$out" "$out-cluster"; out="$out-cluster"; fi
 if [ "$short" = 0 ] && [ "$cluster" = 0 ]; then
   cp "$out/report.md" "$here/REPORT.md"
   cp "$out/report.json" "$here/report.json"
   echo "run.sh: report in loadtest/REPORT.md"
+fi
+if [ "$short" = 0 ] && [ "$cluster" = 1 ]; then
+  cp "$out/report.md" "$here/REPORT-cluster.md"
+  cp "$out/report.json" "$here/report-cluster.json"
+  "$repo/target/release/dinq-loadtest" compare "$here/report.json" "$here/report-cluster.json" \
+    "single Redis" "3-shard Redis Cluster" >"$here/COMPARE.md"
+  echo "run.sh: report in loadtest/REPORT-cluster.md, comparison in loadtest/COMPARE.md"
 fi

@@ -97,8 +97,8 @@ pub async fn pg_insert(database_url: &str, duration: Duration) -> Result<f64, St
                 let Ok(tx) = client.transaction().await else { return };
                 let r = tx
                     .execute(
-                        "INSERT INTO loadtest_ceiling_messages (id, conversation_id, seq, sender_id, message_type, content, status, is_recalled, created_at)
-                         SELECT id, conv, seq, sender, 'text', content, 'sent', FALSE, now()
+                        "INSERT INTO loadtest_ceiling_messages (id, conversation_id, seq, sender_id, message_type, content, status, is_recalled, created_at, bucket)
+                         SELECT id, conv, seq, sender, 'text', content, 'sent', FALSE, now(), msg_bucket(conv)
                          FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[]) AS t(id, conv, seq, sender, content)",
                         &[&ids, &convs, &seqs, &senders, &contents],
                     )

@@ -6,11 +6,15 @@
 //! - [`stats`]: HDR latency histograms and counters.
 //! - [`scenarios`]: throughput, fan-out, idle connections, parity with the original.
 //! - [`ceilings`]: the machine's own limits measured in the same run.
-//! - [`report`]: JSON and Markdown output; [`targets`]: the targets against the results.
+//! - [`costs`]: Redis commands and PostgreSQL writes per message, from server counters.
+//! - [`report`]: JSON and Markdown output; [`targets`]: the targets against the results;
+//!   [`compare`]: two runs side by side.
 
 pub mod api;
 pub mod ceilings;
 pub mod client;
+pub mod compare;
+pub mod costs;
 pub mod report;
 pub mod scenarios;
 pub mod stats;

@@ -6,8 +6,10 @@
 //!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
 //!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
-//! scenarios: ceilings throughput latency crossnode fanout connections parity smoke all
+//!     [--redis-count-urls redis://a,redis://b]   (servers whose counters `costs` sums)
+//! scenarios: ceilings throughput latency crossnode fanout costs connections parity smoke all
 //! dinq-loadtest render report.json   (the Markdown report of an earlier run, again)
+//! dinq-loadtest compare a.json b.json   (two runs side by side, e.g. single Redis and cluster)
 //! ```
 
 use std::net::IpAddr;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use dinq_loadtest::report::Report;
 use dinq_loadtest::scenarios::{connections, fanout, parity, throughput};
-use dinq_loadtest::{Target, api, ceilings};
+use dinq_loadtest::{Target, api, ceilings, costs};
 
 struct Opts {
     scenarios: Vec<String>,
@@ -28,6 +30,7 @@ struct Opts {
     connections: Vec<usize>,
     hold: Duration,
     redis_url: Option<String>,
+    redis_count_urls: Vec<String>,
     database_url: Option<String>,
     verify: bool,
     out: Option<String>,
@@ -72,6 +75,7 @@ fn parse() -> Result<Opts, String> {
                 format!("redis://{u}")
             }
         }),
+        redis_count_urls: Vec::new(),
         database_url: std::env::var("DATABASE_URL").ok(),
         verify: false,
         out: None,
@@ -104,6 +108,7 @@ fn parse() -> Result<Opts, String> {
                 o.hold = Duration::from_secs(val()?.parse().map_err(|_| "--hold: seconds")?)
             }
             "--redis-url" => o.redis_url = Some(val()?),
+            "--redis-count-urls" => o.redis_count_urls = list(&val()?),
             "--database-url" => o.database_url = Some(val()?),
             "--verify" => o.verify = true,
             "--p99-target" => {
@@ -114,7 +119,7 @@ fn parse() -> Result<Opts, String> {
                 return Err(include_str!("main.rs")
                     .lines()
                     .skip(2)
-                    .take(8)
+                    .take(10)
                     .map(|l| l.trim_start_matches("//! "))
                     .collect::<Vec<_>>()
                     .join("\n"));
@@ -162,16 +167,46 @@ fn machine() -> String {
     )
 }
 
+fn load(path: &str) -> Result<Report, String> {
+    let json = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    serde_json::from_str(&json).map_err(|e| format!("{path}: {e}"))
+}
+
 /// `dinq-loadtest render report.json`: prints the Markdown report of an earlier run.
 fn render(path: &str) -> Result<String, String> {
-    let json = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let report: Report = serde_json::from_str(&json).map_err(|e| format!("{path}: {e}"))?;
-    Ok(report.markdown())
+    Ok(load(path)?.markdown())
+}
+
+/// `dinq-loadtest compare a.json b.json [a-name b-name]`: two runs side by side.
+fn compare(args: &[String]) -> Result<String, String> {
+    let [a, b, rest @ ..] = args else {
+        return Err("usage: dinq-loadtest compare a.json b.json [a-name b-name]".into());
+    };
+    let (an, bn) = match rest {
+        [an, bn] => (an.as_str(), bn.as_str()),
+        _ => ("a", "b"),
+    };
+    Ok(dinq_loadtest::compare::markdown(
+        an,
+        &load(a)?,
+        bn,
+        &load(b)?,
+    ))
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("compare") {
+        match compare(&args[1..]) {
+            Ok(md) => print!("{md}"),
+            Err(e) => {
+                eprintln!("dinq-loadtest: {e}");
+                std::process::exit(64);
+            }
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("render") {
         match args.get(1).map(|p| render(p)) {
             Some(Ok(md)) => print!("{md}"),
@@ -317,6 +352,48 @@ async fn run(o: &Opts) -> Result<Report, String> {
             report
                 .fanout
                 .push(fanout::group(&o.target, size, o.group_rate, o.duration).await?);
+        }
+    }
+    if wants("costs") {
+        let db = o
+            .database_url
+            .as_deref()
+            .ok_or("costs needs --database-url")?;
+        let mut urls = o.redis_count_urls.clone();
+        if urls.is_empty() {
+            urls.extend(o.redis_url.clone());
+        }
+        let mut meters = costs::Meters::connect(&urls, db).await?;
+        let rate = o.rates.first().copied().unwrap_or(1000);
+        let pairs =
+            throughput::setup(&o.target, o.pairs.min(500), o.target.nodes.len() > 1).await?;
+        eprintln!("costs: one-to-one at {rate}/s");
+        let cost = costs::measure(
+            &mut meters,
+            &format!("1:1 at {rate}/s"),
+            o.duration,
+            || async {
+                let step = throughput::run(&pairs, rate, o.duration, false).await;
+                Ok((step.sent, step.delivered))
+            },
+        )
+        .await?;
+        report.costs.push(cost);
+        drop(pairs);
+        for &size in &o.groups {
+            eprintln!("costs: group of {size} at {}/s", o.group_rate);
+            let group = fanout::prepare(&o.target, size).await?;
+            let cost = costs::measure(
+                &mut meters,
+                &format!("group of {size} at {}/s", o.group_rate),
+                o.duration,
+                || async {
+                    let r = group.run(o.group_rate, o.duration).await;
+                    Ok((r.messages, r.deliveries))
+                },
+            )
+            .await?;
+            report.costs.push(cost);
         }
     }
     if wants("connections") {

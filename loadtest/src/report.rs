@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ceilings::Ceilings;
+use crate::costs::Cost;
 use crate::scenarios::connections::ConnectionsResult;
 use crate::scenarios::fanout::FanoutResult;
 use crate::scenarios::parity::ParityResult;
@@ -36,6 +37,9 @@ pub struct Report {
     pub fanout: Vec<FanoutResult>,
     /// Idle connections.
     pub connections: Vec<ConnectionsResult>,
+    /// Redis and PostgreSQL work per message.
+    #[serde(default)]
+    pub costs: Vec<Cost>,
     /// The original's tests.
     pub parity: Vec<ParityResult>,
     /// Scenarios that could not run to the end, and why.
@@ -187,6 +191,25 @@ impl Report {
                     c.connects_per_second,
                     c.bytes_per_connection,
                     c.bytes_per_connection / 1024.0
+                ));
+            }
+            md.push('\n');
+        }
+        if !self.costs.is_empty() {
+            md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
+            for c in &self.costs {
+                md.push_str(&format!(
+                    "| {} | {} | {:.1} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+                    c.traffic,
+                    c.messages,
+                    c.deliveries_per_message,
+                    c.redis_commands_per_message,
+                    c.redis_publishes_per_message,
+                    c.pg_commits_per_message,
+                    c.pg_rows_inserted_per_message,
+                    c.pg_rows_updated_per_message,
+                    c.wal_bytes_per_message,
+                    c.idle_redis_commands_per_second
                 ));
             }
             md.push('\n');

@@ -16,7 +16,7 @@ use crate::api;
 use crate::stats::Percentiles;
 
 /// The outcome of one group.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FanoutResult {
     /// Members.
     pub members: usize,
@@ -41,6 +41,18 @@ pub async fn group(
     rate: u64,
     duration: Duration,
 ) -> Result<FanoutResult, String> {
+    Ok(prepare(target, size).await?.run(rate, duration).await)
+}
+
+/// A group of connected members, ready to send.
+pub struct Group {
+    rec: Arc<Recorder>,
+    members: Vec<super::Peer>,
+    id: Uuid,
+}
+
+/// Connects `size` members and creates their group.
+pub async fn prepare(target: &Target, size: usize) -> Result<Group, String> {
     let rec = Arc::new(Recorder::default());
     let t = Arc::new(target.clone());
     let r = rec.clone();
@@ -75,34 +87,52 @@ pub async fn group(
         .and_then(|s| s.parse().ok())
         .ok_or("no group id")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let mut sent = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    while started.elapsed() < duration {
-        tick.tick().await;
-        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
-        while sent < due {
-            members[0].conn.send(load_message(group, 0, sent)).await;
-            sent += 1;
+    Ok(Group {
+        rec,
+        members,
+        id: group,
+    })
+}
+
+impl Group {
+    /// Sends from the owner at `rate` for `duration`, waits for the deliveries (15 s at
+    /// most), then disconnects every member.
+    pub async fn run(self, rate: u64, duration: Duration) -> FanoutResult {
+        let Group {
+            rec,
+            members,
+            id: group,
+        } = self;
+        let size = members.len();
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        while started.elapsed() < duration {
+            tick.tick().await;
+            let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+            while sent < due {
+                members[0].conn.send(load_message(group, 0, sent)).await;
+                sent += 1;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let expected = sent * (size as u64 - 1);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while rec.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let deliveries = rec.delivered.load(Ordering::Relaxed);
+        for m in &members {
+            m.conn.close().await;
+        }
+        FanoutResult {
+            members: size,
+            messages: sent,
+            expected_deliveries: expected,
+            deliveries,
+            deliveries_per_second: deliveries as f64 / seconds,
+            latency: rec.latency.percentiles(),
+            errors: rec.errors.load(Ordering::Relaxed),
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let expected = sent * (size as u64 - 1);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while rec.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deliveries = rec.delivered.load(Ordering::Relaxed);
-    for m in &members {
-        m.conn.close().await;
-    }
-    Ok(FanoutResult {
-        members: size,
-        messages: sent,
-        expected_deliveries: expected,
-        deliveries,
-        deliveries_per_second: deliveries as f64 / seconds,
-        latency: rec.latency.percentiles(),
-        errors: rec.errors.load(Ordering::Relaxed),
-    })
 }
