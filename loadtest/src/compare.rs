@@ -101,6 +101,12 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
     }
     for c in &r.costs {
         out.push((
+            format!("{}: node CPU µs/msg", c.traffic),
+            c.node_cpu_us_per_message,
+            false,
+            "",
+        ));
+        out.push((
             format!("{}: Redis commands/msg", c.traffic),
             c.redis_commands_per_message,
             false,

@@ -1,6 +1,7 @@
-//! What one message costs the shared services, measured on the running cluster: Redis
-//! commands (and publishes) per message, summed over every Redis server or cluster master
-//! given, and PostgreSQL commits, rows written and WAL bytes per message. Each figure is
+//! What one message costs, measured on the running cluster: node CPU (every node's
+//! `dinq_process_cpu_milliseconds_total`), Redis commands (and publishes) summed over every
+//! Redis server or cluster master given, and PostgreSQL commits, rows written and WAL
+//! bytes. Each figure is
 //! the counters' difference over a load window minus the same-length idle window before it
 //! (presence refreshes, cursor flushes and sweeps go on without traffic), divided by the
 //! messages the window sent.
@@ -24,6 +25,8 @@ pub struct Counters {
     pub pg_updated: u64,
     /// WAL position, bytes.
     pub wal_bytes: u64,
+    /// CPU time of every node together, ms.
+    pub node_cpu_ms: u64,
 }
 
 impl Counters {
@@ -35,6 +38,7 @@ impl Counters {
             pg_inserted: self.pg_inserted.saturating_sub(o.pg_inserted),
             pg_updated: self.pg_updated.saturating_sub(o.pg_updated),
             wal_bytes: self.wal_bytes.saturating_sub(o.wal_bytes),
+            node_cpu_ms: self.node_cpu_ms.saturating_sub(o.node_cpu_ms),
         }
     }
 }
@@ -62,10 +66,14 @@ pub struct Cost {
     pub wal_bytes_per_message: f64,
     /// Redis commands per second with no traffic (subtracted above).
     pub idle_redis_commands_per_second: f64,
+    /// Node CPU per message, every node together (sender's and recipients' sides), µs.
+    #[serde(default)]
+    pub node_cpu_us_per_message: f64,
 }
 
 /// Where the counters are read.
 pub struct Meters {
+    nodes: Vec<String>,
     redis: Vec<redis::aio::MultiplexedConnection>,
     pg: tokio_postgres::Client,
 }
@@ -86,8 +94,13 @@ fn info_field(info: &str, prefix: &str, field: &str) -> u64 {
 }
 
 impl Meters {
-    /// Connects to every Redis URL (each server or cluster master) and to PostgreSQL.
-    pub async fn connect(redis_urls: &[String], database_url: &str) -> Result<Meters, String> {
+    /// Connects to every Redis URL (each server or cluster master) and to PostgreSQL;
+    /// `nodes` are the nodes' base URLs (for their CPU counters).
+    pub async fn connect(
+        nodes: &[String],
+        redis_urls: &[String],
+        database_url: &str,
+    ) -> Result<Meters, String> {
         let mut redis = Vec::new();
         for url in redis_urls {
             let client = redis::Client::open(url.as_str()).map_err(|e| format!("{url}: {e}"))?;
@@ -102,7 +115,11 @@ impl Meters {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        Ok(Meters { redis, pg })
+        Ok(Meters {
+            nodes: nodes.to_vec(),
+            redis,
+            pg,
+        })
     }
 
     /// The counters now. PostgreSQL publishes a backend's statistics within about ten
@@ -138,6 +155,10 @@ impl Meters {
         c.pg_inserted = row.get::<_, i64>(1) as u64;
         c.pg_updated = row.get::<_, i64>(2) as u64;
         c.wal_bytes = row.get::<_, i64>(3) as u64;
+        for node in &self.nodes {
+            c.node_cpu_ms +=
+                crate::api::metric(node, "dinq_process_cpu_milliseconds_total").await? as u64;
+        }
         Ok(c)
     }
 }
@@ -191,6 +212,7 @@ where
         pg_rows_updated_per_message: per(busy.pg_updated, idle.pg_updated),
         wal_bytes_per_message: per(busy.wal_bytes, idle.wal_bytes),
         idle_redis_commands_per_second: idle.redis_commands as f64 / idle_secs,
+        node_cpu_us_per_message: per(busy.node_cpu_ms, idle.node_cpu_ms) * 1000.0,
     })
 }
 

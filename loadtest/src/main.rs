@@ -363,7 +363,7 @@ async fn run(o: &Opts) -> Result<Report, String> {
         if urls.is_empty() {
             urls.extend(o.redis_url.clone());
         }
-        let mut meters = costs::Meters::connect(&urls, db).await?;
+        let mut meters = costs::Meters::connect(&o.target.nodes, &urls, db).await?;
         let rate = o.rates.first().copied().unwrap_or(1000);
         let pairs =
             throughput::setup(&o.target, o.pairs.min(500), o.target.nodes.len() > 1).await?;
