@@ -107,6 +107,18 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
             "",
         ));
         out.push((
+            format!("{}: PostgreSQL CPU µs/msg", c.traffic),
+            c.pg_cpu_us_per_message,
+            false,
+            "",
+        ));
+        out.push((
+            format!("{}: Redis CPU µs/msg", c.traffic),
+            c.redis_cpu_us_per_message,
+            false,
+            "",
+        ));
+        out.push((
             format!("{}: Redis commands/msg", c.traffic),
             c.redis_commands_per_message,
             false,

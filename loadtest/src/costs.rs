@@ -1,7 +1,8 @@
 //! What one message costs, measured on the running cluster: node CPU (every node's
 //! `dinq_process_cpu_milliseconds_total`), Redis commands (and publishes) summed over every
 //! Redis server or cluster master given, and PostgreSQL commits, rows written and WAL
-//! bytes. Each figure is
+//! bytes; and, when PostgreSQL and Redis run on the load generator's machine (as in
+//! `loadtest/run.sh`), their CPU time from `/proc` (0 otherwise). Each figure is
 //! the counters' difference over a load window minus the same-length idle window before it
 //! (presence refreshes, cursor flushes and sweeps go on without traffic), divided by the
 //! messages the window sent.
@@ -27,6 +28,10 @@ pub struct Counters {
     pub wal_bytes: u64,
     /// CPU time of every node together, ms.
     pub node_cpu_ms: u64,
+    /// CPU time of local `postgres` processes, ms.
+    pub pg_cpu_ms: u64,
+    /// CPU time of local `redis-server` processes, ms.
+    pub redis_cpu_ms: u64,
 }
 
 impl Counters {
@@ -39,6 +44,8 @@ impl Counters {
             pg_updated: self.pg_updated.saturating_sub(o.pg_updated),
             wal_bytes: self.wal_bytes.saturating_sub(o.wal_bytes),
             node_cpu_ms: self.node_cpu_ms.saturating_sub(o.node_cpu_ms),
+            pg_cpu_ms: self.pg_cpu_ms.saturating_sub(o.pg_cpu_ms),
+            redis_cpu_ms: self.redis_cpu_ms.saturating_sub(o.redis_cpu_ms),
         }
     }
 }
@@ -69,6 +76,36 @@ pub struct Cost {
     /// Node CPU per message, every node together (sender's and recipients' sides), µs.
     #[serde(default)]
     pub node_cpu_us_per_message: f64,
+    /// PostgreSQL CPU per message (local processes), µs.
+    #[serde(default)]
+    pub pg_cpu_us_per_message: f64,
+    /// Redis CPU per message (local processes, every shard), µs.
+    #[serde(default)]
+    pub redis_cpu_us_per_message: f64,
+}
+
+/// CPU time (user + system) of this machine's processes named `comm`, ms (10 ms ticks).
+fn local_cpu_ms(comm: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != comm {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime: fields 14 and 15 of proc(5), 12 and 13 after the name.
+        ticks += num(11) + num(12);
+    }
+    ticks * 10
 }
 
 /// Where the counters are read.
@@ -159,6 +196,8 @@ impl Meters {
             c.node_cpu_ms +=
                 crate::api::metric(node, "dinq_process_cpu_milliseconds_total").await? as u64;
         }
+        c.pg_cpu_ms = local_cpu_ms("postgres");
+        c.redis_cpu_ms = local_cpu_ms("redis-server");
         Ok(c)
     }
 }
@@ -213,6 +252,8 @@ where
         wal_bytes_per_message: per(busy.wal_bytes, idle.wal_bytes),
         idle_redis_commands_per_second: idle.redis_commands as f64 / idle_secs,
         node_cpu_us_per_message: per(busy.node_cpu_ms, idle.node_cpu_ms) * 1000.0,
+        pg_cpu_us_per_message: per(busy.pg_cpu_ms, idle.pg_cpu_ms) * 1000.0,
+        redis_cpu_us_per_message: per(busy.redis_cpu_ms, idle.redis_cpu_ms) * 1000.0,
     })
 }
 

@@ -196,14 +196,16 @@ impl Report {
             md.push('\n');
         }
         if !self.costs.is_empty() {
-            md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+            md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | PG CPU µs/msg | Redis CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for c in &self.costs {
                 md.push_str(&format!(
-                    "| {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+                    "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
                     c.traffic,
                     c.messages,
                     c.deliveries_per_message,
                     c.node_cpu_us_per_message,
+                    c.pg_cpu_us_per_message,
+                    c.redis_cpu_us_per_message,
                     c.redis_commands_per_message,
                     c.redis_publishes_per_message,
                     c.pg_commits_per_message,
