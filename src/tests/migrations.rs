@@ -83,7 +83,7 @@ async fn fresh_database_applies_everything_once() {
         "constraint messages messages_conversation_seq_key UNIQUE (conversation_id, seq, bucket)",
         "constraint messages messages_pkey PRIMARY KEY (id, bucket)",
         "constraint message_keys message_keys_pkey PRIMARY KEY (sender_id, client_msg_id)",
-        "column messages_p15 bucket smallint NO",
+        "column messages_p03 bucket smallint NO",
         "constraint conversations conversations_private_key_key UNIQUE (private_key)",
         "gin_trgm_ops",
     ] {

@@ -66,8 +66,8 @@ async fn each_message_query_reads_one_partition() {
         migrate::run(&mut client).await.unwrap();
     }
     let user = Uuid::new_v4();
-    // One conversation per partition, five messages each (with client ids), all readable
-    // by `user`.
+    // Sixteen conversations spread over every partition, five messages each (with client
+    // ids), all readable by `user`.
     let convs: Vec<Uuid> = (0..16u8).map(|i| conversation_in(i * 16 + 7)).collect();
     let mut ids: HashMap<(Uuid, i64), Uuid> = HashMap::new();
     for (i, conv) in convs.iter().enumerate() {
@@ -134,8 +134,9 @@ async fn each_message_query_reads_one_partition() {
 
     let store = Store::new(&env.database_url, 1).unwrap();
     let worker = store.conn().await.unwrap();
-    let conv = convs[3];
-    let expected = vec!["messages_p03".to_string()];
+    // Bucket 151: the third partition (128-191).
+    let conv = convs[9];
+    let expected = vec!["messages_p02".to_string()];
     let mid = |seq: i64| ids[&(conv, seq)];
 
     let before = scans(&observer).await;
@@ -179,7 +180,7 @@ async fn each_message_query_reads_one_partition() {
     );
 
     let before = scans(&observer).await;
-    let got = messages::by_client_ids(&worker, &[user], &["c3-2"])
+    let got = messages::by_client_ids(&worker, &[user], &["c9-2"])
         .await
         .unwrap();
     assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![mid(2)]);
