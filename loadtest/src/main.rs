@@ -364,21 +364,23 @@ async fn run(o: &Opts) -> Result<Report, String> {
             urls.extend(o.redis_url.clone());
         }
         let mut meters = costs::Meters::connect(&o.target.nodes, &urls, db).await?;
-        let rate = o.rates.first().copied().unwrap_or(1000);
         let pairs =
             throughput::setup(&o.target, o.pairs.min(500), o.target.nodes.len() > 1).await?;
-        eprintln!("costs: one-to-one at {rate}/s");
-        let cost = costs::measure(
-            &mut meters,
-            &format!("1:1 at {rate}/s"),
-            o.duration,
-            || async {
-                let step = throughput::run(&pairs, rate, o.duration, false).await;
-                Ok((step.sent, step.delivered))
-            },
-        )
-        .await?;
-        report.costs.push(cost);
+        // The first two rates: a light load (little batching) and a heavier one.
+        for &rate in o.rates.iter().take(2) {
+            eprintln!("costs: one-to-one at {rate}/s");
+            let cost = costs::measure(
+                &mut meters,
+                &format!("1:1 at {rate}/s"),
+                o.duration,
+                || async {
+                    let step = throughput::run(&pairs, rate, o.duration, false).await;
+                    Ok((step.sent, step.delivered))
+                },
+            )
+            .await?;
+            report.costs.push(cost);
+        }
         drop(pairs);
         for &size in &o.groups {
             eprintln!("costs: group of {size} at {}/s", o.group_rate);
