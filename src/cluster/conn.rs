@@ -5,34 +5,43 @@
 //!
 //! The one difference callers see: a pipeline on a cluster must stay inside one hash slot.
 //! [`Redis::run_all`] sends independent commands as one pipeline to a single server and as
-//! concurrent single commands (still pipelined per shard connection) to a cluster.
+//! one pipeline per master to a cluster, on connections of its own next to the cluster
+//! connection; whatever a master did not run (redirected, failover) is sent again through
+//! the cluster connection (see [`shards`]).
 
+pub mod shards;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, RedisResult, Value};
+use shards::Shards;
 
 use crate::config::RedisConfig;
+pub use shards::PipelineStats;
 
 /// A Redis command connection.
 #[derive(Clone)]
 pub enum Redis {
     /// One Redis server.
     Single(ConnectionManager),
-    /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster: the slot-routing connection, and the slot map and per-master
+    /// connections of [`Redis::run_all`] (shared by clones).
+    Cluster(ClusterConnection, Arc<Shards>),
 }
 
 impl Redis {
     /// True for a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Redis::Cluster(_))
+        matches!(self, Redis::Cluster(..))
     }
 
-    /// Runs independent commands whose replies are not needed, in one round trip per shard.
+    /// Runs independent commands whose replies are not needed, in one round trip per shard
+    /// (one pipeline per master on a cluster). Every command is tried; the first error is
+    /// returned.
     pub async fn run_all(&self, cmds: Vec<Cmd>) -> RedisResult<()> {
         match self {
             Redis::Single(conn) => {
@@ -42,22 +51,15 @@ impl Redis {
                 }
                 pipe.query_async::<()>(&mut conn.clone()).await
             }
-            Redis::Cluster(conn) => {
-                let mut pending: FuturesUnordered<_> = cmds
-                    .into_iter()
-                    .map(|cmd| {
-                        let mut conn = conn.clone();
-                        async move { cmd.query_async::<()>(&mut conn).await }
-                    })
-                    .collect();
-                let mut result = Ok(());
-                while let Some(r) = pending.next().await {
-                    if r.is_err() && result.is_ok() {
-                        result = r;
-                    }
-                }
-                result
-            }
+            Redis::Cluster(conn, shards) => shards.run_all(conn, cmds).await,
+        }
+    }
+
+    /// How [`Redis::run_all`] sent its commands so far (`None` on a single server).
+    pub fn pipeline_stats(&self) -> Option<PipelineStats> {
+        match self {
+            Redis::Single(_) => None,
+            Redis::Cluster(_, shards) => Some(shards.stats()),
         }
     }
 }
@@ -66,7 +68,7 @@ impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Redis::Single(c) => c.req_packed_command(cmd),
-            Redis::Cluster(c) => c.req_packed_command(cmd),
+            Redis::Cluster(c, _) => c.req_packed_command(cmd),
         }
     }
 
@@ -78,14 +80,14 @@ impl ConnectionLike for Redis {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Redis::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Redis::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Redis::Cluster(c, _) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Redis::Single(c) => c.get_db(),
-            Redis::Cluster(c) => c.get_db(),
+            Redis::Cluster(c, _) => c.get_db(),
         }
     }
 }
@@ -114,7 +116,10 @@ pub fn cluster_client(
 /// answering PING.
 pub async fn open(config: &RedisConfig) -> RedisResult<Redis> {
     let mut conn = if config.is_cluster() {
-        Redis::Cluster(cluster_client(config, None)?.get_async_connection().await?)
+        let conn = cluster_client(config, None)?.get_async_connection().await?;
+        let shards = Shards::new(&config.cluster_urls);
+        shards.load(&conn).await;
+        Redis::Cluster(conn, Arc::new(shards))
     } else {
         let client = redis::Client::open(config.url.as_str())?;
         Redis::Single(

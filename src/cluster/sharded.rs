@@ -30,11 +30,14 @@ use uuid::Uuid;
 
 use super::bus::{Inner, LocalSink, on_message, parse_user_channel};
 use super::conn::cluster_client;
+use super::conn::shards::slot_ranges;
 use crate::config::RedisConfig;
 use crate::metrics as m;
 
-/// Subscription commands in flight at once.
-const CONCURRENCY: usize = 256;
+/// Subscription commands in flight at once. redis-rs 1.8.1's cluster connection was seen
+/// to stall for good in its slot refresh when about 256 or more commands were in flight
+/// right after a resharding (50 and 128 never did), so this stays well below.
+const CONCURRENCY: usize = 64;
 /// How often the slot map is compared with the last one seen.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
 
@@ -80,7 +83,7 @@ pub(super) async fn subscribe_loop(
     tokio::spawn(dispatch(push_rx, sink.clone(), inner.clone(), lost.clone()));
     let control = inner.keys.control_channel();
     let mut first = true;
-    let mut topology = slot_owners(&conn).await.unwrap_or_default();
+    let mut topology = slot_ranges(&conn).await.unwrap_or_default();
     loop {
         let Some(sink) = sink.upgrade() else { return };
         // Everything, from scratch: take the pending changes first so none is lost.
@@ -137,7 +140,7 @@ pub(super) async fn subscribe_loop(
                     sink.repair(again);
                 }
                 _ = check.tick() => {
-                    match slot_owners(&conn).await {
+                    match slot_ranges(&conn).await {
                         Ok(now) if now != topology => {
                             topology = now;
                             tracing::info!("Redis Cluster slot map changed; resubscribing");
@@ -211,36 +214,6 @@ async fn each(
         .collect()
         .await;
     results.into_iter().collect()
-}
-
-/// Which master serves which slot range, as `(first, last, host:port)`, sorted.
-async fn slot_owners(conn: &ClusterConnection) -> redis::RedisResult<Vec<(i64, i64, String)>> {
-    let value: Value = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut conn.clone())
-        .await?;
-    let mut owners = Vec::new();
-    if let Value::Array(ranges) = value {
-        for range in ranges {
-            let Value::Array(parts) = range else { continue };
-            let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
-                (parts.first(), parts.get(1), parts.get(2))
-            else {
-                continue;
-            };
-            let host = match master.first() {
-                Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
-                _ => String::new(),
-            };
-            let port = match master.get(1) {
-                Some(Value::Int(p)) => *p,
-                _ => 0,
-            };
-            owners.push((*first, *last, format!("{host}:{port}")));
-        }
-    }
-    owners.sort();
-    Ok(owners)
 }
 
 /// Reads the pushes of every shard connection: messages to the sink, ended subscriptions

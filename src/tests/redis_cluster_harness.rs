@@ -16,6 +16,17 @@ struct Server {
 }
 
 /// A running Redis Cluster.
+/// A free port that redis-server accepts in cluster mode: its cluster bus listens 10,000
+/// higher, so the port must be at most 55535.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 {
+            return port;
+        }
+    }
+}
+
 pub struct RedisCluster {
     dir: PathBuf,
     servers: Vec<Server>,
@@ -32,7 +43,7 @@ impl RedisCluster {
             servers: Vec::new(),
         };
         for _ in 0..masters * (1 + replicas) {
-            let port = free_port();
+            let port = cluster_port();
             let child = cluster.spawn(port);
             cluster.servers.push(Server {
                 port,
