@@ -33,6 +33,9 @@ done
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 state="$repo/target/bench"
 mkdir -p "$state"
+# Every run starts from an empty database: rows left by earlier runs would make each run
+# slower than the last (bigger indexes, autovacuum of old rows).
+"$repo/deploy/local/stack.sh" stop --dir "$state/stack" --purge >/dev/null 2>&1 || true
 "$repo/deploy/local/stack.sh" start --dir "$state/stack" --pg-port 5544 --redis-port 6544 >"$state/stack.env"
 # shellcheck disable=SC1091
 set -a; . "$state/stack.env"; set +a
