@@ -9,7 +9,9 @@
 //! connection; whatever a master did not run (redirected, failover) is sent again through
 //! the cluster connection (see [`shards`]).
 
+mod pipelines;
 pub mod shards;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use redis::{Cmd, RedisFuture, RedisResult, Value};
 use shards::Shards;
 
 use crate::config::RedisConfig;
-pub use shards::PipelineStats;
+pub use pipelines::PipelineStats;
 
 /// A Redis command connection.
 #[derive(Clone)]

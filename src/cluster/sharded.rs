@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::bus::{Inner, LocalSink, on_message, parse_user_channel};
 use super::conn::cluster_client;
-use super::conn::shards::slot_ranges;
+use super::conn::slots::slot_ranges;
 use crate::config::RedisConfig;
 use crate::metrics as m;
 
