@@ -76,7 +76,7 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
         out.push((format!("{name}: p99"), s.latency.p99_ms, false, " ms"));
         if let (Some(l), Some(d)) = (s.lost, s.duplicates) {
             out.push((
-                format!("{name}: lost + duplicated"),
+                format!("{name}: not delivered in 30 s + duplicated"),
                 (l + d) as f64,
                 false,
                 "",

@@ -126,7 +126,7 @@ impl Report {
             }
         }
         if !self.latency.is_empty() {
-            md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n| rate/s | delivered/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | echo p99 ms | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|\n");
+            md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n| rate/s | delivered/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | echo p99 ms | not delivered within 30 s | duplicates |\n|---|---|---|---|---|---|---|---|---|---|\n");
             for s in &self.latency {
                 md.push_str(&format!(
                     "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
