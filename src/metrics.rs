@@ -54,8 +54,9 @@ pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
 pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
 /// Messages added to search by the sweep.
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
-/// CPU time of the process in milliseconds (`process_cpu_seconds_total` is whole seconds).
-pub const CPU_MILLISECONDS: &str = "dinq_process_cpu_milliseconds_total";
+/// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
+/// whole seconds: the exporter's counters are integers, so this one is a gauge).
+pub const CPU_SECONDS: &str = "dinq_process_cpu_seconds";
 /// PostgreSQL errors by operation.
 pub const DB_ERRORS: &str = "dinq_db_errors_total";
 /// Connections in the PostgreSQL pool.
@@ -168,9 +169,10 @@ fn describe() {
         "Messages not queued for search indexing (added later by the sweep)."
     );
     describe_counter!(SEARCH_SWEPT, "Messages added to search by the sweep.");
-    describe_counter!(
-        CPU_MILLISECONDS,
-        "User and system CPU time in milliseconds (10 ms resolution), for per-message costs."
+    describe_gauge!(
+        CPU_SECONDS,
+        Unit::Seconds,
+        "User and system CPU time in seconds at 10 ms resolution (for per-message costs)."
     );
     describe_gauge!(DB_POOL_SIZE, "Connections in the PostgreSQL pool.");
     describe_gauge!(DB_POOL_IDLE, "Idle connections in the PostgreSQL pool.");
@@ -227,7 +229,7 @@ pub fn update_process_metrics() {
     let ticks = 100.0;
     let cpu = (num(11) + num(12)) as f64 / ticks;
     metrics::counter!("process_cpu_seconds_total").absolute(cpu as u64);
-    metrics::counter!(CPU_MILLISECONDS).absolute((num(11) + num(12)) * 10);
+    metrics::gauge!(CPU_SECONDS).set(cpu);
     metrics::gauge!("process_threads").set(num(17) as f64);
     metrics::gauge!("process_virtual_memory_bytes").set(num(20) as f64);
     metrics::gauge!("process_resident_memory_bytes").set(resident_memory_bytes() as f64);

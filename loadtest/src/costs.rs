@@ -1,5 +1,5 @@
 //! What one message costs, measured on the running cluster: node CPU (every node's
-//! `dinq_process_cpu_milliseconds_total`), Redis commands (and publishes) summed over every
+//! `dinq_process_cpu_seconds`), Redis commands (and publishes) summed over every
 //! Redis server or cluster master given, and PostgreSQL commits, rows written and WAL
 //! bytes; and, when PostgreSQL and Redis run on the load generator's machine (as in
 //! `loadtest/run.sh`), their CPU time from `/proc` (0 otherwise). Each figure is
@@ -194,7 +194,7 @@ impl Meters {
         c.wal_bytes = row.get::<_, i64>(3) as u64;
         for node in &self.nodes {
             c.node_cpu_ms +=
-                crate::api::metric(node, "dinq_process_cpu_milliseconds_total").await? as u64;
+                (crate::api::metric(node, "dinq_process_cpu_seconds").await? * 1000.0) as u64;
         }
         c.pg_cpu_ms = local_cpu_ms("postgres");
         c.redis_cpu_ms = local_cpu_ms("redis-server");
