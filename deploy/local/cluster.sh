@@ -93,7 +93,7 @@ EOF
   echo $! >"$dir/prometheus.pid"
   for i in 1 2 3; do
     local p=$((port + 10 + i))
-    for _ in $(seq 1 150); do
+    for _ in $(seq 1 600); do
       curl -sf "http://127.0.0.1:$p/ready" >/dev/null 2>&1 && break
       sleep 0.1
     done
