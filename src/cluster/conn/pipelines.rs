@@ -29,8 +29,8 @@ pub struct PipelineStats {
     /// Later attempts: commands redirected (`MOVED`, `ASK`) or retried (cluster busy,
     /// master unreachable), again in per-node pipelines.
     pub resent: u64,
-    /// Commands that are not [`FIRST_KEY_COMMANDS`], sent on their own through the cluster
-    /// connection.
+    /// Commands that are not [`FIRST_KEY_COMMANDS`](super::slots::FIRST_KEY_COMMANDS), sent
+    /// on their own through the cluster connection.
     pub direct: u64,
 }
 
@@ -79,7 +79,7 @@ impl Outcome {
 impl Shards {
     /// Runs independent commands whose replies are not needed: one pipeline per master,
     /// all at once, then what was not run (redirected, cluster busy, master unreachable)
-    /// again, up to [`ATTEMPTS`] times. Every command is tried; the first error is returned.
+    /// again, up to `ATTEMPTS` (5) times. Every command is tried; the first error is returned.
     pub async fn run_all(
         self: &Arc<Self>,
         cluster: &ClusterConnection,
@@ -289,7 +289,7 @@ impl Shards {
 
 /// Sends each command on its own through the cluster connection (all at once; pipelined
 /// per shard connection by the crate); the first error is returned once all have finished.
-pub async fn one_by_one(cluster: &ClusterConnection, cmds: Vec<Cmd>) -> RedisResult<()> {
+async fn one_by_one(cluster: &ClusterConnection, cmds: Vec<Cmd>) -> RedisResult<()> {
     let mut pending: FuturesUnordered<_> = cmds
         .into_iter()
         .map(|cmd| {
