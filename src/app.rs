@@ -19,13 +19,13 @@ use crate::cluster::presence::Presence;
 use crate::cluster::registry::Registry;
 use crate::cluster::{self, Keys};
 use crate::config::{Config, redact_url};
+use crate::delivery::Hub;
 use crate::domain::Services;
 use crate::domain::members::MemberCache;
 use crate::domain::settings::{self, SettingsCache, Snapshot};
 use crate::domain::writer::{self, Writer};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
-use crate::ws::hub::Hub;
 use crate::{http, ws};
 
 mod background;

@@ -3,7 +3,6 @@
 
 pub mod chat;
 pub mod conversations;
-pub mod delivery;
 pub mod events;
 pub mod groups;
 pub mod members;

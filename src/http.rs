@@ -41,7 +41,7 @@ pub struct Ctx {
     /// Shutdown and readiness.
     pub shutdown: Shutdown,
     /// This node's connected users.
-    pub hub: std::sync::Arc<crate::ws::hub::Hub>,
+    pub hub: std::sync::Arc<crate::delivery::Hub>,
     /// WebSocket handshake limits.
     pub ws_limits: crate::ws::Limits,
 }

@@ -1,9 +1,8 @@
 //! WebSocket entry: the handshake checks (token, origin, capacity) happen before the
-//! upgrade, then the connection runs in [`session`]. [`hub`] holds the node's connected
-//! users; [`protocol`] decodes client frames.
+//! upgrade, then the connection runs in [`session`]. [`crate::delivery`] holds the node's
+//! connected users; [`protocol`] decodes client frames.
 
 pub mod frames;
-pub mod hub;
 pub mod protocol;
 pub mod session;
 
@@ -12,9 +11,9 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
+use crate::delivery::Hub;
 use crate::error::Error;
 use crate::http::response::{Body, Resp};
-use hub::Hub;
 
 /// Settings of the WebSocket entry.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::registry::{self, NodeInfo};
+use crate::delivery::Hub;
 use crate::model::Timestamp;
 use crate::shutdown::Shutdown;
-use crate::ws::hub::Hub;
 
 /// How often changed delivery and read cursors are stored.
 const CURSOR_FLUSH: Duration = Duration::from_secs(1);

@@ -77,7 +77,7 @@ async fn frames_lost_in_flight_come_back_on_the_next_connection() {
     let mut b = Ws::connect(proxy.addr, &token, b_user).await.unwrap();
     let conv = befriend(&mut a, &mut b).await;
     // Let the setup messages be confirmed as delivered, so only the lost ones come back.
-    tokio::time::sleep(crate::ws::hub::CONFIRM + Duration::from_millis(2500)).await;
+    tokio::time::sleep(crate::delivery::CONFIRM + Duration::from_millis(2500)).await;
 
     proxy.cut();
     let mut lost = Vec::new();

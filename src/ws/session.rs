@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::frames::{self, FrameWriter};
-use super::hub::{Device, Hub, Kill, Outbound};
 use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 use crate::cluster::presence::Added;
+use crate::delivery::{Device, Hub, Kill, Outbound};
 use crate::domain::events;
 use crate::domain::writer::Sent;
 use crate::error::Error;

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::apply::push_frame;
+use super::missing::{self, Missing};
 use super::{Cursor, Effects, Hub, Outbound, Phase, Shard};
-use crate::domain::delivery::{self, Missing};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::store;
@@ -55,7 +55,7 @@ impl Hub {
                 .iter()
                 .map(|m| (m.conversation_id, m.delivered_seq, m.last_seq))
                 .collect();
-            let missing = delivery::missing(&self.services.store, &wants, limit).await?;
+            let missing = missing::missing(&self.services.store, &wants, limit).await?;
             Ok::<_, crate::error::Error>((memberships, missing))
         }
         .await;
@@ -140,7 +140,7 @@ impl Hub {
                         .collect()
                 };
                 let missing = loop {
-                    match delivery::missing(&self.services.store, &wants, limit).await {
+                    match missing::missing(&self.services.store, &wants, limit).await {
                         Ok(mi) => break mi,
                         Err(e) => {
                             tracing::warn!(%user, error = %e, "resync fetch failed; retrying");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::events::Truncated;
+use crate::domain::events::Truncated;
 use crate::error::Result;
 use crate::model::{Message, Timestamp};
 use crate::store::{self, Store};

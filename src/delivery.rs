@@ -14,6 +14,7 @@
 mod apply;
 mod cursors;
 mod device;
+mod missing;
 mod sync;
 
 pub use cursors::{CONFIRM, Cursor};
