@@ -18,7 +18,7 @@ mod missing;
 mod sync;
 
 pub use cursors::{CONFIRM, Cursor};
-pub use device::{Device, Kill, Outbound};
+pub use device::{Device, Kill, Outbound, close};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

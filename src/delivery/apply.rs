@@ -7,11 +7,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
-use super::{Cursor, Effects, Hub, Outbound, Phase, UserEntry};
+use super::{Cursor, Effects, Hub, Outbound, Phase, UserEntry, close};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
-use crate::ws::protocol::close;
 
 impl Hub {
     /// Applies `routed` to a live user (shard lock held by the caller).

@@ -11,12 +11,11 @@ use uuid::Uuid;
 
 use super::apply::push_frame;
 use super::missing::{self, Missing};
-use super::{Cursor, Effects, Hub, Outbound, Phase, Shard};
+use super::{Cursor, Effects, Hub, Outbound, Phase, Shard, close};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::store;
 use crate::store::members::Membership;
-use crate::ws::protocol::close;
 
 /// Users read from PostgreSQL per query when many resync at once.
 const RESYNC_CHUNK: usize = 500;

@@ -10,23 +10,9 @@ use uuid::Uuid;
 use crate::domain::send::Draft;
 use crate::error::Error;
 
-/// Close codes (RFC 6455 §7.4.1) and when we use them.
-pub mod close {
-    /// Normal: logout, the 19th device, the client's own close.
-    pub const NORMAL: u16 = 1000;
-    /// The connection was silent for too long.
-    pub const GOING_AWAY: u16 = 1001;
-    /// An invalid frame (bad UTF-8, bad fragments).
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A frame or message over 64 KiB.
-    pub const TOO_BIG: u16 = 1009;
-    /// The node is restarting or draining: reconnect (to another node).
-    pub const RESTART: u16 = 1012;
-    /// The client did not read fast enough: its queue filled. Reconnect; nothing is lost.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// An unexpected server error.
-    pub const INTERNAL: u16 = 1011;
-}
+/// Close codes (RFC 6455 §7.4.1) and when we use them; defined beside
+/// [`crate::delivery::Kill`], which carries them.
+pub use crate::delivery::close;
 
 /// Largest inbound message (a frame, or a fragmented message in total).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
