@@ -1,5 +1,7 @@
-//! The hub: this node's connected users and their devices, and the per-user delivery state
-//! that makes delivery lossless and free of duplicates.
+//! Delivery: this node's connected users and their devices (the hub), and the per-user
+//! delivery state that makes delivery lossless and free of duplicates. It sits beside
+//! `domain` (it uses the domain, `store` and `cluster`; the domain never uses it) and under
+//! `ws`, which only moves frames between sockets and the hub.
 //!
 //! For each local user the hub keeps, per conversation, the highest seq pushed to the
 //! user's devices (`pushed`), the highest written to a socket or acknowledged (`written`,
@@ -10,11 +12,19 @@
 //! PostgreSQL, and the buffer is replayed. The first device of a user starts the same way
 //! (subscribe first, then drain by cursor, then release live events), so nothing falls
 //! between the offline drain and live delivery.
+//!
+//! Here: the hub, its per-user state, devices coming and going, and what arrives on the
+//! user channels ([`LocalSink`]). `apply`: one live event (dedupe, gaps, unread counts).
+//! `cursors`: delivery and read cursors, their confirmation and storage. `sync`: the
+//! offline drain and the repair, with `missing` (what a user missed, read from
+//! PostgreSQL). `device`: a connection's queue, close switch and bookkeeping. `rate`: the
+//! per-user send rate limit.
 
 mod apply;
 mod cursors;
 mod device;
 mod missing;
+mod rate;
 mod sync;
 
 pub use cursors::{CONFIRM, Cursor};
@@ -23,7 +33,6 @@ pub use device::{Device, Kill, Outbound, close};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
@@ -56,8 +65,7 @@ struct UserEntry {
     sub_waiters: Vec<oneshot::Sender<()>>,
     /// Devices waiting for the current sync to finish before their handshake completes.
     sync_waiters: Vec<oneshot::Sender<()>>,
-    tokens: f64,
-    refilled: Instant,
+    send_budget: rate::Bucket,
 }
 
 #[derive(Default)]
@@ -121,43 +129,6 @@ impl Hub {
         &self.services
     }
 
-    /// A new connection id.
-    pub fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// A session task started; pair with [`Hub::session_ended`].
-    pub fn session_started(&self) {
-        self.sessions.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A session task finished (its close frame is written).
-    pub fn session_ended(&self) {
-        if self.sessions.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.sessions_done.notify_waiters();
-        }
-    }
-
-    /// Waits until every session task has finished, or `timeout`. True when all did.
-    pub async fn wait_sessions(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, async {
-            loop {
-                let done = self.sessions_done.notified();
-                if self.sessions.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                done.await;
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    /// Open connections on this node.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
     /// Adds a device. When it is the user's first on this node, the user's channel is
     /// subscribed and pending messages are drained before live events flow. The returned
     /// receiver completes when the device is live (the handshake waits for it, so whatever
@@ -192,8 +163,7 @@ impl Hub {
                             subscribed: false,
                             sub_waiters: Vec::new(),
                             sync_waiters: vec![tx],
-                            tokens: f64::MAX,
-                            refilled: Instant::now(),
+                            send_budget: rate::Bucket::full(),
                         },
                     );
                     true
@@ -260,41 +230,6 @@ impl Hub {
         let _ = tx.send(true);
     }
 
-    /// Sets the conversation a device is viewing.
-    pub fn set_viewing(&self, user: Uuid, conn: u64, conversation: Option<Uuid>) {
-        let mut shard = self.shard(user);
-        if let Some(d) = shard
-            .users
-            .get_mut(&user)
-            .and_then(|e| e.devices.iter_mut().find(|d| d.id == conn))
-        {
-            d.viewing = conversation;
-        }
-    }
-
-    /// Takes one token from the user's send budget (`per_second`, burst twice that; 0 means
-    /// unlimited). False when the user is over the limit.
-    pub fn allow_send(&self, user: Uuid, per_second: u64) -> bool {
-        if per_second == 0 {
-            return true;
-        }
-        let mut shard = self.shard(user);
-        let Some(e) = shard.users.get_mut(&user) else {
-            return true;
-        };
-        let burst = (per_second * 2) as f64;
-        let now = Instant::now();
-        let elapsed = now.duration_since(e.refilled).as_secs_f64();
-        e.tokens = (e.tokens.min(burst) + elapsed * per_second as f64).min(burst);
-        e.refilled = now;
-        if e.tokens >= 1.0 {
-            e.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Registers every local device in presence again (after this node was reaped while
     /// alive) and announces the users who were taken offline.
     pub async fn reregister_presence(&self) {
@@ -346,46 +281,6 @@ impl Hub {
                     .collect::<Vec<_>>()
             })
             .collect()
-    }
-
-    /// Closes every device with `code` (drain, shutdown), spread over `over`.
-    pub async fn close_all(&self, code: u16, reason: &'static str, over: Duration) {
-        let kills: Vec<Arc<Kill>> = self
-            .shards
-            .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .users
-                    .values()
-                    .flat_map(|e| e.devices.iter().map(|d| d.kill.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        if kills.is_empty() {
-            return;
-        }
-        let pause = (over / kills.len() as u32).min(Duration::from_millis(50));
-        let n = kills.len();
-        for (i, kill) in kills.into_iter().enumerate() {
-            kill.fire(code, reason);
-            if i + 1 < n && !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-
-    /// Waits until a previous session's cursors for `user` are stored.
-    async fn wait_flushed(&self, user: Uuid) {
-        let rx = self
-            .flushing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&user)
-            .cloned();
-        if let Some(mut rx) = rx {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
-        }
     }
 
     /// Runs effects decided under a lock (boxed: it may start a resync, which may decide

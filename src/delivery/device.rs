@@ -1,11 +1,16 @@
 //! What the hub holds for one connection: its outbound queue item type, its close switch
-//! (and the close codes it carries) and its device record.
+//! (and the close codes it carries) and its device record; and the hub's bookkeeping of
+//! connections and session tasks, viewing, and closing every device.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
+
+use super::Hub;
 
 /// Close codes (RFC 6455 §7.4.1) and when we use them.
 pub mod close {
@@ -84,4 +89,82 @@ pub struct Device {
     pub dead: bool,
     /// Closes it.
     pub kill: Arc<Kill>,
+}
+
+impl Hub {
+    /// A new connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A session task started; pair with [`Hub::session_ended`].
+    pub fn session_started(&self) {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A session task finished (its close frame is written).
+    pub fn session_ended(&self) {
+        if self.sessions.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.sessions_done.notify_waiters();
+        }
+    }
+
+    /// Waits until every session task has finished, or `timeout`. True when all did.
+    pub async fn wait_sessions(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let done = self.sessions_done.notified();
+                if self.sessions.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Open connections on this node.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Sets the conversation a device is viewing.
+    pub fn set_viewing(&self, user: Uuid, conn: u64, conversation: Option<Uuid>) {
+        let mut shard = self.shard(user);
+        if let Some(d) = shard
+            .users
+            .get_mut(&user)
+            .and_then(|e| e.devices.iter_mut().find(|d| d.id == conn))
+        {
+            d.viewing = conversation;
+        }
+    }
+
+    /// Closes every device with `code` (drain, shutdown), spread over `over`.
+    pub async fn close_all(&self, code: u16, reason: &'static str, over: Duration) {
+        let kills: Vec<Arc<Kill>> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .users
+                    .values()
+                    .flat_map(|e| e.devices.iter().map(|d| d.kill.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if kills.is_empty() {
+            return;
+        }
+        let pause = (over / kills.len() as u32).min(Duration::from_millis(50));
+        let n = kills.len();
+        for (i, kill) in kills.into_iter().enumerate() {
+            kill.fire(code, reason);
+            if i + 1 < n && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
 }

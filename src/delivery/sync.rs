@@ -153,6 +153,19 @@ impl Hub {
         }
     }
 
+    /// Waits until a previous session's cursors for `user` are stored.
+    async fn wait_flushed(&self, user: Uuid) {
+        let rx = self
+            .flushing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user)
+            .cloned();
+        if let Some(mut rx) = rx {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
+        }
+    }
+
     /// Sends what was read from PostgreSQL (awaiting queue space, so a large drain slows
     /// down instead of overflowing the queue), replays the buffered live events and goes
     /// live. Live events stay buffered until then, so the order holds.
