@@ -28,7 +28,7 @@ mod rate;
 mod sync;
 
 pub use cursors::{CONFIRM, Cursor};
-pub use device::{Device, Kill, Outbound, close};
+pub use device::{Device, Kill, MessageTag, Outbound, close};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
-use super::{Cursor, Effects, Hub, Outbound, Phase, UserEntry, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, UserEntry, close};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
@@ -62,7 +62,11 @@ impl Hub {
                     return effects;
                 }
                 c.pushed = seq;
-                let tag = Some((conversation_id, seq, created_at.micros()));
+                let tag = Some(MessageTag {
+                    conversation_id,
+                    seq,
+                    created_at,
+                });
                 if sender_id == user {
                     if seq > c.read {
                         c.read = seq;

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use super::Hub;
+use crate::model::Timestamp;
 
 /// Close codes (RFC 6455 §7.4.1) and when we use them.
 pub mod close {
@@ -30,12 +31,23 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
 }
 
+/// The message a text frame delivers: writing the frame advances the delivery cursor, and
+/// its age is the delivery latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageTag {
+    /// The message's conversation.
+    pub conversation_id: Uuid,
+    /// Its seq there.
+    pub seq: i64,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
 /// Something for a connection's writer.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A text frame; with `(conversation, seq, created_at µs)` when it delivers a message,
-    /// so writing it advances the delivery cursor.
-    Text(Bytes, Option<(Uuid, i64, i64)>),
+    /// A text frame; tagged when it delivers a message.
+    Text(Bytes, Option<MessageTag>),
     /// A pong answering the client's ping.
     Pong(Bytes),
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::apply::push_frame;
 use super::missing::{self, Missing};
-use super::{Cursor, Effects, Hub, Outbound, Phase, Shard, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::store;
@@ -177,7 +177,7 @@ impl Hub {
         offline: bool,
     ) {
         // 1. Cursors, and which messages are new to this user's devices here.
-        let mut outgoing: Vec<(bytes::Bytes, (Uuid, i64, i64))> = Vec::new();
+        let mut outgoing: Vec<(bytes::Bytes, MessageTag)> = Vec::new();
         let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
             HashMap::new();
         let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
@@ -211,7 +211,11 @@ impl Hub {
                 };
                 outgoing.push((
                     frame,
-                    (msg.conversation_id, msg.seq, msg.created_at.micros()),
+                    MessageTag {
+                        conversation_id: msg.conversation_id,
+                        seq: msg.seq,
+                        created_at: msg.created_at,
+                    },
                 ));
                 touched.insert(
                     msg.conversation_id,

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::frames::{self, FrameWriter};
 use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 use crate::cluster::presence::Added;
-use crate::delivery::{Device, Hub, Kill, Outbound};
+use crate::delivery::{Device, Hub, Kill, MessageTag, Outbound};
 use crate::domain::events;
 use crate::domain::writer::Sent;
 use crate::error::Error;
@@ -199,7 +199,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
         opts.ping_every,
     );
     let mut reader_done = false;
-    let mut tags: Vec<(Uuid, i64, i64)> = Vec::new();
+    let mut tags: Vec<MessageTag> = Vec::new();
     let reason = loop {
         tokio::select! {
             biased;
@@ -230,11 +230,11 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
                 }
                 metrics::counter!(m::WS_FRAMES_OUT).increment(frames);
                 let now = crate::model::Timestamp::now().micros();
-                for (conv, seq, created_micros) in tags.drain(..) {
+                for tag in tags.drain(..) {
                     if !ack_mode {
-                        hub.written(user, conv, seq);
+                        hub.written(user, tag.conversation_id, tag.seq);
                     }
-                    metrics::histogram!(m::DELIVERY_LATENCY).record((now - created_micros).max(0) as f64 / 1e6);
+                    metrics::histogram!(m::DELIVERY_LATENCY).record((now - tag.created_at.micros()).max(0) as f64 / 1e6);
                 }
             }
             _ = ping.tick() => {
@@ -295,7 +295,7 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Encodes one queued item; remembers message tags to advance cursors after the write.
 fn push_item<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut FrameWriter<W>,
-    tags: &mut Vec<(Uuid, i64, i64)>,
+    tags: &mut Vec<MessageTag>,
     item: Outbound,
 ) {
     match item {
