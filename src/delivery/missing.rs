@@ -1,5 +1,5 @@
-//! What a user has not received yet, read from PostgreSQL by cursor: the offline drain on
-//! connect and the repair of gaps in live delivery.
+//! What a user has not received yet, read from PostgreSQL by cursor (the read queries of
+//! the offline drain on connect and of the repair of gaps in live delivery).
 //!
 //! The newest `limit` pending messages are returned oldest first; conversations with more
 //! pending than that are named in `truncated`, for the client to page through history.
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain::events::Truncated;
 use crate::error::Result;
 use crate::model::{Message, Timestamp};
+use crate::store::members::Membership;
 use crate::store::{self, Store};
 
 /// Messages to deliver and what was left out.
@@ -22,20 +23,35 @@ pub struct Missing {
     pub truncated: Vec<Truncated>,
 }
 
-/// Fetches what follows each `(conversation, after, last_seq)` position, at most `limit`
-/// messages in all (the newest).
-pub async fn missing(store: &Store, wants: &[(Uuid, i64, i64)], limit: usize) -> Result<Missing> {
-    let wants: Vec<&(Uuid, i64, i64)> = wants
-        .iter()
-        .filter(|(_, after, last)| last > after)
-        .collect();
+/// What a user may be missing in one conversation: the seqs after `after` up to
+/// `last_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The user has everything up to this seq (delivered, or pushed here).
+    pub after: i64,
+    /// The conversation's newest seq.
+    pub last_seq: i64,
+}
+
+/// The memberships of `users`: where each stands in each of their conversations.
+pub async fn memberships(store: &Store, users: &[Uuid]) -> Result<Vec<Membership>> {
+    let conn = store.conn().await?;
+    store::members::memberships(&conn, users).await
+}
+
+/// Fetches what follows each position of `wants`, at most `limit` messages in all (the
+/// newest).
+pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Missing> {
+    let wants: Vec<&Want> = wants.iter().filter(|w| w.last_seq > w.after).collect();
     if wants.is_empty() || limit == 0 {
         let truncated = wants
             .iter()
-            .map(|(c, after, last)| Truncated {
-                conversation_id: *c,
-                skipped: last - after,
-                newest_skipped_seq: *last,
+            .map(|w| Truncated {
+                conversation_id: w.conversation_id,
+                skipped: w.last_seq - w.after,
+                newest_skipped_seq: w.last_seq,
             })
             .collect();
         return Ok(Missing {
@@ -43,8 +59,8 @@ pub async fn missing(store: &Store, wants: &[(Uuid, i64, i64)], limit: usize) ->
             truncated,
         });
     }
-    let convs: Vec<Uuid> = wants.iter().map(|w| w.0).collect();
-    let afters: Vec<i64> = wants.iter().map(|w| w.1).collect();
+    let convs: Vec<Uuid> = wants.iter().map(|w| w.conversation_id).collect();
+    let afters: Vec<i64> = wants.iter().map(|w| w.after).collect();
     let conn = store.conn().await?;
     let fetched = store::messages::pending(&conn, &convs, &afters, limit as i64).await?;
     drop(conn);
@@ -56,12 +72,15 @@ pub async fn missing(store: &Store, wants: &[(Uuid, i64, i64)], limit: usize) ->
         e.1 += 1;
     }
     let mut truncated = Vec::new();
-    for (conv, after, last) in wants {
-        let (oldest, taken) = oldest_taken.get(conv).copied().unwrap_or((last + 1, 0));
-        let pending = last - after;
+    for w in wants {
+        let (oldest, taken) = oldest_taken
+            .get(&w.conversation_id)
+            .copied()
+            .unwrap_or((w.last_seq + 1, 0));
+        let pending = w.last_seq - w.after;
         if pending > taken {
             truncated.push(Truncated {
-                conversation_id: *conv,
+                conversation_id: w.conversation_id,
                 skipped: pending - taken,
                 newest_skipped_seq: oldest - 1,
             });

@@ -10,11 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::apply::push_frame;
-use super::missing::{self, Missing};
+use super::missing::{self, Missing, Want};
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
 use crate::domain::events;
 use crate::metrics as m;
-use crate::store;
 use crate::store::members::Membership;
 
 /// Users read from PostgreSQL per query when many resync at once.
@@ -47,12 +46,14 @@ impl Hub {
         }
         let limit = self.services.settings.get().offline_max_per_connect as usize;
         let result = async {
-            let conn = self.services.store.conn().await?;
-            let memberships = store::members::memberships(&conn, &[user]).await?;
-            drop(conn);
-            let wants: Vec<(Uuid, i64, i64)> = memberships
+            let memberships = missing::memberships(&self.services.store, &[user]).await?;
+            let wants: Vec<Want> = memberships
                 .iter()
-                .map(|m| (m.conversation_id, m.delivered_seq, m.last_seq))
+                .map(|m| Want {
+                    conversation_id: m.conversation_id,
+                    after: m.delivered_seq,
+                    last_seq: m.last_seq,
+                })
                 .collect();
             let missing = missing::missing(&self.services.store, &wants, limit).await?;
             Ok::<_, crate::error::Error>((memberships, missing))
@@ -102,12 +103,7 @@ impl Hub {
         for chunk in users.chunks(RESYNC_CHUNK) {
             let mut attempt = 0u32;
             let memberships = loop {
-                let r = async {
-                    let conn = self.services.store.conn().await?;
-                    store::members::memberships(&conn, chunk).await
-                }
-                .await;
-                match r {
+                match missing::memberships(&self.services.store, chunk).await {
                     Ok(ms) => break ms,
                     Err(e) => {
                         attempt += 1;
@@ -123,7 +119,7 @@ impl Hub {
             }
             for user in chunk {
                 let ms = by_user.remove(user).unwrap_or_default();
-                let wants: Vec<(Uuid, i64, i64)> = {
+                let wants: Vec<Want> = {
                     let shard = self.shard(*user);
                     let Some(e) = shard.users.get(user) else {
                         continue;
@@ -134,7 +130,11 @@ impl Hub {
                                 .convs
                                 .get(&m.conversation_id)
                                 .map_or(m.delivered_seq, |c| c.pushed);
-                            (m.conversation_id, pushed, m.last_seq)
+                            Want {
+                                conversation_id: m.conversation_id,
+                                after: pushed,
+                                last_seq: m.last_seq,
+                            }
                         })
                         .collect()
                 };
