@@ -93,9 +93,17 @@ pub struct Hub {
 #[derive(Default)]
 struct Effects {
     /// Read cursors moved by viewing: tell the user's other nodes.
-    read_moved: Vec<(Uuid, i64, i64)>,
+    read_moved: Vec<ReadMoved>,
     /// Start a resync of the user.
     resync: bool,
+}
+
+/// A read cursor moved here by viewing.
+struct ReadMoved {
+    conversation_id: Uuid,
+    read_seq: i64,
+    /// The conversation's newest seq (for the unread count).
+    last_seq: i64,
 }
 
 impl Hub {
@@ -291,11 +299,11 @@ impl Hub {
         effects: Effects,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            for (conv, read_seq, last_seq) in effects.read_moved {
+            for moved in effects.read_moved {
                 let env = self.services.envelope(&Routed::ReadCursor {
-                    conversation_id: conv,
-                    read_seq,
-                    last_seq,
+                    conversation_id: moved.conversation_id,
+                    read_seq: moved.read_seq,
+                    last_seq: moved.last_seq,
                 });
                 // Other nodes holding devices of this user; our own copy is dropped by origin.
                 self.services.bus.route_remote(user, env).await;

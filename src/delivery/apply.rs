@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
-use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, UserEntry, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, ReadMoved, UserEntry, close};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
@@ -82,7 +82,11 @@ impl Hub {
                 if viewing {
                     c.read = seq;
                     dirty.insert(user);
-                    effects.read_moved.push((conversation_id, seq, seq));
+                    effects.read_moved.push(ReadMoved {
+                        conversation_id,
+                        read_seq: seq,
+                        last_seq: seq,
+                    });
                 }
                 let unread = (seq - c.read).max(0);
                 push_all(
