@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::Hub;
+use crate::store::members::Position;
 
 /// How long a written seq stays written before it counts as delivered.
 pub const CONFIRM: Duration = Duration::from_secs(5);
@@ -60,8 +61,8 @@ pub enum Mode {
     All,
 }
 
-/// Cursor positions to store: `(conversation, user, seq)`.
-pub type Positions = Vec<crate::store::members::Cursor>;
+/// Cursor positions to store.
+pub type Positions = Vec<Position>;
 
 /// Promotes written seqs old enough to confirmed, and returns the positions of one user
 /// that differ from what was stored: (delivery, read). The second value is true when
@@ -100,10 +101,18 @@ fn to_store_at(
         }
         waiting |= c.candidate.is_some();
         if c.confirmed > c.persisted {
-            delivered.push((*conv, user, c.confirmed));
+            delivered.push(Position {
+                conversation_id: *conv,
+                user_id: user,
+                seq: c.confirmed,
+            });
         }
         if c.read > c.read_persisted {
-            read.push((*conv, user, c.read));
+            read.push(Position {
+                conversation_id: *conv,
+                user_id: user,
+                seq: c.read,
+            });
         }
     }
     (delivered, read, waiting)
@@ -175,19 +184,21 @@ impl Hub {
         }
         match self.store_cursors(&delivered, &read).await {
             Ok(()) => {
-                for (conv, user, seq) in &delivered {
-                    self.with_cursor(*user, *conv, |c| c.persisted = c.persisted.max(*seq));
+                for p in &delivered {
+                    self.with_cursor(p.user_id, p.conversation_id, |c| {
+                        c.persisted = c.persisted.max(p.seq)
+                    });
                 }
-                for (conv, user, seq) in &read {
-                    self.with_cursor(*user, *conv, |c| {
-                        c.read_persisted = c.read_persisted.max(*seq)
+                for p in &read {
+                    self.with_cursor(p.user_id, p.conversation_id, |c| {
+                        c.read_persisted = c.read_persisted.max(p.seq)
                     });
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "storing cursors failed; will retry");
-                for (_, user, _) in delivered.iter().chain(read.iter()) {
-                    self.shard(*user).dirty.insert(*user);
+                for p in delivered.iter().chain(read.iter()) {
+                    self.shard(p.user_id).dirty.insert(p.user_id);
                 }
             }
         }
@@ -207,8 +218,8 @@ impl Hub {
     /// Writes delivery and read positions (forward only).
     pub(super) async fn store_cursors(
         &self,
-        delivered: &[(Uuid, Uuid, i64)],
-        read: &[(Uuid, Uuid, i64)],
+        delivered: &[Position],
+        read: &[Position],
     ) -> crate::error::Result<()> {
         if delivered.is_empty() && read.is_empty() {
             return Ok(());
@@ -240,14 +251,22 @@ mod tests {
         let (d, _, waiting) = to_store_at(user, &mut convs, Mode::Confirmed, t0 + CONFIRM);
         assert_eq!(
             d,
-            [(conv, user, 7)],
+            [Position {
+                conversation_id: conv,
+                user_id: user,
+                seq: 7
+            }],
             "what was written before the delay counts"
         );
         assert!(waiting, "9 waits its turn");
         let (d, _, _) = to_store_at(user, &mut convs, Mode::All, t0 + CONFIRM);
         assert_eq!(
             d,
-            [(conv, user, 9)],
+            [Position {
+                conversation_id: conv,
+                user_id: user,
+                seq: 9
+            }],
             "a handshake confirms everything written"
         );
     }

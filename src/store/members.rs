@@ -50,17 +50,25 @@ pub async fn memberships(client: &impl GenericClient, users: &[Uuid]) -> Result<
         .collect())
 }
 
-/// A cursor position: `(conversation, user, seq)`.
-pub type Cursor = (Uuid, Uuid, i64);
+/// A cursor position: where `user_id` stands in `conversation_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The member.
+    pub user_id: Uuid,
+    /// The seq.
+    pub seq: i64,
+}
 
 /// Moves delivery cursors forward (never back).
-pub async fn advance_delivered(client: &impl GenericClient, items: &[Cursor]) -> Result<()> {
+pub async fn advance_delivered(client: &impl GenericClient, items: &[Position]) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
+    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
+    let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
+    let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
     let stmt = client
         .prepare_cached(
             "WITH target AS (
@@ -81,13 +89,13 @@ pub async fn advance_delivered(client: &impl GenericClient, items: &[Cursor]) ->
 }
 
 /// Moves read cursors forward to seqs without naming the message (viewing auto-read).
-pub async fn advance_read_seq(client: &impl GenericClient, items: &[Cursor]) -> Result<()> {
+pub async fn advance_read_seq(client: &impl GenericClient, items: &[Position]) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let convs: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-    let users: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-    let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
+    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
+    let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
+    let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
     let stmt = client
         .prepare_cached(
             "WITH target AS (
