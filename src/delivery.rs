@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use crate::cluster::bus::{Bus, LocalSink};
 use crate::domain::Services;
+use crate::domain::presence::Registered;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
 
@@ -259,10 +260,11 @@ impl Hub {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let online = self.services.settings.get().online_status;
         for (user, conn) in devices {
-            match self.services.presence.add_device(user, conn, online).await {
-                Ok(crate::cluster::presence::Added::Yes { first: true }) => {
+            match self.services.register_device(user, conn).await {
+                Ok(Registered::Accepted {
+                    first_anywhere: true,
+                }) => {
                     if let Err(e) = self.services.presence_changed(user, true).await {
                         tracing::warn!(%user, error = %e, "online announcement failed");
                     }

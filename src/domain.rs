@@ -7,6 +7,7 @@ pub mod events;
 pub mod groups;
 pub mod members;
 pub mod notifications;
+pub mod presence;
 pub mod profiles;
 pub mod relationships;
 pub mod routing;

@@ -22,9 +22,9 @@ use uuid::Uuid;
 
 use super::frames::{self, FrameWriter};
 use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
-use crate::cluster::presence::Added;
 use crate::delivery::{Device, Hub, Kill, MessageTag, Outbound};
 use crate::domain::events;
+use crate::domain::presence::Registered;
 use crate::domain::writer::Sent;
 use crate::error::Error;
 use crate::metrics as m;
@@ -85,17 +85,12 @@ pub async fn prepare(hub: &Arc<Hub>, user: Uuid, ack_mode: bool, opts: Options) 
         kill: kill.clone(),
         refused: false,
     };
-    let online_enabled = services.settings.get().online_status;
-    let first_anywhere = match services
-        .presence
-        .add_device(user, conn_id, online_enabled)
-        .await
-    {
-        Ok(Added::TooMany) => {
+    let first_anywhere = match services.register_device(user, conn_id).await {
+        Ok(Registered::TooManyDevices) => {
             prepared.refused = true;
             return prepared;
         }
-        Ok(Added::Yes { first }) => first,
+        Ok(Registered::Accepted { first_anywhere }) => first_anywhere,
         Err(e) => {
             // Without Redis the device limit cannot be checked; serve the client anyway.
             tracing::warn!(%user, error = %e, "presence registration failed");
@@ -140,8 +135,7 @@ pub async fn abandon(hub: &Arc<Hub>, prepared: Prepared) {
         .await;
     let _ = hub
         .services()
-        .presence
-        .remove_device(prepared.user, prepared.conn_id)
+        .unregister_device(prepared.user, prepared.conn_id)
         .await;
 }
 
@@ -266,7 +260,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
     }
     metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => close_label(code)).increment(1);
     tracing::debug!(%user, conn = conn_id, code, reason, "connection closed");
-    match services.presence.remove_device(user, conn_id).await {
+    match services.unregister_device(user, conn_id).await {
         Ok(true) => {
             if let Err(e) = services.presence_changed(user, false).await {
                 tracing::warn!(%user, error = %e, "offline announcement failed");
@@ -438,12 +432,7 @@ async fn handle(
     let services = hub.services();
     let result = match request {
         Request::Heartbeat => {
-            if services.settings.get().online_status {
-                let presence = services.presence.clone();
-                tokio::spawn(async move {
-                    let _ = presence.refresh_online(&[user]).await;
-                });
-            }
+            services.heartbeat(user);
             Ok(())
         }
         Request::Message(draft) => {
