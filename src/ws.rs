@@ -8,12 +8,13 @@ pub mod session;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::{Request, Response, StatusCode};
 
 use crate::delivery::Hub;
 use crate::error::Error;
-use crate::http::response::{Body, Resp};
 
 /// Settings of the WebSocket entry.
 #[derive(Debug, Clone)]
@@ -34,13 +35,16 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The `101 Switching Protocols` answer to an upgrade; the HTTP layer sends it.
+pub type Switching = Response<Empty<Bytes>>;
+
 /// `GET /ws?token=…[&ack=1]`: checks the token, origin and capacity, then upgrades.
 pub async fn upgrade(
     hub: &Arc<Hub>,
     limits: &Limits,
     draining: bool,
     mut req: Request<Incoming>,
-) -> Result<Resp, Error> {
+) -> Result<Switching, Error> {
     let query = req.uri().query().unwrap_or("");
     let token = query_param(query, "token").unwrap_or("");
     if token.is_empty() {
@@ -94,7 +98,7 @@ pub async fn upgrade(
             }
         }
     });
-    Ok(response.map(|_| Body::default()))
+    Ok(response)
 }
 
 #[cfg(test)]

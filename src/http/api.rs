@@ -11,7 +11,7 @@ mod relationships;
 mod session;
 mod shapes;
 
-use super::response::Resp;
+use super::response::{Body, Resp};
 use super::router::RouteId;
 use super::{Call, Ctx, probes};
 use crate::error::Result;
@@ -24,13 +24,14 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         R::Ready => probes::ready(ctx).await,
         R::Metrics => Ok(probes::metrics(ctx)),
         R::WebSocket => {
-            crate::ws::upgrade(
+            let switching = crate::ws::upgrade(
                 &ctx.hub,
                 &ctx.ws_limits,
                 ctx.shutdown.is_shutting_down(),
                 call.req,
             )
-            .await
+            .await?;
+            Ok(switching.map(|_| Body::default()))
         }
         R::OpenApi => Ok(openapi::serve()),
         R::WsToken => session::ws_token(ctx, call).await,
