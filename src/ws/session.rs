@@ -1,32 +1,30 @@
 //! One WebSocket connection: a reader task and a writer (the connection's own task) with a
 //! bounded outbound queue.
 //!
-//! The reader decodes frames and runs requests; the writer writes queued frames, pings
+//! The reader (`read`) decodes frames and runs requests; the writer writes queued frames, pings
 //! every 20 s, closes a connection silent for 60 s (pongs and `heartbeat` frames both
 //! count), and closes with the code asked through [`Kill`] (1013 for a full queue, 1012 on
 //! drain, 1009 for an oversize message). When the client closes, the user's delivery
 //! cursors are stored *before* the close is answered, so a client that waits for the close
 //! handshake and reconnects elsewhere gets no message twice.
 
+mod read;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError, WebSocketRead};
+use fastwebsockets::WebSocket;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::ReadHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::frames::{self, FrameWriter};
-use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
+use super::protocol::close;
 use crate::delivery::{Device, Hub, Kill, MessageTag, Outbound};
 use crate::domain::events;
 use crate::domain::presence::Registered;
-use crate::domain::writer::Sent;
-use crate::error::Error;
 use crate::metrics as m;
 
 type Io = TokioIo<Upgraded>;
@@ -48,6 +46,60 @@ impl Default for Options {
             queue: 1024,
             ping_every: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The server asked for the close through [`Kill`] (logout, drain, a full queue, …).
+    ClosedByServer,
+    /// The client was silent for longer than the idle timeout.
+    IdleTimeout,
+    /// Writing to the socket failed.
+    WriteFailed,
+    /// Reading from the socket failed (reset, or the end without a close frame).
+    ConnectionLost,
+    /// A frame over the size limit.
+    FrameTooLarge,
+    /// A fragmented message over the size limit.
+    MessageTooLarge,
+    /// An invalid frame.
+    ProtocolError,
+    /// The outbound queue closed.
+    QueueClosed,
+    /// The reader task failed.
+    ReaderFailed,
+}
+
+impl Exit {
+    /// True when the connection ended with a close handshake, so what was written got
+    /// there: the client's close, or ours (closing with `code`) for logout and drain. A
+    /// broken connection confirms only what was written a while ago.
+    fn clean(self, code: u16) -> bool {
+        match self {
+            Exit::ClientClosed => true,
+            Exit::ClosedByServer => matches!(code, close::NORMAL | close::RESTART),
+            _ => false,
+        }
+    }
+
+    /// For logs.
+    fn label(self) -> &'static str {
+        match self {
+            Exit::ClientClosed => "client closed",
+            Exit::ClosedByServer => "closed by server",
+            Exit::IdleTimeout => "idle timeout",
+            Exit::WriteFailed => "write failed",
+            Exit::ConnectionLost => "connection lost",
+            Exit::FrameTooLarge => "frame too large",
+            Exit::MessageTooLarge => "message too large",
+            Exit::ProtocolError => "protocol error",
+            Exit::QueueClosed => "queue closed",
+            Exit::ReaderFailed => "reader failed",
         }
     }
 }
@@ -176,7 +228,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
 
     let start = Instant::now();
     let last_seen = Arc::new(AtomicI64::new(0));
-    let mut reader = tokio::spawn(read_loop(
+    let mut reader = tokio::spawn(read::read_loop(
         rd,
         hub.clone(),
         user,
@@ -194,18 +246,18 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
     );
     let mut reader_done = false;
     let mut tags: Vec<MessageTag> = Vec::new();
-    let reason = loop {
+    let exit = loop {
         tokio::select! {
             biased;
-            _ = kill.wait() => break "closed by server",
+            _ = kill.wait() => break Exit::ClosedByServer,
             r = &mut reader, if !reader_done => {
                 reader_done = true;
                 // The reader has asked for its close code already, or the client closed.
                 kill.fire(close::NORMAL, "");
-                break r.unwrap_or("reader failed");
+                break r.unwrap_or(Exit::ReaderFailed);
             }
             item = rx.recv() => {
-                let Some(item) = item else { break "queue closed" };
+                let Some(item) = item else { break Exit::QueueClosed };
                 // Everything already queued goes out in one write.
                 let mut frames = 0u64;
                 push_item(&mut wr, &mut tags, item);
@@ -220,7 +272,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
                     }
                 }
                 if wr.flush().await.is_err() {
-                    break "write failed";
+                    break Exit::WriteFailed;
                 }
                 metrics::counter!(m::WS_FRAMES_OUT).increment(frames);
                 let now = crate::model::Timestamp::now().micros();
@@ -235,11 +287,11 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
                 let silent = now_ms(start) - last_seen.load(Ordering::Relaxed);
                 if silent > opts.idle_timeout.as_millis() as i64 {
                     kill.fire(close::GOING_AWAY, "idle timeout");
-                    break "idle timeout";
+                    break Exit::IdleTimeout;
                 }
                 wr.push(frames::PING, b"");
                 if wr.flush().await.is_err() {
-                    break "write failed";
+                    break Exit::WriteFailed;
                 }
             }
         }
@@ -248,18 +300,14 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
         reader.abort();
     }
     let (code, text) = kill.requested().unwrap_or((close::NORMAL, ""));
-    // A close handshake (the client's, or ours for logout and drain) means what was written
-    // got there; a broken connection confirms only what was written a while ago.
-    let clean = reason == "client closed"
-        || (reason == "closed by server" && matches!(code, close::NORMAL | close::RESTART));
     // Store cursors (and unsubscribe) before answering the close.
-    hub.remove_device(user, conn_id, clean).await;
-    if reason != "write failed" {
+    hub.remove_device(user, conn_id, exit.clean(code)).await;
+    if exit != Exit::WriteFailed {
         wr.push_close(code, text);
         let _ = wr.flush().await;
     }
     metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => close_label(code)).increment(1);
-    tracing::debug!(%user, conn = conn_id, code, reason, "connection closed");
+    tracing::debug!(%user, conn = conn_id, code, reason = exit.label(), "connection closed");
     match services.unregister_device(user, conn_id).await {
         Ok(true) => {
             if let Err(e) = services.presence_changed(user, false).await {
@@ -303,179 +351,21 @@ fn push_item<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Reads frames until the client closes or the connection fails; returns why.
-#[allow(clippy::too_many_arguments)]
-async fn read_loop(
-    rd: WebSocketRead<ReadHalf<Io>>,
-    hub: Arc<Hub>,
-    user: Uuid,
-    conn: u64,
-    tx: mpsc::Sender<Outbound>,
-    kill: Arc<Kill>,
-    last_seen: Arc<AtomicI64>,
-    start: Instant,
-) -> &'static str {
-    let mut rd = rd;
-    rd.set_max_message_size(MAX_MESSAGE_BYTES + 1);
-    let mut fragments: Option<(OpCode, Vec<u8>)> = None;
-    loop {
-        let pong_tx = tx.clone();
-        let mut obligated = move |frame: Frame<'_>| {
-            // Pongs go to the writer; the close reply is sent after cursors are stored.
-            if frame.opcode == OpCode::Pong {
-                let _ = pong_tx.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
-            }
-            std::future::ready(Ok::<(), std::convert::Infallible>(()))
-        };
-        let frame = match rd.read_frame(&mut obligated).await {
-            Ok(f) => f,
-            Err(WebSocketError::FrameTooLarge) => {
-                kill.fire(close::TOO_BIG, "message too big");
-                return "frame too large";
-            }
-            Err(
-                WebSocketError::InvalidUTF8
-                | WebSocketError::ReservedBitsNotZero
-                | WebSocketError::ControlFrameFragmented
-                | WebSocketError::PingFrameTooLarge
-                | WebSocketError::InvalidFragment
-                | WebSocketError::InvalidContinuationFrame
-                | WebSocketError::InvalidCloseFrame
-                | WebSocketError::InvalidCloseCode,
-            ) => {
-                kill.fire(close::PROTOCOL_ERROR, "protocol error");
-                return "protocol error";
-            }
-            Err(_) => return "connection lost",
-        };
-        last_seen.store(now_ms(start), Ordering::Relaxed);
-        let (opcode, mut payload) = match frame.opcode {
-            OpCode::Close => return "client closed",
-            OpCode::Pong | OpCode::Ping => continue,
-            OpCode::Continuation => {
-                let Some((op, buf)) = fragments.as_mut() else {
-                    kill.fire(close::PROTOCOL_ERROR, "unexpected continuation");
-                    return "protocol error";
-                };
-                if buf.len() + frame.payload.len() > MAX_MESSAGE_BYTES {
-                    kill.fire(close::TOO_BIG, "message too big");
-                    return "message too large";
-                }
-                buf.extend_from_slice(&frame.payload);
-                if !frame.fin {
-                    continue;
-                }
-                let op = *op;
-                let (_, buf) = fragments.take().expect("present");
-                (op, buf)
-            }
-            op @ (OpCode::Text | OpCode::Binary) => {
-                if fragments.is_some() {
-                    kill.fire(close::PROTOCOL_ERROR, "interleaved message");
-                    return "protocol error";
-                }
-                if !frame.fin {
-                    fragments = Some((op, frame.payload.to_vec()));
-                    continue;
-                }
-                (op, frame.payload.to_vec())
-            }
-        };
-        if opcode == OpCode::Text && std::str::from_utf8(&payload).is_err() {
-            kill.fire(close::PROTOCOL_ERROR, "invalid UTF-8");
-            return "protocol error";
-        }
-        let received = Instant::now();
-        match protocol::decode(&mut payload) {
-            Ok(request) => {
-                metrics::counter!(m::WS_FRAMES_IN, "type" => request_label(&request)).increment(1);
-                handle(&hub, user, conn, &tx, request, received).await;
-            }
-            Err(e) => {
-                metrics::counter!(m::WS_FRAMES_IN, "type" => "invalid").increment(1);
-                send_error(&tx, &e);
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::{Exit, close};
 
-fn request_label(r: &Request) -> &'static str {
-    match r {
-        Request::Heartbeat => "heartbeat",
-        Request::Message(_) => "message",
-        Request::Typing { .. } => "typing",
-        Request::Read { .. } => "read",
-        Request::Recall { .. } => "recall",
-        Request::SetCurrentConversation(_) => "set_current_conversation",
-        Request::Ack { .. } => "ack",
-    }
-}
-
-fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
-    if !e.is_client() {
-        tracing::error!(error = %e, "request failed");
-    }
-    let _ = tx.try_send(Outbound::Text(
-        events::error(e.code(), &e.public_message()),
-        None,
-    ));
-}
-
-async fn handle(
-    hub: &Arc<Hub>,
-    user: Uuid,
-    conn: u64,
-    tx: &mpsc::Sender<Outbound>,
-    request: Request,
-    received: Instant,
-) {
-    let services = hub.services();
-    let result = match request {
-        Request::Heartbeat => {
-            services.heartbeat(user);
-            Ok(())
-        }
-        Request::Message(draft) => {
-            let limit = services.settings.get().max_messages_per_second;
-            if !hub.allow_send(user, limit) {
-                Err(Error::client(
-                    hyper::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("rate limit exceeded: at most {limit} messages per second"),
-                ))
-            } else {
-                let reply_tx = tx.clone();
-                let reply = Box::new(move |outcome: crate::error::Result<Sent>| match outcome {
-                    Ok(Sent::Stored(_)) => {}
-                    Ok(Sent::Duplicate(original)) => {
-                        let _ = reply_tx
-                            .try_send(Outbound::Text(events::message(&original, true), None));
-                    }
-                    Err(e) => send_error(&reply_tx, &e),
-                });
-                services.send(user, draft, received, reply).await;
-                Ok(())
-            }
-        }
-        Request::Typing { conversation_id } => services.typing(user, conversation_id, conn).await,
-        Request::Read {
-            conversation_id,
-            message_id,
-        } => services.read(user, conversation_id, message_id, conn).await,
-        Request::Recall { message_id } => services.recall(user, message_id).await.map(|_| ()),
-        Request::SetCurrentConversation(conversation) => {
-            hub.set_viewing(user, conn, conversation);
-            Ok(())
-        }
-        Request::Ack {
-            conversation_id,
-            seq,
-        } => {
-            hub.ack(user, conversation_id, seq);
-            Ok(())
-        }
-    };
-    if let Err(e) = result {
-        send_error(tx, &e);
+    #[test]
+    fn only_a_close_handshake_is_clean() {
+        assert!(Exit::ClientClosed.clean(close::NORMAL));
+        assert!(Exit::ClosedByServer.clean(close::NORMAL), "logout");
+        assert!(Exit::ClosedByServer.clean(close::RESTART), "drain");
+        assert!(
+            !Exit::ClosedByServer.clean(close::TRY_AGAIN_LATER),
+            "queue full"
+        );
+        assert!(!Exit::IdleTimeout.clean(close::GOING_AWAY));
+        assert!(!Exit::ConnectionLost.clean(close::NORMAL));
+        assert!(!Exit::WriteFailed.clean(close::NORMAL));
     }
 }
