@@ -7,9 +7,12 @@
 //! - [`config`]: configuration from the environment, validated before anything binds.
 //! - [`http`]: hyper server, route table, envelopes, probes and API handlers.
 //! - [`domain`]: the product's rules, shared by HTTP and WebSocket.
+//! - [`delivery`]: the hub of this node's users and their delivery state: dedupe and gap
+//!   repair by seq, unread counts, delivery cursors and their confirmation, the offline
+//!   drain, the send rate limit. Beside `domain` (it uses the domain; never the reverse).
 //! - [`store`]: PostgreSQL pool, migrations and queries.
 //! - [`cluster`]: Redis: per-user channels, presence, registry, control channel.
-//! - [`ws`]: WebSocket handshake, sessions, the hub of local users and delivery state.
+//! - [`ws`]: WebSocket handshake, sessions, frames and the client protocol.
 //! - leaves: [`auth`] (tokens), [`error`], [`metrics`], [`model`], [`shutdown`], [`telemetry`].
 //!
 //! The README's "Architecture" section is the longer version of this map.
