@@ -1,6 +1,6 @@
 //! Domain services: the rules of the product (conversations, messages, presence, settings),
 //! shared by the WebSocket and HTTP layers so a rule is the same whichever way it is used.
-//! What reaches a connected user, and when, is `crate::delivery`, which uses this module.
+//! What reaches a connected user, and when, is the `delivery` module, which uses this one.
 
 pub mod chat;
 pub mod conversations;
