@@ -7,6 +7,7 @@
 //! - [`scenarios`]: throughput, fan-out, idle connections, parity with the original.
 //! - [`ceilings`]: the machine's own limits measured in the same run.
 //! - [`costs`]: Redis commands and PostgreSQL writes per message, from server counters.
+//! - [`run`]: the scenarios a run asks for, in order, into one report.
 //! - [`report`]: JSON and Markdown output; [`targets`]: the targets against the results;
 //!   [`compare`]: two runs side by side.
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod compare;
 pub mod costs;
 pub mod report;
+pub mod run;
 pub mod scenarios;
 pub mod stats;
 pub mod targets;
