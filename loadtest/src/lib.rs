@@ -3,6 +3,7 @@
 //!
 //! - [`client`]: a lean WebSocket client that binds local source addresses.
 //! - [`api`]: tokens and the few HTTP calls a run needs (settings).
+//! - [`frames`]: the server's frames recognised by their parsed `type`, load message texts.
 //! - [`stats`]: HDR latency histograms and counters.
 //! - [`scenarios`]: throughput, fan-out, idle connections, parity with the original.
 //! - [`ceilings`]: the machine's own limits measured in the same run.
@@ -16,6 +17,7 @@ pub mod ceilings;
 pub mod client;
 pub mod compare;
 pub mod costs;
+pub mod frames;
 pub mod report;
 pub mod run;
 pub mod scenarios;

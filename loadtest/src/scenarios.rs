@@ -1,9 +1,10 @@
 //! What every scenario shares: users connected with a recorder that measures end-to-end
 //! latency from the timestamp each load message carries, and the set-up of private pairs.
 //!
-//! Load messages carry `lt:<send µs>:<stream>:<n>` as their text: the recipient computes
-//! the latency from the first field and, in verify mode, marks `n` of `stream` received,
-//! so a run can tell lost and duplicated messages apart.
+//! Load messages carry `lt:<send µs>:<stream>:<n>` as their text ([`crate::frames`],
+//! which recognises frames by their parsed `type`, whatever the order of keys): the
+//! recipient computes the latency from the first field and, in verify mode, marks `n` of
+//! `stream` received, so a run can tell lost and duplicated messages apart.
 
 pub mod connections;
 pub mod fanout;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::Target;
 use crate::api;
 use crate::client::{self, Conn};
+use crate::frames::{self, Event};
 use crate::stats::{Latency, now_micros};
 
 /// Per-stream receipt bitmaps, for exactly-once checks.
@@ -103,20 +105,6 @@ pub struct Peer {
     pub events: mpsc::UnboundedReceiver<Value>,
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn parse_u64(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    let mut i = 0;
-    while i < b.len() && b[i].is_ascii_digit() {
-        v = v * 10 + (b[i] - b'0') as u64;
-        i += 1;
-    }
-    (v, i)
-}
-
 /// Handles one text frame for `me`.
 fn on_frame(rec: &Recorder, me: &[u8; 36], frame: &[u8], setup: &mpsc::UnboundedSender<Value>) {
     if rec.setup.load(Ordering::Relaxed) {
@@ -125,31 +113,22 @@ fn on_frame(rec: &Recorder, me: &[u8; 36], frame: &[u8], setup: &mpsc::Unbounded
         }
         return;
     }
-    if frame.starts_with(br#"{"type":"error""#) {
-        rec.errors.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if !frame.starts_with(br#"{"type":"message""#)
-        && !frame.starts_with(br#"{"type":"offline_message""#)
-    {
-        return;
-    }
-    let Some(at) = find(frame, br#""content":"lt:"#) else {
-        return;
-    };
-    let rest = &frame[at + 14..];
-    let (sent_at, n1) = parse_u64(rest);
-    let (stream, n2) = parse_u64(&rest[n1 + 1..]);
-    let (n, _) = parse_u64(&rest[n1 + 1 + n2 + 1..]);
-    let lag = now_micros().saturating_sub(sent_at);
-    let own = find(frame, br#""sender_id":""#).is_some_and(|p| frame[p + 13..].starts_with(me));
-    if own {
-        rec.echoed.fetch_add(1, Ordering::Relaxed);
-        rec.echo_latency.record(lag);
-    } else {
-        rec.delivered.fetch_add(1, Ordering::Relaxed);
-        rec.latency.record(lag);
-        rec.ledger.mark(stream as usize, n as usize);
+    match frames::recognise(frame) {
+        Event::Load { load, sender } => {
+            let lag = now_micros().saturating_sub(load.first_sent_us);
+            if sender.as_bytes().eq_ignore_ascii_case(me) {
+                rec.echoed.fetch_add(1, Ordering::Relaxed);
+                rec.echo_latency.record(lag);
+            } else {
+                rec.delivered.fetch_add(1, Ordering::Relaxed);
+                rec.latency.record(lag);
+                rec.ledger.mark(load.stream, load.n as usize);
+            }
+        }
+        Event::Refused { .. } | Event::Error => {
+            rec.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Event::Other => {}
     }
 }
 
@@ -182,10 +161,8 @@ pub async fn connect(
 
 /// A load message frame.
 pub fn load_message(conversation: Uuid, stream: usize, n: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"type":"message","data":{{"conversation_id":"{conversation}","message_type":"text","content":"lt:{}:{stream}:{n}"}}}}"#,
-        now_micros()
-    ))
+    let now = now_micros();
+    frames::load_frame(conversation, stream, n, now, now, false)
 }
 
 /// Waits for the next event of type `ty` on a peer in set-up mode.
