@@ -67,11 +67,12 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
     for s in &r.latency {
         let name = format!("1:1 at {}/s", s.target_rate);
         out.push((
-            format!("{name}: delivered/s"),
+            format!("{name}: delivered/s (achieved)"),
             s.delivered_per_second,
             true,
             "",
         ));
+        out.push((format!("{name}: refused"), s.refused as f64, false, ""));
         out.push((format!("{name}: p50"), s.latency.p50_ms, false, " ms"));
         out.push((format!("{name}: p99"), s.latency.p99_ms, false, " ms"));
         if let (Some(l), Some(d)) = (s.lost, s.duplicates) {

@@ -46,11 +46,13 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-fn ms(v: f64) -> String {
+/// A figure in milliseconds.
+pub fn ms(v: f64) -> String {
     format!("{v:.1}")
 }
 
-fn ratio(v: f64, ceiling: Option<f64>) -> String {
+/// `v / ceiling`, or "-" without a ceiling.
+pub fn ratio(v: f64, ceiling: Option<f64>) -> String {
     match ceiling {
         Some(c) if c > 0.0 => format!("{:.2}", v / c),
         _ => "-".into(),
@@ -58,7 +60,7 @@ fn ratio(v: f64, ceiling: Option<f64>) -> String {
 }
 
 impl Report {
-    /// The lowest ceiling that bounds one-to-one delivery (messages per second): each
+    /// The lowest of the bare ceilings that bound one-to-one delivery (messages per second): each
     /// message is one insert and two publishes (recipient and the sender's echo) and two
     /// socket writes.
     pub fn one_to_one_ceiling(&self) -> Option<f64> {
@@ -98,67 +100,7 @@ impl Report {
             ));
         }
         md.push_str(&crate::targets::markdown(self));
-        let lowest = self.one_to_one_ceiling();
-        if !self.throughput.is_empty() {
-            md.push_str("## One-to-one throughput (users on different nodes)\n\n| target/s | delivered/s | sent | delivered | errors | p50 ms | p99 ms | sustained | ratio to lowest ceiling |\n|---|---|---|---|---|---|---|---|---|\n");
-            for s in &self.throughput {
-                md.push_str(&format!(
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    s.target_rate,
-                    s.delivered_per_second,
-                    s.sent,
-                    s.delivered,
-                    s.errors,
-                    ms(s.latency.p50_ms),
-                    ms(s.latency.p99_ms),
-                    if s.sustained(self.p99_target) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    ratio(s.delivered_per_second, lowest)
-                ));
-            }
-            if let Some(r) = self.max_sustained_rate {
-                md.push_str(&format!(
-                    "\nHighest sustained rate: **{r} messages/s** persisted and delivered.\n\n"
-                ));
-            }
-        }
-        if !self.latency.is_empty() {
-            md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n| rate/s | delivered/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | echo p99 ms | not delivered within 30 s | duplicates |\n|---|---|---|---|---|---|---|---|---|---|\n");
-            for s in &self.latency {
-                md.push_str(&format!(
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    s.target_rate,
-                    s.delivered_per_second,
-                    ms(s.latency.p50_ms),
-                    ms(s.latency.p95_ms),
-                    ms(s.latency.p99_ms),
-                    ms(s.latency.p999_ms),
-                    ms(s.latency.max_ms),
-                    ms(s.echo_latency.p99_ms),
-                    s.lost.map_or("-".into(), |v| v.to_string()),
-                    s.duplicates.map_or("-".into(), |v| v.to_string())
-                ));
-            }
-            md.push('\n');
-        }
-        if let (Some(same), Some(cross)) = (&self.same_node, &self.cross_node) {
-            md.push_str("## Same node against cross node\n\n| pairs | rate/s | p50 ms | p99 ms |\n|---|---|---|---|\n");
-            md.push_str(&format!(
-                "| same node | {} | {} | {} |\n",
-                same.target_rate,
-                ms(same.latency.p50_ms),
-                ms(same.latency.p99_ms)
-            ));
-            md.push_str(&format!(
-                "| cross node | {} | {} | {} |\n\n",
-                cross.target_rate,
-                ms(cross.latency.p50_ms),
-                ms(cross.latency.p99_ms)
-            ));
-        }
+        md.push_str(&crate::report_steps::markdown(self));
         if !self.fanout.is_empty() {
             md.push_str("## Group fan-out\n\n| members | messages | deliveries | deliveries/s | p50 ms | p99 ms | errors | ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|\n");
             for f in &self.fanout {

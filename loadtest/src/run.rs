@@ -109,8 +109,11 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
                 let step =
                     throughput::run(&pairs, rate, o.duration, o.verify || wants("smoke")).await;
                 eprintln!(
-                    "  delivered {:.0}/s p50 {:.1} ms p99 {:.1} ms",
-                    step.delivered_per_second, step.latency.p50_ms, step.latency.p99_ms
+                    "  delivered {:.0}/s p50 {:.1} ms p99 {:.1} ms, refused {}",
+                    step.delivered_per_second,
+                    step.latency.p50_ms,
+                    step.latency.p99_ms,
+                    step.refused
                 );
                 report.latency.push(step);
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -186,12 +189,16 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
         }
     }
     if wants("smoke") {
-        // Correctness, not speed: every message delivered exactly once.
+        // Correctness, not speed: every message accepted and delivered exactly once.
         for s in &report.latency {
-            if s.lost != Some(0) || s.duplicates != Some(0) || s.errors != 0 {
+            if s.lost != Some(0)
+                || s.duplicates != Some(0)
+                || s.errors != 0
+                || s.never_accepted != 0
+            {
                 return Err(format!(
-                    "smoke failed at {}/s: lost {:?}, duplicates {:?}, errors {}",
-                    s.target_rate, s.lost, s.duplicates, s.errors
+                    "smoke failed at {}/s: lost {:?}, duplicates {:?}, errors {}, never accepted {}",
+                    s.target_rate, s.lost, s.duplicates, s.errors, s.never_accepted
                 ));
             }
         }

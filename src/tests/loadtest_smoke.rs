@@ -1,5 +1,7 @@
 //! The load-test tool's short mode as a smoke test: its scenarios run against real nodes
-//! and must deliver every message exactly once. Correctness, not speed: nothing here
+//! and must deliver every message exactly once, also when the server refuses sends (its
+//! per-user rate limit): refused sends are counted, sent again with their
+//! `client_msg_id`, and never lost or duplicated. Correctness, not speed: nothing here
 //! asserts a timing.
 
 use std::time::Duration;
@@ -23,11 +25,28 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
         let step = throughput::run(&pairs, rate, Duration::from_secs(2), true).await;
         assert!(step.sent > 0);
         assert_eq!(step.errors, 0, "{step:?}");
+        assert_eq!(step.refused, 0, "{step:?}");
         assert_eq!(step.lost, Some(0), "{step:?}");
         assert_eq!(step.duplicates, Some(0), "{step:?}");
         assert_eq!(step.delivered, step.sent, "{step:?}");
         assert_eq!(step.echoed, step.sent, "{step:?}");
     }
+
+    // 20 messages/s per sender for 2 s against a limit of 5/s (bursts of 10): at most
+    // 20 of each sender's 40 sends can be admitted in the window, the rest are refused
+    // (`rate_limited`, which names no send) and must be sent again until accepted.
+    c.set("max_messages_per_second", "5").await;
+    let step = throughput::run(&pairs, 400, Duration::from_secs(2), true).await;
+    assert!(step.refused > 0, "the limit refuses sends: {step:?}");
+    assert!(step.retried > 0, "{step:?}");
+    assert_eq!(step.errors, 0, "refusals are not errors: {step:?}");
+    assert_eq!(step.never_accepted, 0, "{step:?}");
+    assert_eq!(step.lost, Some(0), "{step:?}");
+    assert_eq!(step.duplicates, Some(0), "{step:?}");
+    assert_eq!(step.echoed, step.sent, "each send accepted once: {step:?}");
+    assert_eq!(step.delivered, step.sent, "{step:?}");
+    c.set("max_messages_per_second", "0").await;
+
     let group = fanout::group(&target, 12, 20, Duration::from_secs(2))
         .await
         .expect("fan-out");
@@ -37,5 +56,6 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
         .await
         .expect("parity");
     assert_eq!(p.succeeded, p.attempted, "{p:?}");
+
     c.stop().await;
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Recorder, bounded, connect, load_message};
+use super::{Recorder, bounded, connect};
 use crate::Target;
 use crate::api;
 use crate::stats::Percentiles;
@@ -30,7 +30,7 @@ pub struct FanoutResult {
     pub deliveries_per_second: f64,
     /// Send → member.
     pub latency: Percentiles,
-    /// `error` events.
+    /// `error` events other than refusals.
     pub errors: u64,
 }
 
@@ -96,7 +96,7 @@ pub async fn prepare(target: &Target, size: usize) -> Result<Group, String> {
 
 impl Group {
     /// Sends from the owner at `rate` for `duration`, waits for the deliveries (15 s at
-    /// most), then disconnects every member.
+    /// most, refused sends being sent again meanwhile), then disconnects every member.
     pub async fn run(self, rate: u64, duration: Duration) -> FanoutResult {
         let Group {
             rec,
@@ -111,16 +111,20 @@ impl Group {
             tick.tick().await;
             let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
             while sent < due {
-                members[0].conn.send(load_message(group, 0, sent)).await;
+                members[0].send_load(group, 0, sent).await;
                 sent += 1;
             }
         }
         let seconds = started.elapsed().as_secs_f64();
         let expected = sent * (size as u64 - 1);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while rec.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        while (rec.delivered.load(Ordering::Relaxed) < expected
+            || rec.echoed.load(Ordering::Relaxed) < sent)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        members[0].give_up();
         let deliveries = rec.delivered.load(Ordering::Relaxed);
         for m in &members {
             m.conn.close().await;
