@@ -1,5 +1,7 @@
-//! The report: every result of a run as JSON, and a Markdown table with each scenario's
-//! ratio to the lowest relevant ceiling of the same run.
+//! The report: every result of a run as JSON, and Markdown tables with each scenario's
+//! ratio to a ceiling of the same run. Every rate is labelled offered (what the load
+//! generator sent at) or achieved (what arrived, over the window from the first send to
+//! the last delivery); refused sends are shown apart from lost ones.
 
 use serde::{Deserialize, Serialize};
 
@@ -102,25 +104,7 @@ impl Report {
         md.push_str(&crate::targets::markdown(self));
         md.push_str(&crate::report_steps::markdown(self));
         if !self.fanout.is_empty() {
-            md.push_str("## Group fan-out\n\n| members | messages | deliveries | deliveries/s | p50 ms | p99 ms | errors | ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|\n");
-            for f in &self.fanout {
-                md.push_str(&format!(
-                    "| {} | {} | {}/{} | {:.0} | {} | {} | {} | {} |\n",
-                    f.members,
-                    f.messages,
-                    f.deliveries,
-                    f.expected_deliveries,
-                    f.deliveries_per_second,
-                    ms(f.latency.p50_ms),
-                    ms(f.latency.p99_ms),
-                    f.errors,
-                    ratio(
-                        f.deliveries_per_second,
-                        self.ceilings.as_ref().map(|c| c.redis_publish_per_second)
-                    )
-                ));
-            }
-            md.push('\n');
+            fanout(&mut md, self);
         }
         if !self.connections.is_empty() {
             md.push_str("## Idle connections\n\n| target | opened | failed | connects/s | node memory per connection |\n|---|---|---|---|---|\n");
@@ -185,5 +169,62 @@ impl Report {
             md.push('\n');
         }
         md
+    }
+}
+
+fn fanout(md: &mut String, r: &Report) {
+    md.push_str("## Group fan-out\n\nOffered deliveries/s: messages sent × other members over the sending window. Achieved deliveries/s: deliveries received over the delivery window (first send → last delivery). Latency from the first send of each message.\n\n| members | offered msg/s | messages | accepted | refused | deliveries | delivered | offered deliveries/s | achieved deliveries/s | p50 ms | p99 ms | errors | achieved ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let publish = r.ceilings.as_ref().map(|c| c.redis_publish_per_second);
+    for f in &r.fanout {
+        // Reports from before the rate was recorded have no accepted, refused or offered.
+        let old = f.rate == 0;
+        let figure = |v: String| if old { "-".to_string() } else { v };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {}/{} | {:.1} % | {} | {} | {} | {} | {} | {} |\n",
+            f.members,
+            figure(f.rate.to_string()),
+            f.messages,
+            figure(f.accepted.to_string()),
+            figure(f.refused.to_string()),
+            f.deliveries,
+            f.expected_deliveries,
+            f.delivered_fraction() * 100.0,
+            figure(format!("{:.0}", f.offered_deliveries_per_second)),
+            f.achieved_deliveries_per_second
+                .map_or("not measured".into(), |v| format!("{v:.0}")),
+            ms(f.latency.p50_ms),
+            ms(f.latency.p99_ms),
+            f.errors,
+            f.achieved_deliveries_per_second
+                .map_or("-".into(), |v| ratio(v, publish)),
+        ));
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_reports_still_load_and_show_no_offered_rate_as_achieved() {
+        for json in [
+            include_str!("../report.json"),
+            include_str!("../report-cluster.json"),
+        ] {
+            let r: Report = serde_json::from_str(json).expect("report loads");
+            let md = r.markdown();
+            let fanout = &md[md.find("## Group fan-out").unwrap_or(0)..];
+            for f in &r.fanout {
+                if f.achieved_deliveries_per_second.is_none() {
+                    let row = fanout
+                        .lines()
+                        .find(|l| l.starts_with(&format!("| {} | ", f.members)))
+                        .expect("fan-out row");
+                    assert!(row.contains("| not measured |"), "{row}");
+                }
+            }
+            assert!(md.contains("| offered/s |"), "{md}");
+        }
     }
 }

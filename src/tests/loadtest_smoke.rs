@@ -52,6 +52,11 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
         .expect("fan-out");
     assert_eq!(group.errors, 0);
     assert_eq!(group.deliveries, group.expected_deliveries, "{group:?}");
+    assert_eq!(group.accepted, group.messages, "{group:?}");
+    assert!(
+        group.achieved_deliveries_per_second.is_some(),
+        "an achieved rate over the delivery window: {group:?}"
+    );
     let p = parity::high_throughput(&target, 10, 10)
         .await
         .expect("parity");
