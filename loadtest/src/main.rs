@@ -5,6 +5,7 @@
 //!     [--sources 127.0.0.1-127.0.0.16] [--duration 10] [--rates 1000,5000,10000,20000]
 //!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
+//!     [--set key=value]   (an admin setting before the run, repeatable; failure is a warning)
 //!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
 //!     [--redis-count-urls redis://a,redis://b]   (servers whose counters `costs` sums)
 //! scenarios: ceilings throughput latency crossnode fanout costs connections parity smoke all
@@ -62,6 +63,7 @@ fn parse() -> Result<Opts, String> {
         verify: false,
         out: None,
         p99_target: 100.0,
+        settings: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -82,6 +84,11 @@ fn parse() -> Result<Opts, String> {
             "--rates" => o.rates = list(&val()?),
             "--pairs" => o.pairs = val()?.parse().map_err(|_| "--pairs: a number")?,
             "--groups" => o.groups = list(&val()?),
+            "--set" => {
+                let v = val()?;
+                let (key, value) = v.split_once('=').ok_or("--set: key=value")?;
+                o.settings.push((key.trim().into(), value.trim().into()));
+            }
             "--group-rate" => {
                 o.group_rate = val()?.parse().map_err(|_| "--group-rate: a number")?
             }
@@ -100,7 +107,7 @@ fn parse() -> Result<Opts, String> {
             "-h" | "--help" => {
                 return Err(include_str!("main.rs")
                     .lines()
-                    .skip(2)
+                    .skip(3)
                     .take(10)
                     .map(|l| l.trim_start_matches("//! "))
                     .collect::<Vec<_>>()

@@ -46,6 +46,10 @@ pub struct Report {
     pub parity: Vec<ParityResult>,
     /// Scenarios that could not run to the end, and why.
     pub errors: Vec<String>,
+    /// What the run could not set up as asked and went on without (e.g. a setting the
+    /// server does not have).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A figure in milliseconds.
@@ -84,6 +88,13 @@ impl Report {
             "# dinq-message benchmark\n\n- machine: {}\n- date: {}\n- setup: {}\n\n",
             self.machine, self.date, self.setup
         ));
+        if !self.warnings.is_empty() {
+            md.push_str("## Warnings\n\n");
+            for w in &self.warnings {
+                md.push_str(&format!("- {w}\n"));
+            }
+            md.push('\n');
+        }
         if let Some(c) = &self.ceilings {
             md.push_str(
                 "## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n",

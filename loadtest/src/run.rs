@@ -1,5 +1,7 @@
 //! A run of the chosen scenarios against a cluster, in the benchmark's order, into one
-//! [`Report`].
+//! [`Report`]. A setting the run cannot change (the original service has no
+//! `max_messages_per_second` setting, nor an admin API that takes numbers) is a warning
+//! in the report, not a stop.
 
 use std::time::Duration;
 
@@ -39,18 +41,34 @@ pub struct Opts {
     pub out: Option<String>,
     /// The p99 bound of "sustained", ms.
     pub p99_target: f64,
+    /// Settings to make through the admin API before the run, as (key, value).
+    pub settings: Vec<(String, String)>,
+}
+
+/// Sets `key` through the admin API; a failure becomes a warning of the report.
+async fn setting(o: &Opts, report: &mut Report, key: &str, value: &str, why: &str) {
+    if let Err(e) = api::set_setting(&o.target.nodes[0], &o.target.secret, key, value).await {
+        let w = format!("could not set {key} = {value} ({e}); {why}");
+        eprintln!("warning: {w}");
+        report.warnings.push(w);
+    }
 }
 
 /// Runs the scenarios `o` asks for; `report` already carries the machine and date.
 pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
-    // Load needs the per-user rate limit out of the way.
-    api::set_setting(
-        &o.target.nodes[0],
-        &o.target.secret,
+    // Load needs the per-user rate limit out of the way; a server without the setting
+    // keeps its own limit, and its refusals are counted and sent again.
+    setting(
+        o,
+        &mut report,
         "max_messages_per_second",
         "0",
+        "the server's own per-user rate limit stays: its refusals are counted as refused and sent again",
     )
-    .await?;
+    .await;
+    for (key, value) in &o.settings {
+        setting(o, &mut report, key, value, "the run goes on without it").await;
+    }
     let all = o.scenarios.iter().any(|s| s == "all");
     let wants = |s: &str| all || o.scenarios.iter().any(|x| x == s);
 

@@ -1,12 +1,14 @@
 //! The load-test tool's short mode as a smoke test: its scenarios run against real nodes
 //! and must deliver every message exactly once, also when the server refuses sends (its
 //! per-user rate limit): refused sends are counted, sent again with their
-//! `client_msg_id`, and never lost or duplicated. Correctness, not speed: nothing here
-//! asserts a timing.
+//! `client_msg_id`, and never lost or duplicated. A setting the tool cannot make is a
+//! warning, not a stop. Correctness, not speed: nothing here asserts a timing.
 
 use std::time::Duration;
 
 use dinq_loadtest::Target;
+use dinq_loadtest::report::Report;
+use dinq_loadtest::run::{self, Opts};
 use dinq_loadtest::scenarios::{fanout, parity, throughput};
 
 use super::realtime::Cluster;
@@ -62,5 +64,31 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
         .expect("parity");
     assert_eq!(p.succeeded, p.attempted, "{p:?}");
 
+    // A setting the server refuses (an empty value) is a warning; the run goes on.
+    let o = Opts {
+        scenarios: vec!["fanout".into()],
+        target: target.clone(),
+        duration: Duration::from_secs(1),
+        rates: Vec::new(),
+        pairs: 0,
+        groups: vec![4],
+        group_rate: 10,
+        connections: Vec::new(),
+        hold: Duration::ZERO,
+        redis_url: None,
+        redis_count_urls: Vec::new(),
+        database_url: None,
+        verify: true,
+        out: None,
+        p99_target: 100.0,
+        settings: vec![("loadtest_smoke_setting".into(), String::new())],
+    };
+    let report = run::run(&o, Report::default())
+        .await
+        .expect("a setting it cannot make is no stop");
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("loadtest_smoke_setting"));
+    let f = &report.fanout[0];
+    assert_eq!(f.deliveries, f.expected_deliveries, "{f:?}");
     c.stop().await;
 }
