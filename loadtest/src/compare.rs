@@ -60,6 +60,9 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
             true,
             "",
         ));
+        if let Some(v) = c.pg_minimal_send_per_second {
+            out.push(("ceiling: minimal send SQL msg/s".into(), v, true, ""));
+        }
     }
     if let Some(m) = r.max_sustained_rate {
         out.push(("1:1 highest sustained msg/s".into(), m as f64, true, ""));

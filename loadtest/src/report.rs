@@ -81,6 +81,13 @@ impl Report {
         })
     }
 
+    /// The minimal send SQL ceiling, messages per second, when measured.
+    pub fn minimal_send_ceiling(&self) -> Option<f64> {
+        self.ceilings
+            .as_ref()
+            .and_then(|c| c.pg_minimal_send_per_second)
+    }
+
     /// Markdown.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
@@ -96,21 +103,7 @@ impl Report {
             md.push('\n');
         }
         if let Some(c) = &self.ceilings {
-            md.push_str(
-                "## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n",
-            );
-            md.push_str(&format!(
-                "| Redis PUBLISH, {} B payload, pipelined | {:.0} |\n",
-                c.payload_bytes, c.redis_publish_per_second
-            ));
-            md.push_str(&format!(
-                "| PostgreSQL batched insert (100 rows/tx) | {:.0} rows |\n",
-                c.pg_insert_rows_per_second
-            ));
-            md.push_str(&format!(
-                "| bare fastwebsockets echo | {:.0} round trips |\n\n",
-                c.ws_echo_per_second
-            ));
+            ceilings(&mut md, c);
         }
         md.push_str(&crate::targets::markdown(self));
         md.push_str(&crate::report_steps::markdown(self));
@@ -181,6 +174,30 @@ impl Report {
         }
         md
     }
+}
+
+fn ceilings(md: &mut String, c: &Ceilings) {
+    md.push_str("## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n");
+    md.push_str(&format!(
+        "| Redis PUBLISH, {} B payload, pipelined | {:.0} |\n",
+        c.payload_bytes, c.redis_publish_per_second
+    ));
+    md.push_str(&format!(
+        "| PostgreSQL bare batched insert into a scratch copy of `messages` (100 rows/tx) | {:.0} rows |\n",
+        c.pg_insert_rows_per_second
+    ));
+    if let Some(v) = c.pg_minimal_send_per_second {
+        md.push_str(&format!(
+            "| minimal send SQL: message row in the real `messages` + its conversation's `last_seq` bump, {} messages/tx, {} connections, {} | {v:.0} messages |\n",
+            crate::ceilings::MINIMAL_SEND_BATCH,
+            crate::ceilings::MINIMAL_SEND_CONNECTIONS,
+            c.pg_durability.as_deref().unwrap_or("durability not read"),
+        ));
+    }
+    md.push_str(&format!(
+        "| bare fastwebsockets echo | {:.0} round trips |\n\n",
+        c.ws_echo_per_second
+    ));
 }
 
 fn fanout(md: &mut String, r: &Report) {

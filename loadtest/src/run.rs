@@ -85,6 +85,20 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
         if let Some(url) = &o.database_url {
             eprintln!("ceiling: PostgreSQL insert");
             c.pg_insert_rows_per_second = ceilings::pg_insert(url, d).await?;
+            eprintln!("ceiling: minimal send SQL");
+            // dinq-message's schema (partitioned messages, seq): a database of another
+            // server (the original's) has not, and the run goes on without this ceiling.
+            match ceilings::pg_minimal_send(url, d).await {
+                Ok((rate, durability)) => {
+                    c.pg_minimal_send_per_second = Some(rate);
+                    c.pg_durability = Some(durability);
+                }
+                Err(e) => {
+                    let w = format!("minimal send SQL ceiling not measured: {e}");
+                    eprintln!("warning: {w}");
+                    report.warnings.push(w);
+                }
+            }
         }
         eprintln!("ceiling: WebSocket echo");
         c.ws_echo_per_second = ceilings::ws_echo(64, d).await?;

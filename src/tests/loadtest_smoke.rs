@@ -2,14 +2,15 @@
 //! and must deliver every message exactly once, also when the server refuses sends (its
 //! per-user rate limit): refused sends are counted, sent again with their
 //! `client_msg_id`, and never lost or duplicated. A setting the tool cannot make is a
-//! warning, not a stop. Correctness, not speed: nothing here asserts a timing.
+//! warning, not a stop; the minimal send SQL ceiling runs against the real schema.
+//! Correctness, not speed: nothing here asserts a timing.
 
 use std::time::Duration;
 
-use dinq_loadtest::Target;
 use dinq_loadtest::report::Report;
 use dinq_loadtest::run::{self, Opts};
 use dinq_loadtest::scenarios::{fanout, parity, throughput};
+use dinq_loadtest::{Target, ceilings};
 
 use super::realtime::Cluster;
 
@@ -90,5 +91,26 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
     assert!(report.warnings[0].contains("loadtest_smoke_setting"));
     let f = &report.fanout[0];
     assert_eq!(f.deliveries, f.expected_deliveries, "{f:?}");
+
+    // The minimal send SQL ceiling runs against the real schema and leaves nothing behind.
+    let (rate, durability) =
+        ceilings::pg_minimal_send(&c.env.database_url, Duration::from_millis(500))
+            .await
+            .expect("minimal send SQL");
+    assert!(rate > 0.0, "at least one batch: {rate}");
+    assert!(durability.starts_with("fsync "), "{durability}");
+    let (db, conn) = tokio_postgres::connect(&c.env.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("database");
+    tokio::spawn(conn);
+    let left: i64 = db
+        .query_one(
+            "SELECT count(*) FROM conversations WHERE group_name = 'loadtest ceiling'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
     c.stop().await;
 }
