@@ -107,6 +107,9 @@ fn figures(r: &Report) -> Vec<(String, f64, bool, &'static str)> {
             false,
             "",
         ));
+        if let Some(v) = c.node_cpu_us_per_delivery() {
+            out.push((format!("{}: node CPU µs/delivery", c.traffic), v, false, ""));
+        }
         out.push((
             format!("{}: PostgreSQL CPU µs/msg", c.traffic),
             c.pg_cpu_us_per_message,

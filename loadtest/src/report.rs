@@ -126,26 +126,7 @@ impl Report {
             md.push('\n');
         }
         if !self.costs.is_empty() {
-            md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | PG CPU µs/msg | Redis CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-            for c in &self.costs {
-                md.push_str(&format!(
-                    "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
-                    c.traffic,
-                    c.messages,
-                    c.deliveries_per_message,
-                    c.node_cpu_us_per_message,
-                    c.pg_cpu_us_per_message,
-                    c.redis_cpu_us_per_message,
-                    c.redis_commands_per_message,
-                    c.redis_publishes_per_message,
-                    c.pg_commits_per_message,
-                    c.pg_rows_inserted_per_message,
-                    c.pg_rows_updated_per_message,
-                    c.wal_bytes_per_message,
-                    c.idle_redis_commands_per_second
-                ));
-            }
-            md.push('\n');
+            costs(&mut md, &self.costs);
         }
         if !self.parity.is_empty() {
             md.push_str("## Parity with the original's performance tests\n\n| test | original | attempted | succeeded | msg/s | avg ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|---|---|\n");
@@ -225,6 +206,31 @@ fn fanout(md: &mut String, r: &Report) {
             f.errors,
             f.achieved_deliveries_per_second
                 .map_or("-".into(), |v| ratio(v, publish)),
+        ));
+    }
+    md.push('\n');
+}
+
+fn costs(md: &mut String, costs: &[Cost]) {
+    md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | node CPU µs/delivery | PG CPU µs/msg | Redis CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for c in costs {
+        md.push_str(&format!(
+            "| {} | {} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            c.traffic,
+            c.messages,
+            c.deliveries_per_message,
+            c.node_cpu_us_per_message,
+            c.node_cpu_us_per_delivery()
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            c.pg_cpu_us_per_message,
+            c.redis_cpu_us_per_message,
+            c.redis_commands_per_message,
+            c.redis_publishes_per_message,
+            c.pg_commits_per_message,
+            c.pg_rows_inserted_per_message,
+            c.pg_rows_updated_per_message,
+            c.wal_bytes_per_message,
+            c.idle_redis_commands_per_second
         ));
     }
     md.push('\n');
