@@ -3,7 +3,7 @@
 //! ```text
 //! dinq-loadtest <scenario>... --nodes http://127.0.0.1:8083,http://127.0.0.1:8084 --secret S
 //!     [--sources 127.0.0.1-127.0.0.16] [--duration 10] [--rates 1000,5000,10000,20000]
-//!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
+//!     [--pairs 1000] [--groups 10,100,1000,10000@1] [--group-rate 200] [--connections 10000]
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
 //!     [--set key=value]   (an admin setting before the run, repeatable; failure is a warning)
 //!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use dinq_loadtest::Target;
 use dinq_loadtest::report::Report;
-use dinq_loadtest::run::Opts;
+use dinq_loadtest::run::{GroupSpec, Opts};
 
 fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
     v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
@@ -47,7 +47,9 @@ fn parse() -> Result<Opts, String> {
         duration: Duration::from_secs(10),
         rates: vec![1000, 5000, 10_000, 20_000],
         pairs: 1000,
-        groups: vec![10, 100, 1000],
+        groups: [10, 100, 1000]
+            .map(|size| GroupSpec { size, rate: None })
+            .to_vec(),
         group_rate: 200,
         connections: vec![10_000],
         hold: Duration::from_secs(20),
@@ -83,7 +85,12 @@ fn parse() -> Result<Opts, String> {
             }
             "--rates" => o.rates = list(&val()?),
             "--pairs" => o.pairs = val()?.parse().map_err(|_| "--pairs: a number")?,
-            "--groups" => o.groups = list(&val()?),
+            "--groups" => {
+                o.groups = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--set" => {
                 let v = val()?;
                 let (key, value) = v.split_once('=').ok_or("--set: key=value")?;

@@ -9,6 +9,33 @@ use crate::report::Report;
 use crate::scenarios::{connections, fanout, parity, throughput};
 use crate::{Target, api, ceilings, costs};
 
+/// One group size of the fan-out and costs scenarios, at its own rate when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// Members.
+    pub size: usize,
+    /// Messages per second, when not the run's `--group-rate`.
+    pub rate: Option<u64>,
+}
+
+impl std::str::FromStr for GroupSpec {
+    type Err = String;
+
+    /// `1000` or `10000@1` (size, then messages per second).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("group {s:?}: SIZE or SIZE@RATE");
+        let (size, rate) = match s.trim().split_once('@') {
+            Some((size, rate)) => (size, Some(rate.parse().map_err(|_| bad())?)),
+            None => (s.trim(), None),
+        };
+        let size: usize = size.parse().map_err(|_| bad())?;
+        if size < 2 {
+            return Err(format!("group {s:?}: at least 2 members"));
+        }
+        Ok(GroupSpec { size, rate })
+    }
+}
+
 /// What to run, and how.
 pub struct Opts {
     /// Scenario names (`all` for every one).
@@ -22,7 +49,7 @@ pub struct Opts {
     /// One-to-one pairs.
     pub pairs: usize,
     /// Fan-out group sizes.
-    pub groups: Vec<usize>,
+    pub groups: Vec<GroupSpec>,
     /// Messages per second into each group, unless its spec says otherwise.
     pub group_rate: u64,
     /// Idle connection counts.
@@ -43,6 +70,12 @@ pub struct Opts {
     pub p99_target: f64,
     /// Settings to make through the admin API before the run, as (key, value).
     pub settings: Vec<(String, String)>,
+}
+
+impl GroupSpec {
+    fn rate(&self, o: &Opts) -> u64 {
+        self.rate.unwrap_or(o.group_rate)
+    }
 }
 
 /// Sets `key` through the admin API; a failure becomes a warning of the report.
@@ -160,11 +193,18 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
         report.cross_node = Some(throughput::run(&cross, rate, o.duration, false).await);
     }
     if wants("fanout") {
-        for &size in &o.groups {
-            eprintln!("fan-out: group of {size} at {}/s", o.group_rate);
-            report
-                .fanout
-                .push(fanout::group(&o.target, size, o.group_rate, o.duration).await?);
+        for g in &o.groups {
+            let rate = g.rate(o);
+            eprintln!("fan-out: group of {} at {rate}/s", g.size);
+            let f = fanout::group(&o.target, g.size, rate, o.duration).await?;
+            eprintln!(
+                "  {}/{} delivered, {:.0}/s achieved, p99 {:.1} ms",
+                f.deliveries,
+                f.expected_deliveries,
+                f.achieved_deliveries_per_second.unwrap_or(0.0),
+                f.latency.p99_ms
+            );
+            report.fanout.push(f);
         }
     }
     if wants("costs") {
@@ -195,15 +235,16 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
             report.costs.push(cost);
         }
         drop(pairs);
-        for &size in &o.groups {
-            eprintln!("costs: group of {size} at {}/s", o.group_rate);
+        for g in &o.groups {
+            let (size, rate) = (g.size, g.rate(o));
+            eprintln!("costs: group of {size} at {rate}/s");
             let group = fanout::prepare(&o.target, size).await?;
             let cost = costs::measure(
                 &mut meters,
-                &format!("group of {size} at {}/s", o.group_rate),
+                &format!("group of {size} at {rate}/s"),
                 o.duration,
                 || async {
-                    let r = group.run(o.group_rate, o.duration).await;
+                    let r = group.run(rate, o.duration).await;
                     Ok((r.messages, r.deliveries))
                 },
             )

@@ -2,13 +2,12 @@
 //! and must deliver every message exactly once, also when the server refuses sends (its
 //! per-user rate limit): refused sends are counted, sent again with their
 //! `client_msg_id`, and never lost or duplicated. A setting the tool cannot make is a
-//! warning, not a stop; the minimal send SQL ceiling runs against the real schema.
-//! Correctness, not speed: nothing here asserts a timing.
+//! warning, not a stop; the minimal send SQL ceiling runs against the real schema. Correctness, not speed: nothing here asserts a timing.
 
 use std::time::Duration;
 
 use dinq_loadtest::report::Report;
-use dinq_loadtest::run::{self, Opts};
+use dinq_loadtest::run::{self, GroupSpec, Opts};
 use dinq_loadtest::scenarios::{fanout, parity, throughput};
 use dinq_loadtest::{Target, ceilings};
 
@@ -72,8 +71,11 @@ async fn loadtest_short_mode_delivers_everything_exactly_once() {
         duration: Duration::from_secs(1),
         rates: Vec::new(),
         pairs: 0,
-        groups: vec![4],
-        group_rate: 10,
+        groups: vec![GroupSpec {
+            size: 4,
+            rate: Some(10),
+        }],
+        group_rate: 20,
         connections: Vec::new(),
         hold: Duration::ZERO,
         redis_url: None,
