@@ -31,6 +31,9 @@ pub struct Report {
     pub p99_target: f64,
     /// Fixed-rate latency steps (cross-node).
     pub latency: Vec<Step>,
+    /// Overload: one step at twice the highest sustained rate, after the ramp.
+    #[serde(default)]
+    pub overload: Vec<Step>,
     /// Same-node against cross-node at one rate.
     pub same_node: Option<Step>,
     /// Cross-node at the same rate.
@@ -52,23 +55,10 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// A figure in milliseconds.
-pub fn ms(v: f64) -> String {
-    format!("{v:.1}")
-}
-
-/// `v / ceiling`, or "-" without a ceiling.
-pub fn ratio(v: f64, ceiling: Option<f64>) -> String {
-    match ceiling {
-        Some(c) if c > 0.0 => format!("{:.2}", v / c),
-        _ => "-".into(),
-    }
-}
-
 impl Report {
-    /// The lowest of the bare ceilings that bound one-to-one delivery (messages per second): each
-    /// message is one insert and two publishes (recipient and the sender's echo) and two
-    /// socket writes.
+    /// The lowest of the bare ceilings that bound one-to-one delivery (messages per
+    /// second): each message is one insert and two publishes (recipient and the sender's
+    /// echo) and two socket writes.
     pub fn one_to_one_ceiling(&self) -> Option<f64> {
         self.ceilings.as_ref().map(|c| {
             [
@@ -154,6 +144,19 @@ impl Report {
             md.push('\n');
         }
         md
+    }
+}
+
+/// A figure in milliseconds.
+pub fn ms(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// `v / ceiling`, or "-" without a ceiling.
+pub fn ratio(v: f64, ceiling: Option<f64>) -> String {
+    match ceiling {
+        Some(c) if c > 0.0 => format!("{:.2}", v / c),
+        _ => "-".into(),
     }
 }
 

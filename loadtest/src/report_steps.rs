@@ -1,5 +1,5 @@
-//! The report's one-to-one sections: the throughput ramp, the fixed-rate latency steps
-//! and same node against cross node. Each step shows what was
+//! The report's one-to-one sections: the throughput ramp, the overload step, the
+//! fixed-rate latency steps and same node against cross node. Each step shows what was
 //! offered, accepted, refused (and sent again) and delivered; delivered/s is achieved,
 //! over the window from the first send to the last delivery.
 
@@ -79,6 +79,10 @@ pub fn markdown(r: &Report) -> String {
             md.push_str(".\n\n");
         }
         md.push_str(LATENCY_NOTE);
+    }
+    if !r.overload.is_empty() {
+        md.push_str("## Overload (twice the highest sustained rate)\n\n");
+        steps(&mut md, &r.overload);
     }
     if !r.latency.is_empty() {
         md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n");

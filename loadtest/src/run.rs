@@ -167,6 +167,21 @@ pub async fn run(o: &Opts, mut report: Report) -> Result<Report, String> {
                 rate = rate * 3 / 2;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+            // Overload: twice the sustained rate; what is accepted must still flow.
+            if let Some(sustained) = report.max_sustained_rate {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let rate = 2 * sustained;
+                eprintln!("overload: {rate}/s for {:?}", o.duration);
+                let step = throughput::run(&pairs, rate, o.duration, o.verify).await;
+                eprintln!(
+                    "  accepted {} refused {} delivered {:.0}/s accepted p99 {:.1} ms",
+                    step.echoed,
+                    step.refused,
+                    step.delivered_per_second,
+                    step.accepted_latency.p99_ms
+                );
+                report.overload.push(step);
+            }
         }
         if wants("latency") || wants("smoke") {
             for &rate in &o.rates {
