@@ -8,10 +8,10 @@
 //! marked: every send before the refused one has been accepted or refused by then (a
 //! connection's sends are admitted in order), but an accepted one may still wait for its
 //! echo, so the guess can be wrong. It is corrected as soon as the truth shows: when a
-//! send marked by a guess is echoed, or when the echo of a send that was sent again on a
-//! guess comes from the attempt before, the refusal belonged to another send, and the mark
-//! moves to the oldest unmarked pending send. Sending again a send that was stored costs
-//! one duplicate echo and nothing else.
+//! send marked by a guess is echoed, or when the echo of a send comes from an attempt
+//! before some it was sent again on guesses, each of those guesses belonged to another
+//! send, and its mark moves to the oldest unmarked pending send. Sending again a send that
+//! was stored costs one duplicate echo and nothing else.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -41,10 +41,10 @@ struct Pending {
     order: u64,
     conversation: Uuid,
     first_sent_us: u64,
-    attempt_us: u64,
+    /// Every attempt: when it was sent, and whether on a guessed mark (the last is the
+    /// current one).
+    attempts: Vec<(u64, bool)>,
     mark: Option<Mark>,
-    /// The current attempt was sent on a guessed mark.
-    resent_on_guess: bool,
 }
 
 /// How an echo counts.
@@ -92,9 +92,8 @@ impl Book {
                 order,
                 conversation,
                 first_sent_us: sent_us,
-                attempt_us: sent_us,
+                attempts: vec![(sent_us, false)],
                 mark: None,
-                resent_on_guess: false,
             },
         );
     }
@@ -110,20 +109,30 @@ impl Book {
     }
 
     /// The echo of `key`, from the attempt sent at `attempt_us`. Returns how it counts, and
-    /// a send now marked for sending again when a guess turned out wrong.
-    pub fn echoed(&mut self, key: Key, attempt_us: u64) -> (Echo, Option<Key>) {
+    /// the sends now marked for sending again because guesses turned out wrong.
+    pub fn echoed(&mut self, key: Key, attempt_us: u64) -> (Echo, Vec<Key>) {
         let Some(p) = self.pending.remove(&key) else {
             let how = if self.streams.contains(&key.0) {
                 Echo::Repeat
             } else {
                 Echo::Untracked
             };
-            return (how, None);
+            return (how, Vec::new());
         };
         self.order.remove(&p.order);
-        let wrong_guess = p.mark == Some(Mark::Guessed)
-            || (p.mark.is_none() && p.resent_on_guess && attempt_us != p.attempt_us);
-        let moved = if wrong_guess { self.guess() } else { None };
+        // The attempt that was stored: the ones after it were not refused sends of this
+        // message, so the guesses they were sent on belonged to other sends.
+        let stored = p
+            .attempts
+            .iter()
+            .position(|&(t, _)| t == attempt_us)
+            .unwrap_or(p.attempts.len() - 1);
+        let wrong = p.attempts[stored + 1..]
+            .iter()
+            .filter(|&&(_, on_guess)| on_guess)
+            .count()
+            + usize::from(p.mark == Some(Mark::Guessed));
+        let moved = (0..wrong).filter_map(|_| self.guess()).collect();
         (Echo::First, moved)
     }
 
@@ -148,8 +157,7 @@ impl Book {
     pub fn resend(&mut self, key: Key, now_us: u64) -> Option<Resend> {
         let p = self.pending.get_mut(&key)?;
         let mark = p.mark.take()?;
-        p.resent_on_guess = mark == Mark::Guessed;
-        p.attempt_us = now_us;
+        p.attempts.push((now_us, mark == Mark::Guessed));
         self.order.remove(&p.order);
         p.order = self.next;
         self.next += 1;
@@ -235,16 +243,16 @@ mod tests {
         let mut b = book(3);
         assert_eq!(b.refused(Some((1, 1))), Some((1, 1)));
         assert_eq!(b.refused(Some((1, 1))), None, "already marked");
-        assert_eq!(b.echoed((1, 0), 100), (Echo::First, None));
+        assert_eq!(b.echoed((1, 0), 100), (Echo::First, vec![]));
         let r = b.resend((1, 1), 500).expect("marked");
         assert_eq!((r.first_sent_us, r.attempt_us), (101, 500));
         assert_eq!(b.resend((1, 1), 600), None, "one resend per refusal");
-        assert_eq!(b.echoed((1, 1), 500), (Echo::First, None));
-        assert_eq!(b.echoed((1, 1), 500), (Echo::Repeat, None));
-        assert_eq!(b.echoed((9, 0), 1), (Echo::Untracked, None));
+        assert_eq!(b.echoed((1, 1), 500), (Echo::First, vec![]));
+        assert_eq!(b.echoed((1, 1), 500), (Echo::Repeat, vec![]));
+        assert_eq!(b.echoed((9, 0), 1), (Echo::Untracked, vec![]));
         assert_eq!(b.pending(), 1);
         assert_eq!(b.abandon(), vec![(1, 2)]);
-        assert_eq!(b.echoed((1, 2), 102), (Echo::Repeat, None));
+        assert_eq!(b.echoed((1, 2), 102), (Echo::Repeat, vec![]));
     }
 
     #[test]
@@ -263,11 +271,11 @@ mod tests {
         let mut b = book(3);
         assert_eq!(b.refused(None), Some((1, 0)), "the guess");
         // 0's echo shows it was accepted: the refusal was another send's.
-        assert_eq!(b.echoed((1, 0), 100), (Echo::First, Some((1, 1))));
+        assert_eq!(b.echoed((1, 0), 100), (Echo::First, vec![(1, 1)]));
         assert!(b.resend((1, 0), 400).is_none(), "0 is not sent again");
         assert!(b.resend((1, 1), 400).is_some());
-        assert_eq!(b.echoed((1, 1), 400), (Echo::First, None));
-        assert_eq!(b.echoed((1, 2), 102), (Echo::First, None));
+        assert_eq!(b.echoed((1, 1), 400), (Echo::First, vec![]));
+        assert_eq!(b.echoed((1, 2), 102), (Echo::First, vec![]));
         assert_eq!(b.pending(), 0);
     }
 
@@ -278,11 +286,42 @@ mod tests {
         assert_eq!(b.refused(None), Some((1, 0)));
         assert!(b.resend((1, 0), 400).is_some());
         // The echo of 0's first attempt: the resend was not needed, 1 is the refused one.
-        assert_eq!(b.echoed((1, 0), 100), (Echo::First, Some((1, 1))));
+        assert_eq!(b.echoed((1, 0), 100), (Echo::First, vec![(1, 1)]));
         // The resend's answer (the original) comes too and counts once only.
-        assert_eq!(b.echoed((1, 0), 100), (Echo::Repeat, None));
+        assert_eq!(b.echoed((1, 0), 100), (Echo::Repeat, vec![]));
         assert!(b.resend((1, 1), 500).is_some());
-        assert_eq!(b.echoed((1, 1), 500), (Echo::First, None));
+        assert_eq!(b.echoed((1, 1), 500), (Echo::First, vec![]));
+    }
+
+    #[test]
+    fn every_wrong_guess_moves_when_a_send_was_sent_again_on_several() {
+        // 0 accepted (echo late); 1 and 2 refused. Both refusals are guessed onto 0, which
+        // is sent again twice; its first attempt's echo hands both marks on.
+        let mut b = book(3);
+        assert_eq!(b.refused(None), Some((1, 0)));
+        assert!(b.resend((1, 0), 400).is_some());
+        assert_eq!(
+            b.refused(None),
+            Some((1, 1)),
+            "1 is now the oldest unmarked"
+        );
+        assert!(b.resend((1, 1), 450).is_some());
+        // 1's resend is refused too, and the guess picks 2 (sent before 0's and 1's
+        // attempts), then 0 again for 2's own refusal.
+        assert_eq!(b.refused(None), Some((1, 2)));
+        assert_eq!(b.refused(None), Some((1, 0)));
+        assert!(b.resend((1, 0), 500).is_some());
+        assert!(b.resend((1, 2), 500).is_some());
+        // 0's first attempt was stored: its two resends were on guesses that were wrong.
+        let (echo, moved) = b.echoed((1, 0), 100);
+        assert_eq!(echo, Echo::First);
+        assert_eq!(moved, vec![(1, 1), (1, 2)]);
+        for k in moved {
+            assert!(b.resend(k, 600).is_some());
+        }
+        assert_eq!(b.echoed((1, 1), 600).0, Echo::First);
+        assert_eq!(b.echoed((1, 2), 600).0, Echo::First);
+        assert_eq!(b.pending(), 0);
     }
 
     #[test]
@@ -291,8 +330,8 @@ mod tests {
         let mut b = book(2);
         assert_eq!(b.refused(None), Some((1, 0)));
         assert!(b.resend((1, 0), 400).is_some());
-        assert_eq!(b.echoed((1, 0), 400), (Echo::First, None));
-        assert_eq!(b.echoed((1, 1), 101), (Echo::First, None));
+        assert_eq!(b.echoed((1, 0), 400), (Echo::First, vec![]));
+        assert_eq!(b.echoed((1, 1), 101), (Echo::First, vec![]));
     }
 
     #[test]

@@ -176,8 +176,8 @@ fn on_frame(
                     rec.echoed.fetch_add(1, Ordering::Relaxed);
                     rec.echo_latency.record(lag);
                 }
-                // A refusal guessed wrong: the send it belonged to goes again now.
-                if let Some(key) = moved {
+                // Refusals guessed wrong: the sends they belonged to go again now.
+                for key in moved {
                     retry_later(rec, outbox, key, Duration::ZERO);
                 }
             } else {
