@@ -44,6 +44,8 @@ pub enum Event<'a> {
         retry_after_ms: Option<u64>,
         /// The refused send's load message, when the server named its `client_msg_id`.
         refused: Option<(usize, u64)>,
+        /// `rate_limited` (the sender's own rate, per second) rather than `overloaded`.
+        rate_limited: bool,
     },
     /// Any other `error` event.
     Error,
@@ -213,7 +215,8 @@ pub fn recognise(frame: &[u8]) -> Event<'_> {
             }
         }
         "error" => match data.code.as_ref().map(Text::as_str) {
-            Some("overloaded" | "rate_limited") => Event::Refused {
+            Some(code @ ("overloaded" | "rate_limited")) => Event::Refused {
+                rate_limited: code == "rate_limited",
                 retry_after_ms: data
                     .retry_after_ms
                     .filter(|v| v.is_finite() && *v >= 0.0)
@@ -308,7 +311,8 @@ mod tests {
             ),
             Event::Refused {
                 retry_after_ms: Some(150),
-                refused: None
+                refused: None,
+                rate_limited: false
             }
         );
         assert_eq!(
@@ -317,14 +321,16 @@ mod tests {
             ),
             Event::Refused {
                 retry_after_ms: Some(20),
-                refused: Some((7, 12))
+                refused: Some((7, 12)),
+                rate_limited: false
             }
         );
         assert_eq!(
             recognise(br#"{"type":"error","data":{"code":"rate_limited","message":"slow"}}"#),
             Event::Refused {
                 retry_after_ms: None,
-                refused: None
+                refused: None,
+                rate_limited: true
             }
         );
         assert_eq!(

@@ -136,8 +136,10 @@ impl Peer {
     }
 }
 
-/// When a refusal gives no `retry_after_ms`.
+/// When an `overloaded` refusal gives no `retry_after_ms`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(200);
+/// When a `rate_limited` refusal gives no `retry_after_ms` (the limit is per second).
+pub const DEFAULT_RATE_LIMITED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Sends `key` again through `outbox` after `delay` (plus up to a quarter, spread by the
 /// message number, so refused sends do not come back all at once).
@@ -192,10 +194,16 @@ fn on_frame(
         Event::Refused {
             retry_after_ms,
             refused,
+            rate_limited,
         } => {
             rec.refused.fetch_add(1, Ordering::Relaxed);
             if let Some(key) = outbox.book().refused(refused) {
-                let delay = retry_after_ms.map_or(DEFAULT_RETRY_AFTER, Duration::from_millis);
+                let default = if rate_limited {
+                    DEFAULT_RATE_LIMITED_RETRY_AFTER
+                } else {
+                    DEFAULT_RETRY_AFTER
+                };
+                let delay = retry_after_ms.map_or(default, Duration::from_millis);
                 retry_later(rec, outbox, key, delay);
             }
         }
