@@ -3,8 +3,11 @@
 # dinq-message in release mode, then every scenario of dinq-loadtest. Writes the report to
 # loadtest/REPORT.md and loadtest/report.json (the last full run is committed).
 #
-#   loadtest/run.sh [--short] [--nodes N] [--redis-cluster] [--scenarios "ceilings parity throughput latency crossnode fanout costs connections"]
+#   loadtest/run.sh [--short] [--nodes N] [--redis-cluster] [--big-group] [--scenarios "ceilings parity throughput latency crossnode fanout costs connections"]
 #
+# --big-group adds a group of 10,000 members at 1 message/s to the fan-out and costs
+# scenarios (10,000 receiving sockets in the load generator; needs an open-file limit
+# above about 12,000).
 # --short runs small versions of everything in about two minutes (correctness smoke;
 # its numbers are not a benchmark and it writes target/bench/ only).
 # --redis-cluster runs the nodes on a local 3-master Redis Cluster (REDIS_CLUSTER_URLS,
@@ -18,6 +21,7 @@ cd "$repo"
 
 short=0
 cluster=0
+big_group=0
 nodes=2
 scenarios="ceilings parity throughput latency crossnode fanout costs connections"
 while [ $# -gt 0 ]; do
@@ -25,6 +29,7 @@ while [ $# -gt 0 ]; do
     --short) short=1; shift ;;
     --nodes) nodes=$2; shift 2 ;;
     --redis-cluster) cluster=1; shift ;;
+    --big-group) big_group=1; shift ;;
     --scenarios) scenarios=$2; shift 2 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 64 ;;
   esac
@@ -107,10 +112,22 @@ conns=${conns#,}
 conns=$(echo "$conns" | tr ',' '\n' | sort -un | paste -sd, -)
 
 if [ "$short" = 1 ]; then
-  args=(--duration 3 --rates 500,1000 --pairs 50 --groups 10,100 --group-rate 20 --connections 2000 --hold 2 --verify)
+  groups=10,100
+else
+  groups=10,100,1000
+fi
+if [ "$big_group" = 1 ]; then
+  if [ "$cap" -lt 10000 ]; then
+    echo "run.sh: open-file limit $fd_limit is too low for a group of 10,000; --big-group skipped" >&2
+  else
+    groups="$groups,10000@1"
+  fi
+fi
+if [ "$short" = 1 ]; then
+  args=(--duration 3 --rates 500,1000 --pairs 50 --groups "$groups" --group-rate 20 --connections 2000 --hold 2 --verify)
   out="$state/short"
 else
-  args=(--duration 10 --rates 1000,5000,10000,20000 --pairs 1000 --groups 10,100,1000 --group-rate 200 --connections "$conns" --hold 20 --verify)
+  args=(--duration 10 --rates 1000,5000,10000,20000 --pairs 1000 --groups "$groups" --group-rate 200 --connections "$conns" --hold 20 --verify)
   out="$state/full"
 fi
 # shellcheck disable=SC2086

@@ -1,7 +1,9 @@
 //! The machine's own ceilings, measured in the same run as the scenarios so that ratios
 //! hold on a noisy machine: Redis PUBLISH rate for the payload size of a message envelope,
-//! PostgreSQL insert rate for the writer's batched insert, and the echo rate of a bare
-//! fastwebsockets server.
+//! PostgreSQL insert rate for a bare batched insert into a scratch copy of `messages`, the
+//! "minimal send SQL" rate (the least durable work a send can be reduced to: its row in
+//! the real `messages` table and its conversation's `last_seq` bump, committed with
+//! fsync, see [`pg_minimal_send`]), and the echo rate of a bare fastwebsockets server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +25,23 @@ pub struct Ceilings {
     pub pg_insert_rows_per_second: f64,
     /// WebSocket echo round trips per second against a bare fastwebsockets server.
     pub ws_echo_per_second: f64,
+    /// Minimal send SQL: messages per second written into the real `messages` table with
+    /// their conversations' `last_seq` bumps ([`pg_minimal_send`]).
+    #[serde(default)]
+    pub pg_minimal_send_per_second: Option<f64>,
+    /// PostgreSQL's durability settings during the minimal send SQL, e.g.
+    /// "fsync on, synchronous_commit on".
+    #[serde(default)]
+    pub pg_durability: Option<String>,
 }
+
+/// Messages per transaction of the minimal send SQL (about a writer batch).
+pub const MINIMAL_SEND_BATCH: usize = 64;
+/// Concurrent connections of the minimal send SQL.
+pub const MINIMAL_SEND_CONNECTIONS: usize = 4;
+/// Conversations the minimal send SQL writes to (each batch's messages go to distinct
+/// conversations, as one-to-one traffic spread over many pairs does).
+const MINIMAL_SEND_CONVERSATIONS: usize = 1024;
 
 /// Redis PUBLISH rate for `payload` bytes.
 pub async fn redis_publish(url: &str, payload: usize, duration: Duration) -> Result<f64, String> {
@@ -119,6 +137,148 @@ pub async fn pg_insert(database_url: &str, duration: Duration) -> Result<f64, St
         .batch_execute("DROP TABLE IF EXISTS loadtest_ceiling_messages")
         .await;
     Ok(rate)
+}
+
+/// The minimal SQL work of a send, batched and durable: each transaction (one statement,
+/// committed on its own, so one WAL flush) inserts [`MINIMAL_SEND_BATCH`] message rows
+/// into the real, partitioned `messages` table (its indexes, foreign key and partition
+/// routing; ids are UUIDv7 carrying their bucket, as the server makes them) and sets the
+/// `last_seq` of each message's conversation in `conversations`, over
+/// [`MINIMAL_SEND_CONNECTIONS`] connections with `synchronous_commit` on. It leaves out
+/// what a send could be reduced away from (idempotency keys, the sender's read cursor,
+/// the other counters, search). Conversations are created for it and deleted afterwards
+/// (with their messages). Returns messages per second and the durability settings.
+pub async fn pg_minimal_send(
+    database_url: &str,
+    duration: Duration,
+) -> Result<(f64, String), String> {
+    let connect = || async {
+        let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok::<_, String>(client)
+    };
+    let admin = connect().await?;
+    let setting = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .map(|r| r.get::<_, String>(0))
+                .map_err(|e| e.to_string())
+        }
+    };
+    let durability = format!(
+        "fsync {}, synchronous_commit {}",
+        setting("fsync").await?,
+        setting("synchronous_commit").await?
+    );
+    let conversations: Vec<Uuid> = (0..MINIMAL_SEND_CONVERSATIONS)
+        .map(|_| Uuid::new_v4())
+        .collect();
+    admin
+        .execute(
+            "INSERT INTO conversations (id, conversation_type, group_name)
+             SELECT id, 'group', 'loadtest ceiling' FROM unnest($1::uuid[]) AS t(id)",
+            &[&conversations],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..MINIMAL_SEND_CONNECTIONS {
+        let client = connect().await?;
+        let count = count.clone();
+        // Each connection its own conversations, as the writer's seq lock would have it.
+        let mine: Vec<Uuid> = conversations
+            .iter()
+            .skip(c)
+            .step_by(MINIMAL_SEND_CONNECTIONS)
+            .copied()
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            minimal_send_loop(&client, &mine, &count, duration).await
+        }));
+    }
+    let started = Instant::now();
+    let mut failure = None;
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            failure.get_or_insert(e);
+        }
+    }
+    let rate = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let cleanup = admin
+        .execute(
+            "DELETE FROM conversations WHERE id = ANY($1)",
+            &[&conversations],
+        )
+        .await;
+    match (failure, cleanup) {
+        (Some(e), _) => Err(format!("minimal send SQL: {e}")),
+        (None, Err(e)) => Err(format!("minimal send SQL clean-up: {e}")),
+        (None, Ok(_)) => Ok((rate, durability)),
+    }
+}
+
+/// One connection of [`pg_minimal_send`]: batches round robin over `conversations`.
+async fn minimal_send_loop(
+    client: &tokio_postgres::Client,
+    conversations: &[Uuid],
+    count: &AtomicU64,
+    duration: Duration,
+) -> Result<(), String> {
+    client
+        .batch_execute("SET synchronous_commit = on")
+        .await
+        .map_err(|e| e.to_string())?;
+    let stmt = client
+        .prepare(
+            "WITH inserted AS (
+                 INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content,
+                                       created_at, bucket)
+                 SELECT id, conv, seq, sender, 'text', content, now(), msg_bucket(conv)
+                 FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[])
+                      AS t(id, conv, seq, sender, content)
+             )
+             UPDATE conversations c SET last_seq = v.seq
+             FROM unnest($2::uuid[], $3::int8[]) AS v(id, seq)
+             WHERE c.id = v.id",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let sender = Uuid::new_v4();
+    let mut seqs = vec![0i64; conversations.len()];
+    let mut next = 0usize;
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let mut ids = Vec::with_capacity(MINIMAL_SEND_BATCH);
+        let mut convs = Vec::with_capacity(MINIMAL_SEND_BATCH);
+        let mut batch_seqs = Vec::with_capacity(MINIMAL_SEND_BATCH);
+        let mut contents = Vec::with_capacity(MINIMAL_SEND_BATCH);
+        for _ in 0..MINIMAL_SEND_BATCH {
+            let i = next % conversations.len();
+            next += 1;
+            let conv = conversations[i];
+            seqs[i] += 1;
+            // A UUIDv7 whose last byte is the conversation's bucket, like the server's.
+            let mut id = *Uuid::now_v7().as_bytes();
+            id[15] = conv.as_bytes()[15];
+            ids.push(Uuid::from_bytes(id));
+            convs.push(conv);
+            batch_seqs.push(seqs[i]);
+            contents.push(format!("lt:{}:0:{next}", crate::stats::now_micros()));
+        }
+        let senders = vec![sender; MINIMAL_SEND_BATCH];
+        client
+            .execute(&stmt, &[&ids, &convs, &batch_seqs, &senders, &contents])
+            .await
+            .map_err(|e| e.to_string())?;
+        count.fetch_add(MINIMAL_SEND_BATCH as u64, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Echo round trips per second of a bare fastwebsockets server on this machine.

@@ -47,6 +47,26 @@ impl Conn {
     pub async fn close(&self) {
         let _ = self.tx.send(Out::Close).await;
     }
+
+    /// A handle that does not keep the connection open.
+    pub fn downgrade(&self) -> WeakConn {
+        WeakConn {
+            tx: self.tx.downgrade(),
+        }
+    }
+}
+
+/// A handle to a connection that does not keep it open (for the connection's own reader).
+#[derive(Clone)]
+pub struct WeakConn {
+    tx: mpsc::WeakSender<Out>,
+}
+
+impl WeakConn {
+    /// The connection, while some [`Conn`] still holds it.
+    pub fn upgrade(&self) -> Option<Conn> {
+        self.tx.upgrade().map(|tx| Conn { tx })
+    }
 }
 
 /// Connects to `addr` with `token`, from `source` when given.

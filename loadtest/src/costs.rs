@@ -84,6 +84,14 @@ pub struct Cost {
     pub redis_cpu_us_per_message: f64,
 }
 
+impl Cost {
+    /// Node CPU per delivery (recipient socket reached), µs, when there were deliveries.
+    pub fn node_cpu_us_per_delivery(&self) -> Option<f64> {
+        (self.deliveries_per_message > 0.0)
+            .then(|| self.node_cpu_us_per_message / self.deliveries_per_message)
+    }
+}
+
 /// CPU time (user + system) of this machine's processes named `comm`, ms (10 ms ticks).
 fn local_cpu_ms(comm: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {

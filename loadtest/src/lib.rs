@@ -3,19 +3,26 @@
 //!
 //! - [`client`]: a lean WebSocket client that binds local source addresses.
 //! - [`api`]: tokens and the few HTTP calls a run needs (settings).
+//! - [`frames`]: the server's frames recognised by their parsed `type`, load message texts.
+//! - [`outbox`]: a sender's unacknowledged sends; refusals counted and sent again.
 //! - [`stats`]: HDR latency histograms and counters.
 //! - [`scenarios`]: throughput, fan-out, idle connections, parity with the original.
 //! - [`ceilings`]: the machine's own limits measured in the same run.
 //! - [`costs`]: Redis commands and PostgreSQL writes per message, from server counters.
-//! - [`report`]: JSON and Markdown output; [`targets`]: the targets against the results;
-//!   [`compare`]: two runs side by side.
+//! - [`run`]: the scenarios a run asks for, in order, into one report.
+//! - [`report`]: JSON and Markdown output ([`report_steps`]: its one-to-one sections);
+//!   [`targets`]: the targets against the results; [`compare`]: two runs side by side.
 
 pub mod api;
 pub mod ceilings;
 pub mod client;
 pub mod compare;
 pub mod costs;
+pub mod frames;
+pub mod outbox;
 pub mod report;
+pub mod report_steps;
+pub mod run;
 pub mod scenarios;
 pub mod stats;
 pub mod targets;

@@ -3,8 +3,9 @@
 //! ```text
 //! dinq-loadtest <scenario>... --nodes http://127.0.0.1:8083,http://127.0.0.1:8084 --secret S
 //!     [--sources 127.0.0.1-127.0.0.16] [--duration 10] [--rates 1000,5000,10000,20000]
-//!     [--pairs 1000] [--groups 10,100,1000] [--group-rate 200] [--connections 10000]
+//!     [--pairs 1000] [--groups 10,100,1000,10000@1] [--group-rate 200] [--connections 10000]
 //!     [--hold 30] [--redis-url redis://…] [--database-url postgres://…] [--verify] [--out DIR]
+//!     [--set key=value]   (an admin setting before the run, repeatable; failure is a warning)
 //!     [--p99-target 100]   (the throughput search stops once p99 exceeds this, in ms)
 //!     [--redis-count-urls redis://a,redis://b]   (servers whose counters `costs` sums)
 //! scenarios: ceilings throughput latency crossnode fanout costs connections parity smoke all
@@ -15,27 +16,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use dinq_loadtest::Target;
 use dinq_loadtest::report::Report;
-use dinq_loadtest::scenarios::{connections, fanout, parity, throughput};
-use dinq_loadtest::{Target, api, ceilings, costs};
-
-struct Opts {
-    scenarios: Vec<String>,
-    target: Target,
-    duration: Duration,
-    rates: Vec<u64>,
-    pairs: usize,
-    groups: Vec<usize>,
-    group_rate: u64,
-    connections: Vec<usize>,
-    hold: Duration,
-    redis_url: Option<String>,
-    redis_count_urls: Vec<String>,
-    database_url: Option<String>,
-    verify: bool,
-    out: Option<String>,
-    p99_target: f64,
-}
+use dinq_loadtest::run::{GroupSpec, Opts};
 
 fn list<T: std::str::FromStr>(v: &str) -> Vec<T> {
     v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
@@ -64,7 +47,9 @@ fn parse() -> Result<Opts, String> {
         duration: Duration::from_secs(10),
         rates: vec![1000, 5000, 10_000, 20_000],
         pairs: 1000,
-        groups: vec![10, 100, 1000],
+        groups: [10, 100, 1000]
+            .map(|size| GroupSpec { size, rate: None })
+            .to_vec(),
         group_rate: 200,
         connections: vec![10_000],
         hold: Duration::from_secs(20),
@@ -80,6 +65,7 @@ fn parse() -> Result<Opts, String> {
         verify: false,
         out: None,
         p99_target: 100.0,
+        settings: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -99,7 +85,17 @@ fn parse() -> Result<Opts, String> {
             }
             "--rates" => o.rates = list(&val()?),
             "--pairs" => o.pairs = val()?.parse().map_err(|_| "--pairs: a number")?,
-            "--groups" => o.groups = list(&val()?),
+            "--groups" => {
+                o.groups = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--set" => {
+                let v = val()?;
+                let (key, value) = v.split_once('=').ok_or("--set: key=value")?;
+                o.settings.push((key.trim().into(), value.trim().into()));
+            }
             "--group-rate" => {
                 o.group_rate = val()?.parse().map_err(|_| "--group-rate: a number")?
             }
@@ -118,7 +114,7 @@ fn parse() -> Result<Opts, String> {
             "-h" | "--help" => {
                 return Err(include_str!("main.rs")
                     .lines()
-                    .skip(2)
+                    .skip(3)
                     .take(10)
                     .map(|l| l.trim_start_matches("//! "))
                     .collect::<Vec<_>>()
@@ -228,7 +224,22 @@ async fn main() {
             std::process::exit(64);
         }
     };
-    match run(&o).await {
+    let report = Report {
+        machine: machine(),
+        date: std::process::Command::new("date")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        setup: format!(
+            "{} node(s): {}",
+            o.target.nodes.len(),
+            o.target.nodes.join(", ")
+        ),
+        p99_target: o.p99_target,
+        ..Default::default()
+    };
+    match dinq_loadtest::run::run(&o, report).await {
         Ok(report) => {
             let md = report.markdown();
             println!("{md}");
@@ -247,176 +258,4 @@ async fn main() {
             std::process::exit(1);
         }
     }
-}
-
-async fn run(o: &Opts) -> Result<Report, String> {
-    let mut report = Report {
-        machine: machine(),
-        date: std::process::Command::new("date")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default(),
-        setup: format!(
-            "{} node(s): {}",
-            o.target.nodes.len(),
-            o.target.nodes.join(", ")
-        ),
-        p99_target: o.p99_target,
-        ..Default::default()
-    };
-    // Load needs the per-user rate limit out of the way.
-    api::set_setting(
-        &o.target.nodes[0],
-        &o.target.secret,
-        "max_messages_per_second",
-        "0",
-    )
-    .await?;
-    let all = o.scenarios.iter().any(|s| s == "all");
-    let wants = |s: &str| all || o.scenarios.iter().any(|x| x == s);
-
-    if wants("ceilings") {
-        let mut c = ceilings::Ceilings {
-            payload_bytes: 420,
-            ..Default::default()
-        };
-        let d = Duration::from_secs(5);
-        if let Some(url) = &o.redis_url {
-            eprintln!("ceiling: Redis PUBLISH");
-            c.redis_publish_per_second = ceilings::redis_publish(url, c.payload_bytes, d).await?;
-        }
-        if let Some(url) = &o.database_url {
-            eprintln!("ceiling: PostgreSQL insert");
-            c.pg_insert_rows_per_second = ceilings::pg_insert(url, d).await?;
-        }
-        eprintln!("ceiling: WebSocket echo");
-        c.ws_echo_per_second = ceilings::ws_echo(64, d).await?;
-        report.ceilings = Some(c);
-    }
-    if wants("parity") {
-        report.parity.push(parity::pairs(&o.target, 100).await?);
-        report
-            .parity
-            .push(parity::capacity(&o.target, 500, 5).await?);
-        report
-            .parity
-            .push(parity::high_throughput(&o.target, 100, 50).await?);
-    }
-    if wants("throughput") || wants("latency") || wants("smoke") {
-        let pairs = throughput::setup(&o.target, o.pairs, o.target.nodes.len() > 1).await?;
-        if wants("throughput") {
-            // Raise the rate until it is no longer sustained.
-            let mut rate = 2_000u64;
-            loop {
-                eprintln!("throughput: {rate}/s for {:?}", o.duration);
-                let step = throughput::run(&pairs, rate, o.duration, o.verify).await;
-                let ok = step.sustained(o.p99_target);
-                eprintln!(
-                    "  delivered {:.0}/s p99 {:.1} ms sustained={ok}",
-                    step.delivered_per_second, step.latency.p99_ms
-                );
-                report.throughput.push(step);
-                if !ok {
-                    break;
-                }
-                report.max_sustained_rate = Some(rate);
-                rate = rate * 3 / 2;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-        if wants("latency") || wants("smoke") {
-            for &rate in &o.rates {
-                eprintln!("latency: {rate}/s for {:?}", o.duration);
-                let step =
-                    throughput::run(&pairs, rate, o.duration, o.verify || wants("smoke")).await;
-                eprintln!(
-                    "  delivered {:.0}/s p50 {:.1} ms p99 {:.1} ms",
-                    step.delivered_per_second, step.latency.p50_ms, step.latency.p99_ms
-                );
-                report.latency.push(step);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-    if wants("crossnode") && o.target.nodes.len() > 1 {
-        let rate = o.rates.first().copied().unwrap_or(1000);
-        let same = throughput::setup(&o.target, o.pairs.min(200), false).await?;
-        report.same_node = Some(throughput::run(&same, rate, o.duration, false).await);
-        let cross = throughput::setup(&o.target, o.pairs.min(200), true).await?;
-        report.cross_node = Some(throughput::run(&cross, rate, o.duration, false).await);
-    }
-    if wants("fanout") {
-        for &size in &o.groups {
-            eprintln!("fan-out: group of {size} at {}/s", o.group_rate);
-            report
-                .fanout
-                .push(fanout::group(&o.target, size, o.group_rate, o.duration).await?);
-        }
-    }
-    if wants("costs") {
-        let db = o
-            .database_url
-            .as_deref()
-            .ok_or("costs needs --database-url")?;
-        let mut urls = o.redis_count_urls.clone();
-        if urls.is_empty() {
-            urls.extend(o.redis_url.clone());
-        }
-        let mut meters = costs::Meters::connect(&o.target.nodes, &urls, db).await?;
-        let pairs =
-            throughput::setup(&o.target, o.pairs.min(500), o.target.nodes.len() > 1).await?;
-        // The first two rates: a light load (little batching) and a heavier one.
-        for &rate in o.rates.iter().take(2) {
-            eprintln!("costs: one-to-one at {rate}/s");
-            let cost = costs::measure(
-                &mut meters,
-                &format!("1:1 at {rate}/s"),
-                o.duration,
-                || async {
-                    let step = throughput::run(&pairs, rate, o.duration, false).await;
-                    Ok((step.sent, step.delivered))
-                },
-            )
-            .await?;
-            report.costs.push(cost);
-        }
-        drop(pairs);
-        for &size in &o.groups {
-            eprintln!("costs: group of {size} at {}/s", o.group_rate);
-            let group = fanout::prepare(&o.target, size).await?;
-            let cost = costs::measure(
-                &mut meters,
-                &format!("group of {size} at {}/s", o.group_rate),
-                o.duration,
-                || async {
-                    let r = group.run(o.group_rate, o.duration).await;
-                    Ok((r.messages, r.deliveries))
-                },
-            )
-            .await?;
-            report.costs.push(cost);
-        }
-    }
-    if wants("connections") {
-        for &n in &o.connections {
-            eprintln!("connections: {n} idle for {:?}", o.hold);
-            report
-                .connections
-                .push(connections::idle(&o.target, n, o.hold).await?);
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    }
-    if wants("smoke") {
-        // Correctness, not speed: every message delivered exactly once.
-        for s in &report.latency {
-            if s.lost != Some(0) || s.duplicates != Some(0) || s.errors != 0 {
-                return Err(format!(
-                    "smoke failed at {}/s: lost {:?}, duplicates {:?}, errors {}",
-                    s.target_rate, s.lost, s.duplicates, s.errors
-                ));
-            }
-        }
-    }
-    Ok(report)
 }

@@ -1,5 +1,7 @@
-//! The report: every result of a run as JSON, and a Markdown table with each scenario's
-//! ratio to the lowest relevant ceiling of the same run.
+//! The report: every result of a run as JSON, and Markdown tables with each scenario's
+//! ratio to a ceiling of the same run. Every rate is labelled offered (what the load
+//! generator sent at) or achieved (what arrived, over the window from the first send to
+//! the last delivery); refused sends are shown apart from lost ones.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,9 @@ pub struct Report {
     pub p99_target: f64,
     /// Fixed-rate latency steps (cross-node).
     pub latency: Vec<Step>,
+    /// Overload: one step at twice the highest sustained rate, after the ramp.
+    #[serde(default)]
+    pub overload: Vec<Step>,
     /// Same-node against cross-node at one rate.
     pub same_node: Option<Step>,
     /// Cross-node at the same rate.
@@ -44,23 +49,16 @@ pub struct Report {
     pub parity: Vec<ParityResult>,
     /// Scenarios that could not run to the end, and why.
     pub errors: Vec<String>,
-}
-
-fn ms(v: f64) -> String {
-    format!("{v:.1}")
-}
-
-fn ratio(v: f64, ceiling: Option<f64>) -> String {
-    match ceiling {
-        Some(c) if c > 0.0 => format!("{:.2}", v / c),
-        _ => "-".into(),
-    }
+    /// What the run could not set up as asked and went on without (e.g. a setting the
+    /// server does not have).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
-    /// The lowest ceiling that bounds one-to-one delivery (messages per second): each
-    /// message is one insert and two publishes (recipient and the sender's echo) and two
-    /// socket writes.
+    /// The lowest of the bare ceilings that bound one-to-one delivery (messages per
+    /// second): each message is one insert and two publishes (recipient and the sender's
+    /// echo) and two socket writes.
     pub fn one_to_one_ceiling(&self) -> Option<f64> {
         self.ceilings.as_ref().map(|c| {
             [
@@ -73,6 +71,13 @@ impl Report {
         })
     }
 
+    /// The minimal send SQL ceiling, messages per second, when measured.
+    pub fn minimal_send_ceiling(&self) -> Option<f64> {
+        self.ceilings
+            .as_ref()
+            .and_then(|c| c.pg_minimal_send_per_second)
+    }
+
     /// Markdown.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
@@ -80,105 +85,20 @@ impl Report {
             "# dinq-message benchmark\n\n- machine: {}\n- date: {}\n- setup: {}\n\n",
             self.machine, self.date, self.setup
         ));
+        if !self.warnings.is_empty() {
+            md.push_str("## Warnings\n\n");
+            for w in &self.warnings {
+                md.push_str(&format!("- {w}\n"));
+            }
+            md.push('\n');
+        }
         if let Some(c) = &self.ceilings {
-            md.push_str(
-                "## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n",
-            );
-            md.push_str(&format!(
-                "| Redis PUBLISH, {} B payload, pipelined | {:.0} |\n",
-                c.payload_bytes, c.redis_publish_per_second
-            ));
-            md.push_str(&format!(
-                "| PostgreSQL batched insert (100 rows/tx) | {:.0} rows |\n",
-                c.pg_insert_rows_per_second
-            ));
-            md.push_str(&format!(
-                "| bare fastwebsockets echo | {:.0} round trips |\n\n",
-                c.ws_echo_per_second
-            ));
+            ceilings(&mut md, c);
         }
         md.push_str(&crate::targets::markdown(self));
-        let lowest = self.one_to_one_ceiling();
-        if !self.throughput.is_empty() {
-            md.push_str("## One-to-one throughput (users on different nodes)\n\n| target/s | delivered/s | sent | delivered | errors | p50 ms | p99 ms | sustained | ratio to lowest ceiling |\n|---|---|---|---|---|---|---|---|---|\n");
-            for s in &self.throughput {
-                md.push_str(&format!(
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    s.target_rate,
-                    s.delivered_per_second,
-                    s.sent,
-                    s.delivered,
-                    s.errors,
-                    ms(s.latency.p50_ms),
-                    ms(s.latency.p99_ms),
-                    if s.sustained(self.p99_target) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    ratio(s.delivered_per_second, lowest)
-                ));
-            }
-            if let Some(r) = self.max_sustained_rate {
-                md.push_str(&format!(
-                    "\nHighest sustained rate: **{r} messages/s** persisted and delivered.\n\n"
-                ));
-            }
-        }
-        if !self.latency.is_empty() {
-            md.push_str("## Latency at fixed rates (send → recipient, end to end)\n\n| rate/s | delivered/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | echo p99 ms | not delivered within 30 s | duplicates |\n|---|---|---|---|---|---|---|---|---|---|\n");
-            for s in &self.latency {
-                md.push_str(&format!(
-                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    s.target_rate,
-                    s.delivered_per_second,
-                    ms(s.latency.p50_ms),
-                    ms(s.latency.p95_ms),
-                    ms(s.latency.p99_ms),
-                    ms(s.latency.p999_ms),
-                    ms(s.latency.max_ms),
-                    ms(s.echo_latency.p99_ms),
-                    s.lost.map_or("-".into(), |v| v.to_string()),
-                    s.duplicates.map_or("-".into(), |v| v.to_string())
-                ));
-            }
-            md.push('\n');
-        }
-        if let (Some(same), Some(cross)) = (&self.same_node, &self.cross_node) {
-            md.push_str("## Same node against cross node\n\n| pairs | rate/s | p50 ms | p99 ms |\n|---|---|---|---|\n");
-            md.push_str(&format!(
-                "| same node | {} | {} | {} |\n",
-                same.target_rate,
-                ms(same.latency.p50_ms),
-                ms(same.latency.p99_ms)
-            ));
-            md.push_str(&format!(
-                "| cross node | {} | {} | {} |\n\n",
-                cross.target_rate,
-                ms(cross.latency.p50_ms),
-                ms(cross.latency.p99_ms)
-            ));
-        }
+        md.push_str(&crate::report_steps::markdown(self));
         if !self.fanout.is_empty() {
-            md.push_str("## Group fan-out\n\n| members | messages | deliveries | deliveries/s | p50 ms | p99 ms | errors | ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|\n");
-            for f in &self.fanout {
-                md.push_str(&format!(
-                    "| {} | {} | {}/{} | {:.0} | {} | {} | {} | {} |\n",
-                    f.members,
-                    f.messages,
-                    f.deliveries,
-                    f.expected_deliveries,
-                    f.deliveries_per_second,
-                    ms(f.latency.p50_ms),
-                    ms(f.latency.p99_ms),
-                    f.errors,
-                    ratio(
-                        f.deliveries_per_second,
-                        self.ceilings.as_ref().map(|c| c.redis_publish_per_second)
-                    )
-                ));
-            }
-            md.push('\n');
+            fanout(&mut md, self);
         }
         if !self.connections.is_empty() {
             md.push_str("## Idle connections\n\n| target | opened | failed | connects/s | node memory per connection |\n|---|---|---|---|---|\n");
@@ -196,26 +116,7 @@ impl Report {
             md.push('\n');
         }
         if !self.costs.is_empty() {
-            md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | PG CPU µs/msg | Redis CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-            for c in &self.costs {
-                md.push_str(&format!(
-                    "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
-                    c.traffic,
-                    c.messages,
-                    c.deliveries_per_message,
-                    c.node_cpu_us_per_message,
-                    c.pg_cpu_us_per_message,
-                    c.redis_cpu_us_per_message,
-                    c.redis_commands_per_message,
-                    c.redis_publishes_per_message,
-                    c.pg_commits_per_message,
-                    c.pg_rows_inserted_per_message,
-                    c.pg_rows_updated_per_message,
-                    c.wal_bytes_per_message,
-                    c.idle_redis_commands_per_second
-                ));
-            }
-            md.push('\n');
+            costs(&mut md, &self.costs);
         }
         if !self.parity.is_empty() {
             md.push_str("## Parity with the original's performance tests\n\n| test | original | attempted | succeeded | msg/s | avg ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|---|---|\n");
@@ -243,5 +144,124 @@ impl Report {
             md.push('\n');
         }
         md
+    }
+}
+
+/// A figure in milliseconds.
+pub fn ms(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// `v / ceiling`, or "-" without a ceiling.
+pub fn ratio(v: f64, ceiling: Option<f64>) -> String {
+    match ceiling {
+        Some(c) if c > 0.0 => format!("{:.2}", v / c),
+        _ => "-".into(),
+    }
+}
+
+fn ceilings(md: &mut String, c: &Ceilings) {
+    md.push_str("## Ceilings of this machine (same run)\n\n| ceiling | per second |\n|---|---|\n");
+    md.push_str(&format!(
+        "| Redis PUBLISH, {} B payload, pipelined | {:.0} |\n",
+        c.payload_bytes, c.redis_publish_per_second
+    ));
+    md.push_str(&format!(
+        "| PostgreSQL bare batched insert into a scratch copy of `messages` (100 rows/tx) | {:.0} rows |\n",
+        c.pg_insert_rows_per_second
+    ));
+    if let Some(v) = c.pg_minimal_send_per_second {
+        md.push_str(&format!(
+            "| minimal send SQL: message row in the real `messages` + its conversation's `last_seq` bump, {} messages/tx, {} connections, {} | {v:.0} messages |\n",
+            crate::ceilings::MINIMAL_SEND_BATCH,
+            crate::ceilings::MINIMAL_SEND_CONNECTIONS,
+            c.pg_durability.as_deref().unwrap_or("durability not read"),
+        ));
+    }
+    md.push_str(&format!(
+        "| bare fastwebsockets echo | {:.0} round trips |\n\n",
+        c.ws_echo_per_second
+    ));
+}
+
+fn fanout(md: &mut String, r: &Report) {
+    md.push_str("## Group fan-out\n\nOffered deliveries/s: messages sent × other members over the sending window. Achieved deliveries/s: deliveries received over the delivery window (first send → last delivery). Latency from the first send of each message.\n\n| members | offered msg/s | messages | accepted | refused | deliveries | delivered | offered deliveries/s | achieved deliveries/s | p50 ms | p99 ms | errors | achieved ratio to Redis PUBLISH ceiling |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let publish = r.ceilings.as_ref().map(|c| c.redis_publish_per_second);
+    for f in &r.fanout {
+        // Reports from before the rate was recorded have no accepted, refused or offered.
+        let old = f.rate == 0;
+        let figure = |v: String| if old { "-".to_string() } else { v };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {}/{} | {:.1} % | {} | {} | {} | {} | {} | {} |\n",
+            f.members,
+            figure(f.rate.to_string()),
+            f.messages,
+            figure(f.accepted.to_string()),
+            figure(f.refused.to_string()),
+            f.deliveries,
+            f.expected_deliveries,
+            f.delivered_fraction() * 100.0,
+            figure(format!("{:.0}", f.offered_deliveries_per_second)),
+            f.achieved_deliveries_per_second
+                .map_or("not measured".into(), |v| format!("{v:.0}")),
+            ms(f.latency.p50_ms),
+            ms(f.latency.p99_ms),
+            f.errors,
+            f.achieved_deliveries_per_second
+                .map_or("-".into(), |v| ratio(v, publish)),
+        ));
+    }
+    md.push('\n');
+}
+
+fn costs(md: &mut String, costs: &[Cost]) {
+    md.push_str("## Work per message (server counters, idle baseline subtracted)\n\n| traffic | messages | deliveries/msg | node CPU µs/msg | node CPU µs/delivery | PG CPU µs/msg | Redis CPU µs/msg | Redis commands/msg | publishes/msg | PG commits/msg | rows inserted/msg | rows updated/msg | WAL bytes/msg | idle Redis cmds/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for c in costs {
+        md.push_str(&format!(
+            "| {} | {} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            c.traffic,
+            c.messages,
+            c.deliveries_per_message,
+            c.node_cpu_us_per_message,
+            c.node_cpu_us_per_delivery()
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            c.pg_cpu_us_per_message,
+            c.redis_cpu_us_per_message,
+            c.redis_commands_per_message,
+            c.redis_publishes_per_message,
+            c.pg_commits_per_message,
+            c.pg_rows_inserted_per_message,
+            c.pg_rows_updated_per_message,
+            c.wal_bytes_per_message,
+            c.idle_redis_commands_per_second
+        ));
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_reports_still_load_and_show_no_offered_rate_as_achieved() {
+        for json in [
+            include_str!("../report.json"),
+            include_str!("../report-cluster.json"),
+        ] {
+            let r: Report = serde_json::from_str(json).expect("report loads");
+            let md = r.markdown();
+            let fanout = &md[md.find("## Group fan-out").unwrap_or(0)..];
+            for f in &r.fanout {
+                if f.achieved_deliveries_per_second.is_none() {
+                    let row = fanout
+                        .lines()
+                        .find(|l| l.starts_with(&format!("| {} | ", f.members)))
+                        .expect("fan-out row");
+                    assert!(row.contains("| not measured |"), "{row}");
+                }
+            }
+            assert!(md.contains("| offered/s |"), "{md}");
+        }
     }
 }

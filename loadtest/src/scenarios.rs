@@ -1,15 +1,19 @@
 //! What every scenario shares: users connected with a recorder that measures end-to-end
 //! latency from the timestamp each load message carries, and the set-up of private pairs.
 //!
-//! Load messages carry `lt:<send µs>:<stream>:<n>` as their text: the recipient computes
-//! the latency from the first field and, in verify mode, marks `n` of `stream` received,
-//! so a run can tell lost and duplicated messages apart.
+//! Load messages carry `lt:<first send µs>:<stream>:<n>[:<attempt µs>]` as their text
+//! ([`crate::frames`]): the recipient computes the latency from the first send (and from
+//! the accepted attempt) and, in verify mode, marks `n` of `stream` received, so a run can
+//! tell lost and duplicated messages apart. Senders send through their [`Outbox`]: a
+//! refused send is counted as refused, never as lost, and sent again with the same
+//! `client_msg_id` after the server's `retry_after_ms`.
 
 pub mod connections;
 pub mod fanout;
 pub mod parity;
 pub mod throughput;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +27,8 @@ use uuid::Uuid;
 use crate::Target;
 use crate::api;
 use crate::client::{self, Conn};
+use crate::frames::{self, Event};
+use crate::outbox::{Echo, Key, Outbox};
 use crate::stats::{Latency, now_micros};
 
 /// Per-stream receipt bitmaps, for exactly-once checks.
@@ -50,18 +56,19 @@ impl Ledger {
         }
     }
 
-    /// How many of `sent[stream]` messages never arrived.
-    pub fn missing(&self, sent: &[u64]) -> u64 {
+    /// How many of `sent[stream]` messages never arrived, leaving out those in
+    /// `given_up` (never accepted by the server, so not its to deliver).
+    pub fn missing(&self, sent: &[u64], given_up: &HashSet<Key>) -> u64 {
         let s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         sent.iter()
             .enumerate()
             .map(|(stream, &count)| {
                 let bits = s.get(stream);
                 (0..count as usize)
-                    .filter(|n| {
+                    .filter(|&n| {
                         bits.is_none_or(|b| {
                             b.get(n / 8).is_none_or(|byte| byte & (1 << (n % 8)) == 0)
-                        })
+                        }) && !given_up.contains(&(stream, n as u64))
                     })
                     .count() as u64
             })
@@ -79,16 +86,26 @@ impl Ledger {
 pub struct Recorder {
     /// Recipient side: load messages from others.
     pub delivered: AtomicU64,
-    /// Sender side: echoes of one's own load messages.
+    /// Sender side: sends accepted, i.e. the first echo of each of one's own load messages
+    /// (the server's commit acknowledgement).
     pub echoed: AtomicU64,
-    /// `error` events.
+    /// Sender side: refusals (`overloaded`, `rate_limited`), one per refused attempt.
+    pub refused: AtomicU64,
+    /// Sender side: sends made again after a refusal.
+    pub retried: AtomicU64,
+    /// Other `error` events.
     pub errors: AtomicU64,
-    /// Send → recipient's `message`.
+    /// First send → recipient's `message` (retries included).
     pub latency: Latency,
-    /// Send → sender's echo (the commit acknowledgement).
+    /// The accepted attempt's send → recipient's `message` (as `latency` unless a message
+    /// was refused and sent again).
+    pub accepted_latency: Latency,
+    /// First send → sender's echo (the commit acknowledgement).
     pub echo_latency: Latency,
     /// Receipts for exactly-once checks (recipient side).
     pub ledger: Ledger,
+    /// When the last load message reached a recipient, µs since the epoch.
+    pub last_delivery_us: AtomicU64,
     /// While true, frames also go to the users' set-up channels.
     pub setup: AtomicBool,
 }
@@ -99,57 +116,101 @@ pub struct Peer {
     pub id: Uuid,
     /// Its connection.
     pub conn: Conn,
+    /// Its load messages not yet accepted.
+    pub outbox: Arc<Outbox>,
     /// Parsed frames while the recorder is in set-up mode.
     pub events: mpsc::UnboundedReceiver<Value>,
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+impl Peer {
+    /// Sends load message `n` of `stream` into `conversation` with its `client_msg_id`,
+    /// tracked until accepted (refusals are sent again). False when the connection is gone.
+    pub async fn send_load(&self, conversation: Uuid, stream: usize, n: u64) -> bool {
+        let frame = self.outbox.first_send(conversation, stream, n);
+        self.conn.send(frame).await
+    }
+
+    /// Gives up the sends not accepted yet (no more retries); returns them.
+    pub fn give_up(&self) -> Vec<Key> {
+        self.outbox.book().abandon()
+    }
 }
 
-fn parse_u64(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    let mut i = 0;
-    while i < b.len() && b[i].is_ascii_digit() {
-        v = v * 10 + (b[i] - b'0') as u64;
-        i += 1;
-    }
-    (v, i)
+/// When an `overloaded` refusal gives no `retry_after_ms`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(200);
+/// When a `rate_limited` refusal gives no `retry_after_ms` (the limit is per second).
+pub const DEFAULT_RATE_LIMITED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Sends `key` again through `outbox` after `delay` (plus up to a quarter, spread by the
+/// message number, so refused sends do not come back all at once).
+fn retry_later(rec: &Arc<Recorder>, outbox: &Arc<Outbox>, key: Key, delay: Duration) {
+    let (rec, outbox) = (rec.clone(), outbox.clone());
+    let delay = delay + delay * (key.1 % 16) as u32 / 64;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if outbox.resend(key).await {
+            rec.retried.fetch_add(1, Ordering::Relaxed);
+        }
+    });
 }
 
 /// Handles one text frame for `me`.
-fn on_frame(rec: &Recorder, me: &[u8; 36], frame: &[u8], setup: &mpsc::UnboundedSender<Value>) {
+fn on_frame(
+    rec: &Arc<Recorder>,
+    outbox: &Arc<Outbox>,
+    me: &[u8; 36],
+    frame: &[u8],
+    setup: &mpsc::UnboundedSender<Value>,
+) {
     if rec.setup.load(Ordering::Relaxed) {
         if let Ok(v) = serde_json::from_slice::<Value>(frame) {
             let _ = setup.send(v);
         }
         return;
     }
-    if frame.starts_with(br#"{"type":"error""#) {
-        rec.errors.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if !frame.starts_with(br#"{"type":"message""#)
-        && !frame.starts_with(br#"{"type":"offline_message""#)
-    {
-        return;
-    }
-    let Some(at) = find(frame, br#""content":"lt:"#) else {
-        return;
-    };
-    let rest = &frame[at + 14..];
-    let (sent_at, n1) = parse_u64(rest);
-    let (stream, n2) = parse_u64(&rest[n1 + 1..]);
-    let (n, _) = parse_u64(&rest[n1 + 1 + n2 + 1..]);
-    let lag = now_micros().saturating_sub(sent_at);
-    let own = find(frame, br#""sender_id":""#).is_some_and(|p| frame[p + 13..].starts_with(me));
-    if own {
-        rec.echoed.fetch_add(1, Ordering::Relaxed);
-        rec.echo_latency.record(lag);
-    } else {
-        rec.delivered.fetch_add(1, Ordering::Relaxed);
-        rec.latency.record(lag);
-        rec.ledger.mark(stream as usize, n as usize);
+    match frames::recognise(frame) {
+        Event::Load { load, sender } => {
+            let now = now_micros();
+            let lag = now.saturating_sub(load.first_sent_us);
+            if sender.as_bytes().eq_ignore_ascii_case(me) {
+                let (echo, moved) = outbox.book().echoed((load.stream, load.n), load.attempt_us);
+                if echo != Echo::Repeat {
+                    rec.echoed.fetch_add(1, Ordering::Relaxed);
+                    rec.echo_latency.record(lag);
+                }
+                // Refusals guessed wrong: the sends they belonged to go again now.
+                for key in moved {
+                    retry_later(rec, outbox, key, Duration::ZERO);
+                }
+            } else {
+                rec.delivered.fetch_add(1, Ordering::Relaxed);
+                rec.latency.record(lag);
+                rec.accepted_latency
+                    .record(now.saturating_sub(load.attempt_us));
+                rec.ledger.mark(load.stream, load.n as usize);
+                rec.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+        Event::Refused {
+            retry_after_ms,
+            refused,
+            rate_limited,
+        } => {
+            rec.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(key) = outbox.book().refused(refused) {
+                let default = if rate_limited {
+                    DEFAULT_RATE_LIMITED_RETRY_AFTER
+                } else {
+                    DEFAULT_RETRY_AFTER
+                };
+                let delay = retry_after_ms.map_or(default, Duration::from_millis);
+                retry_later(rec, outbox, key, delay);
+            }
+        }
+        Event::Error => {
+            rec.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Event::Other => {}
     }
 }
 
@@ -163,6 +224,8 @@ pub async fn connect(
 ) -> std::io::Result<Peer> {
     let (tx, rx) = mpsc::unbounded_channel();
     let rec2 = rec.clone();
+    let outbox = Arc::new(Outbox::default());
+    let outbox2 = outbox.clone();
     let mut me = [0u8; 36];
     id.hyphenated().encode_lower(&mut me);
     let conn = client::connect(
@@ -170,22 +233,23 @@ pub async fn connect(
         target.source(slot),
         &api::token(&target.secret, id, false),
         false,
-        Box::new(move |frame| on_frame(&rec2, &me, frame, &tx)),
+        Box::new(move |frame| on_frame(&rec2, &outbox2, &me, frame, &tx)),
     )
     .await?;
+    outbox.attach(conn.downgrade());
     Ok(Peer {
         id,
         conn,
+        outbox,
         events: rx,
     })
 }
 
-/// A load message frame.
+/// A load message frame without `client_msg_id` (as the original's tests send), not
+/// tracked by an outbox: parity tests count its echo but never send it again.
 pub fn load_message(conversation: Uuid, stream: usize, n: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"type":"message","data":{{"conversation_id":"{conversation}","message_type":"text","content":"lt:{}:{stream}:{n}"}}}}"#,
-        now_micros()
-    ))
+    let now = now_micros();
+    frames::load_frame(conversation, stream, n, now, now, false)
 }
 
 /// Waits for the next event of type `ty` on a peer in set-up mode.

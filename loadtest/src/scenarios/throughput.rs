@@ -1,7 +1,9 @@
 //! One-to-one chats at a fixed total rate: senders on one node, recipients on another (or
-//! the same node, for the cross-node comparison). Reports persisted-and-delivered messages
-//! per second and end-to-end latency; in verify mode also lost and duplicated messages.
+//! the same node, for the cross-node comparison). Reports messages accepted, refused (and
+//! sent again) and delivered, the achieved delivery rate over the delivery window, and
+//! end-to-end latency; in verify mode also lost and duplicated messages.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Peer, Recorder, befriend, bounded, connect, load_message};
+use super::{Peer, Recorder, befriend, bounded, connect};
 use crate::Target;
-use crate::stats::Percentiles;
+use crate::stats::{Percentiles, now_micros};
 
 /// Pairs ready to exchange load messages.
 pub struct Pairs {
@@ -62,52 +64,75 @@ pub async fn setup(target: &Target, n: usize, cross_node: bool) -> Result<Pairs,
 /// The outcome of one rate step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
-    /// Target total rate, messages per second.
+    /// Offered total rate, messages per second.
     pub target_rate: u64,
-    /// Seconds from the first send to the last delivery.
+    /// Seconds from the first send to the last delivery (the delivery window).
     pub seconds: f64,
-    /// Messages sent.
+    /// Seconds of sending (the offered rate is `sent` over these).
+    #[serde(default)]
+    pub sending_seconds: f64,
+    /// Messages sent (each counted once, however often it was sent again).
     pub sent: u64,
-    /// Echoes (commits acknowledged to the sender).
+    /// Messages accepted: acknowledged by their sender's echo (a commit).
     pub echoed: u64,
     /// Messages received by recipients.
     pub delivered: u64,
-    /// `error` events.
+    /// `error` events other than refusals.
     pub errors: u64,
-    /// Delivered per second, up to the last delivery.
+    /// Refused attempts (`overloaded`, `rate_limited`): never counted as lost.
+    #[serde(default)]
+    pub refused: u64,
+    /// Attempts made again after a refusal, with the same `client_msg_id`.
+    #[serde(default)]
+    pub retried: u64,
+    /// Messages still not accepted when the step gave up waiting (30 s after sending).
+    #[serde(default)]
+    pub never_accepted: u64,
+    /// Delivered per second over the delivery window (achieved, not offered).
     pub delivered_per_second: f64,
-    /// Send → recipient.
+    /// First send → recipient (a refused message's retries included).
     pub latency: Percentiles,
-    /// Send → sender's echo.
+    /// Accepted attempt's send → recipient.
+    #[serde(default)]
+    pub accepted_latency: Percentiles,
+    /// First send → sender's echo.
     pub echo_latency: Percentiles,
-    /// Verify mode: messages never delivered.
+    /// Verify mode: accepted messages never delivered.
     pub lost: Option<u64>,
     /// Verify mode: messages delivered twice.
     pub duplicates: Option<u64>,
 }
 
 impl Step {
-    /// Sustained: everything sent arrived, without errors, with p99 within `p99_ms`.
+    /// Sustained: everything sent was accepted at once (no refusal) and arrived, without
+    /// errors, with p99 within `p99_ms`.
     pub fn sustained(&self, p99_ms: f64) -> bool {
         self.errors == 0
+            && self.refused == 0
             && self.delivered >= self.sent
             && self.sent > 0
             && self.latency.p99_ms <= p99_ms
     }
 }
 
-/// Sends at `rate` messages per second in total for `duration`, then waits for stragglers.
+/// Sends at `rate` messages per second in total for `duration`, then waits for stragglers
+/// (and for refused sends to be accepted on a retry).
 pub async fn run(pairs: &Pairs, rate: u64, duration: Duration, verify: bool) -> Step {
+    let rec = &pairs.rec;
     // Counters are cumulative: this step is the difference.
     let base = (
-        pairs.rec.delivered.load(Ordering::Relaxed),
-        pairs.rec.echoed.load(Ordering::Relaxed),
-        pairs.rec.errors.load(Ordering::Relaxed),
+        rec.delivered.load(Ordering::Relaxed),
+        rec.echoed.load(Ordering::Relaxed),
+        rec.errors.load(Ordering::Relaxed),
+        rec.refused.load(Ordering::Relaxed),
+        rec.retried.load(Ordering::Relaxed),
+        rec.ledger.duplicates(),
     );
     let n = pairs.senders.len();
     let stream_base = STREAMS.fetch_add(n, Ordering::Relaxed);
     let mut sent_per_stream = vec![0u64; n];
     let started = Instant::now();
+    let started_us = now_micros();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -118,40 +143,52 @@ pub async fn run(pairs: &Pairs, rate: u64, duration: Duration, verify: bool) -> 
         while sent < due {
             let i = next % n;
             next += 1;
-            let frame = load_message(pairs.conversations[i], stream_base + i, sent_per_stream[i]);
+            pairs.senders[i]
+                .send_load(pairs.conversations[i], stream_base + i, sent_per_stream[i])
+                .await;
             sent_per_stream[i] += 1;
-            pairs.senders[i].conn.send(frame).await;
             sent += 1;
         }
     }
-    // Everything in flight arrives (or 30 s pass: then it is counted as lost). The rate is
-    // what was delivered over the time until the last delivery, so a backlog that drains
-    // after the sending window does not count as throughput.
+    let sending_seconds = started.elapsed().as_secs_f64();
+    // Everything in flight is accepted and arrives (or 30 s pass: then what was never
+    // accepted is given up, and what was accepted but not delivered is lost).
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
-        && (pairs.rec.delivered.load(Ordering::Relaxed) - base.0 < sent
-            || pairs.rec.echoed.load(Ordering::Relaxed) - base.1 < sent)
+        && (rec.delivered.load(Ordering::Relaxed) - base.0 < sent
+            || rec.echoed.load(Ordering::Relaxed) - base.1 < sent)
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let delivered = pairs.rec.delivered.load(Ordering::Relaxed) - base.0;
+    let given_up: HashSet<_> = pairs.senders.iter().flat_map(Peer::give_up).collect();
+    let delivered = rec.delivered.load(Ordering::Relaxed) - base.0;
+    // The rate is what was delivered up to the last delivery, so a backlog that drains
+    // after the sending window does not count as throughput.
+    let last = rec.last_delivery_us.load(Ordering::Relaxed);
+    let seconds = if last > started_us {
+        (last - started_us) as f64 / 1e6
+    } else {
+        started.elapsed().as_secs_f64()
+    };
     let mut padded = vec![0u64; stream_base + n];
     padded[stream_base..].copy_from_slice(&sent_per_stream);
-    let latency = pairs.rec.latency.take();
-    let echo_latency = pairs.rec.echo_latency.take();
     Step {
         target_rate: rate,
         seconds,
+        sending_seconds,
         sent,
-        echoed: pairs.rec.echoed.load(Ordering::Relaxed) - base.1,
+        echoed: rec.echoed.load(Ordering::Relaxed) - base.1,
         delivered,
-        errors: pairs.rec.errors.load(Ordering::Relaxed) - base.2,
+        errors: rec.errors.load(Ordering::Relaxed) - base.2,
+        refused: rec.refused.load(Ordering::Relaxed) - base.3,
+        retried: rec.retried.load(Ordering::Relaxed) - base.4,
+        never_accepted: given_up.len() as u64,
         delivered_per_second: delivered as f64 / seconds.max(0.001),
-        latency,
-        echo_latency,
-        lost: verify.then(|| pairs.rec.ledger.missing(&padded)),
-        duplicates: verify.then(|| pairs.rec.ledger.duplicates()),
+        latency: rec.latency.take(),
+        accepted_latency: rec.accepted_latency.take(),
+        echo_latency: rec.echo_latency.take(),
+        lost: verify.then(|| rec.ledger.missing(&padded, &given_up)),
+        duplicates: verify.then(|| rec.ledger.duplicates() - base.5),
     }
 }
 
