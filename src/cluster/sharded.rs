@@ -28,9 +28,11 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::bus::{Inner, LocalSink, on_message, parse_user_channel};
+use super::Keys;
 use super::conn::cluster_client;
 use super::conn::slots::slot_ranges;
+use super::dispatch::{Dispatch, LocalSink};
+use super::wishes::Wishes;
 use crate::config::RedisConfig;
 use crate::metrics as m;
 
@@ -51,7 +53,8 @@ struct Lost {
 
 /// Runs until the node stops (the task is aborted).
 pub(super) async fn subscribe_loop(
-    inner: Arc<Inner>,
+    dispatch: Arc<Dispatch>,
+    wishes: Arc<Wishes>,
     config: RedisConfig,
     sink: Weak<dyn LocalSink>,
 ) {
@@ -80,18 +83,18 @@ pub(super) async fn subscribe_loop(
         }
     };
     let lost = Arc::new((Mutex::new(Lost::default()), Notify::new()));
-    tokio::spawn(dispatch(push_rx, sink.clone(), inner.clone(), lost.clone()));
-    let control = inner.keys.control_channel();
+    tokio::spawn(read(push_rx, sink.clone(), dispatch.clone(), lost.clone()));
+    let keys = &dispatch.keys;
     let mut first = true;
     let mut topology = slot_ranges(&conn).await.unwrap_or_default();
     loop {
         let Some(sink) = sink.upgrade() else { return };
         // Everything, from scratch: take the pending changes first so none is lost.
-        inner.take_changed();
+        wishes.take();
         *lost.0.lock().unwrap_or_else(|e| e.into_inner()) = Lost::default();
         let users = sink.users();
-        let mut channels = vec![control.clone()];
-        channels.extend(users.iter().map(|u| inner.keys.user_channel(*u)));
+        let mut channels = vec![dispatch.control.clone()];
+        channels.extend(users.iter().map(|u| keys.user_channel(*u)));
         if let Err(e) = each(&conn, "SSUBSCRIBE", channels).await {
             tracing::warn!(error = %e, "Redis Cluster resubscribe failed, retrying");
             metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
@@ -117,8 +120,8 @@ pub(super) async fn subscribe_loop(
         check.reset();
         loop {
             tokio::select! {
-                _ = inner.changed_notify.notified() => {
-                    if reconcile(&conn, &inner, &*sink, &mut subscribed).await.is_err() {
+                _ = wishes.notified() => {
+                    if reconcile(&conn, keys, &wishes, &*sink, &mut subscribed).await.is_err() {
                         metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
                         break;
                     }
@@ -130,7 +133,7 @@ pub(super) async fn subscribe_loop(
                         break;
                     }
                     let again: Vec<Uuid> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
-                    let channels = again.iter().map(|u| inner.keys.user_channel(*u)).collect();
+                    let channels = again.iter().map(|u| keys.user_channel(*u)).collect();
                     if each(&conn, "SSUBSCRIBE", channels).await.is_err() {
                         break;
                     }
@@ -158,12 +161,13 @@ pub(super) async fn subscribe_loop(
 /// Subscribes the users who now want it and unsubscribes those who no longer do.
 async fn reconcile(
     conn: &ClusterConnection,
-    inner: &Inner,
+    keys: &Keys,
+    wishes: &Wishes,
     sink: &dyn LocalSink,
     subscribed: &mut HashSet<Uuid>,
 ) -> redis::RedisResult<()> {
     let (mut add, mut remove) = (Vec::new(), Vec::new());
-    for user in inner.take_changed() {
+    for user in wishes.take() {
         match (sink.wants(user), subscribed.contains(&user)) {
             (true, false) => add.push(user),
             (false, true) => remove.push(user),
@@ -171,12 +175,12 @@ async fn reconcile(
             (false, false) => {}
         }
     }
-    let channels = remove.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    let channels = remove.iter().map(|u| keys.user_channel(*u)).collect();
     each(conn, "SUNSUBSCRIBE", channels).await?;
     for u in &remove {
         subscribed.remove(u);
     }
-    let channels = add.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    let channels = add.iter().map(|u| keys.user_channel(*u)).collect();
     each(conn, "SSUBSCRIBE", channels).await?;
     subscribed.extend(add.iter().copied());
     sink.subscribed(&add);
@@ -216,16 +220,14 @@ async fn each(
     results.into_iter().collect()
 }
 
-/// Reads the pushes of every shard connection: messages to the sink, ended subscriptions
-/// and dropped connections to the subscriber loop.
-async fn dispatch(
+/// Reads the pushes of every shard connection: messages to the dispatch, ended
+/// subscriptions and dropped connections to the subscriber loop.
+async fn read(
     mut rx: mpsc::UnboundedReceiver<PushInfo>,
     sink: Weak<dyn LocalSink>,
-    inner: Arc<Inner>,
+    dispatch: Arc<Dispatch>,
     lost: Arc<(Mutex<Lost>, Notify)>,
 ) {
-    let control = inner.keys.control_channel();
-    let prefix = inner.keys.prefix().to_string();
     while let Some(push) = rx.recv().await {
         let Some(sink) = sink.upgrade() else { return };
         let channel = match push.data.first() {
@@ -237,23 +239,15 @@ async fn dispatch(
                 let Some(Value::BulkString(payload)) = push.data.get(1) else {
                     continue;
                 };
-                let payload = Bytes::copy_from_slice(payload);
-                on_message(
-                    &*sink,
-                    &inner.keys,
-                    &control,
-                    inner.origin,
-                    channel,
-                    payload,
-                );
+                dispatch.on_message(&*sink, channel, Bytes::copy_from_slice(payload));
             }
             (PushKind::SUnsubscribe, Some(channel)) => {
                 // Ours (the user left) or the cluster's (the slot moved): only a user still
                 // wanted here needs the channel back.
                 let mut l = lost.0.lock().unwrap_or_else(|e| e.into_inner());
-                if channel == control {
+                if channel == dispatch.control {
                     l.all = true;
-                } else if let Some(user) = parse_user_channel(channel, &prefix)
+                } else if let Some(user) = dispatch.user_of(channel)
                     && sink.wants(user)
                 {
                     l.users.insert(user);

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
 use uuid::Uuid;
 
-use crate::cluster::bus::{Bus, LocalSink};
+use crate::cluster::bus::LocalSink;
 use crate::domain::Services;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
@@ -412,11 +412,7 @@ impl Hub {
 }
 
 impl LocalSink for Hub {
-    fn deliver(&self, user: Uuid, envelope: Bytes) {
-        let Some(body) = Bus::body(&envelope) else {
-            return;
-        };
-        let origin = u64::from_be_bytes(envelope[1..9].try_into().expect("header checked"));
+    fn deliver(&self, user: Uuid, origin: u64, body: Bytes) {
         let Some(routed) = Routed::decode(body) else {
             tracing::debug!(%user, "malformed envelope dropped");
             return;
