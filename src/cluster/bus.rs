@@ -130,6 +130,7 @@ impl Bus {
                 wishes,
                 config.clone(),
                 sink,
+                super::sharded::PUSH_QUEUE,
             ))
         } else {
             tokio::spawn(super::subscriber::subscribe_loop(

@@ -16,25 +16,32 @@
 //! topology) are subscribed again, routed by the current slot map (a `MOVED` reply
 //! refreshes it), retried with backoff until the cluster answers, and then the sink repairs
 //! what those users may have missed from PostgreSQL, as after a Redis restart.
+//!
+//! Pushes reach this task through a bounded queue that never blocks redis-rs; a push that
+//! finds it full is dropped and what it leaves in doubt is handled the same way (see
+//! [`pushes`]).
+
+mod pushes;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use super::Keys;
-use super::conn::cluster_client;
+use super::conn::cluster_builder;
 use super::conn::slots::slot_ranges;
 use super::dispatch::{Dispatch, LocalSink};
 use super::wishes::Wishes;
 use crate::config::RedisConfig;
 use crate::metrics as m;
+use pushes::Lost;
+pub(super) use pushes::PUSH_QUEUE;
 
 /// Subscription commands in flight at once. redis-rs 1.8.1's cluster connection was seen
 /// to stall for good in its slot refresh when about 256 or more commands were in flight
@@ -43,25 +50,24 @@ const CONCURRENCY: usize = 64;
 /// How often the slot map is compared with the last one seen.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
 
-/// Subscriptions the cluster ended without being asked.
-#[derive(Default)]
-struct Lost {
-    /// Every subscription is in doubt (a shard connection dropped).
-    all: bool,
-    users: HashSet<Uuid>,
-}
-
-/// Runs until the node stops (the task is aborted).
+/// Runs until the node stops (the task is aborted). `push_queue` bounds the pushes waiting
+/// for the reader ([`PUSH_QUEUE`]).
 pub(super) async fn subscribe_loop(
     dispatch: Arc<Dispatch>,
     wishes: Arc<Wishes>,
     config: RedisConfig,
     sink: Weak<dyn LocalSink>,
+    push_queue: usize,
 ) {
-    let (push_tx, push_rx) = mpsc::unbounded_channel();
+    let lost = Arc::new(Lost::default());
+    let (push_tx, push_rx) = pushes::queue(push_queue, dispatch.clone(), lost.clone());
     let mut delay = Duration::from_millis(100);
     let conn = loop {
-        let connected = match cluster_client(&config, Some(push_tx.clone())) {
+        let client = cluster_builder(&config)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push_tx.clone())
+            .build();
+        let connected = match client {
             Ok(client) => {
                 tokio::time::timeout(Duration::from_secs(5), client.get_async_connection()).await
             }
@@ -82,8 +88,12 @@ pub(super) async fn subscribe_loop(
             }
         }
     };
-    let lost = Arc::new((Mutex::new(Lost::default()), Notify::new()));
-    tokio::spawn(read(push_rx, sink.clone(), dispatch.clone(), lost.clone()));
+    tokio::spawn(pushes::read(
+        push_rx,
+        sink.clone(),
+        dispatch.clone(),
+        lost.clone(),
+    ));
     let keys = &dispatch.keys;
     let mut first = true;
     let mut topology = slot_ranges(&conn).await.unwrap_or_default();
@@ -91,7 +101,7 @@ pub(super) async fn subscribe_loop(
         let Some(sink) = sink.upgrade() else { return };
         // Everything, from scratch: take the pending changes first so none is lost.
         wishes.take();
-        *lost.0.lock().unwrap_or_else(|e| e.into_inner()) = Lost::default();
+        lost.take();
         let users = sink.users();
         let mut channels = vec![dispatch.control.clone()];
         channels.extend(users.iter().map(|u| keys.user_channel(*u)));
@@ -126,10 +136,10 @@ pub(super) async fn subscribe_loop(
                         break;
                     }
                 }
-                _ = lost.1.notified() => {
-                    let taken = std::mem::take(&mut *lost.0.lock().unwrap_or_else(|e| e.into_inner()));
+                _ = lost.notified() => {
+                    let taken = lost.take();
                     if taken.all {
-                        tracing::warn!("a Redis Cluster shard connection dropped; resubscribing");
+                        tracing::warn!("every Redis Cluster subscription in doubt (a shard connection or a push dropped); resubscribing");
                         break;
                     }
                     let again: Vec<Uuid> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
@@ -137,7 +147,7 @@ pub(super) async fn subscribe_loop(
                     if each(&conn, "SSUBSCRIBE", channels).await.is_err() {
                         break;
                     }
-                    tracing::info!(users = again.len(), "channels moved to another shard; resubscribed");
+                    tracing::info!(users = again.len(), "channels lost (moved to another shard, or a push dropped); resubscribed");
                     metrics::counter!(m::REDIS_RESUBSCRIPTIONS).increment(1);
                     subscribed.extend(again.iter().copied());
                     sink.repair(again);
@@ -218,50 +228,4 @@ async fn each(
         .collect()
         .await;
     results.into_iter().collect()
-}
-
-/// Reads the pushes of every shard connection: messages to the dispatch, ended
-/// subscriptions and dropped connections to the subscriber loop.
-async fn read(
-    mut rx: mpsc::UnboundedReceiver<PushInfo>,
-    sink: Weak<dyn LocalSink>,
-    dispatch: Arc<Dispatch>,
-    lost: Arc<(Mutex<Lost>, Notify)>,
-) {
-    while let Some(push) = rx.recv().await {
-        let Some(sink) = sink.upgrade() else { return };
-        let channel = match push.data.first() {
-            Some(Value::BulkString(c)) => std::str::from_utf8(c).ok(),
-            _ => None,
-        };
-        match (push.kind, channel) {
-            (PushKind::SMessage, Some(channel)) => {
-                let Some(Value::BulkString(payload)) = push.data.get(1) else {
-                    continue;
-                };
-                dispatch.on_message(&*sink, channel, Bytes::copy_from_slice(payload));
-            }
-            (PushKind::SUnsubscribe, Some(channel)) => {
-                // Ours (the user left) or the cluster's (the slot moved): only a user still
-                // wanted here needs the channel back.
-                let mut l = lost.0.lock().unwrap_or_else(|e| e.into_inner());
-                if channel == dispatch.control {
-                    l.all = true;
-                } else if let Some(user) = dispatch.user_of(channel)
-                    && sink.wants(user)
-                {
-                    l.users.insert(user);
-                } else {
-                    continue;
-                }
-                drop(l);
-                lost.1.notify_one();
-            }
-            (PushKind::Disconnection, _) => {
-                lost.0.lock().unwrap_or_else(|e| e.into_inner()).all = true;
-                lost.1.notify_one();
-            }
-            _ => {}
-        }
-    }
 }
