@@ -26,7 +26,7 @@ use super::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 use crate::cluster::presence::Added;
 use crate::domain::events;
 use crate::domain::writer::Sent;
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::metrics as m;
 
 type Io = TokioIo<Upgraded>;
@@ -173,7 +173,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
     } = prepared;
     if refused {
         let text = "Maximum 18 devices allowed";
-        wr.push(frames::TEXT, &events::error("too_many_devices", text));
+        wr.push(frames::TEXT, &events::error(Code::TooManyDevices, text));
         wr.push_close(close::NORMAL, text);
         let _ = wr.flush().await;
         metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices").increment(1);
@@ -422,7 +422,7 @@ fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
         tracing::error!(error = %e, "request failed");
     }
     let _ = tx.try_send(Outbound::Text(
-        events::error(e.code(), &e.public_message()),
+        events::error(e.stable_code(), &e.public_message()),
         None,
     ));
 }
@@ -451,7 +451,7 @@ async fn handle(
             if !hub.allow_send(user, limit) {
                 Err(Error::client(
                     hyper::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    Code::RateLimited,
                     format!("rate limit exceeded: at most {limit} messages per second"),
                 ))
             } else {
