@@ -70,7 +70,8 @@ impl Sink {
         if self.stall.swap(false, Ordering::SeqCst) {
             let rx = self.release.lock().unwrap().take().expect("a release");
             self.stalled.notify_one();
-            rx.recv().expect("released");
+            // Off the worker, so the tasks queued on it keep running elsewhere.
+            tokio::task::block_in_place(|| rx.recv()).expect("released");
         }
     }
 }
