@@ -23,21 +23,20 @@ use crate::tests::redis_cluster_harness::RedisCluster;
 /// assertion).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A sink with one local user. While `stall` is set, the next delivery blocks the reader
-/// until the test sends on `release`.
+/// A sink with one local user, recording what reaches it. While `stall` is set, the next
+/// delivery blocks the reader until the test sends on the returned release.
 struct Sink {
     user: Uuid,
     stall: AtomicBool,
-    stalled: Notify,
     release: Mutex<Option<std_mpsc::Receiver<()>>>,
+    stalls: AtomicUsize,
+    subscriptions: AtomicUsize,
     delivered: Mutex<Vec<Bytes>>,
-    delivered_notify: Notify,
     control: Mutex<Vec<Bytes>>,
-    subscribed: Notify,
     repaired: Mutex<Vec<Uuid>>,
-    repaired_notify: Notify,
     reconnected: AtomicUsize,
-    reconnected_notify: Notify,
+    /// Something above changed.
+    event: Notify,
 }
 
 impl Sink {
@@ -45,16 +44,14 @@ impl Sink {
         Sink {
             user,
             stall: AtomicBool::new(false),
-            stalled: Notify::new(),
             release: Mutex::new(None),
+            stalls: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
             delivered: Mutex::new(Vec::new()),
-            delivered_notify: Notify::new(),
             control: Mutex::new(Vec::new()),
-            subscribed: Notify::new(),
             repaired: Mutex::new(Vec::new()),
-            repaired_notify: Notify::new(),
             reconnected: AtomicUsize::new(0),
-            reconnected_notify: Notify::new(),
+            event: Notify::new(),
         }
     }
 
@@ -69,9 +66,31 @@ impl Sink {
     fn wait_if_stalled(&self) {
         if self.stall.swap(false, Ordering::SeqCst) {
             let rx = self.release.lock().unwrap().take().expect("a release");
-            self.stalled.notify_one();
+            self.stalls.fetch_add(1, Ordering::SeqCst);
+            self.event.notify_one();
             // Off the worker, so the tasks queued on it keep running elsewhere.
             tokio::task::block_in_place(|| rx.recv()).expect("released");
+        }
+    }
+
+    fn delivered(&self) -> Vec<Bytes> {
+        self.delivered.lock().unwrap().clone()
+    }
+
+    fn control(&self) -> Vec<Bytes> {
+        self.control.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds (checked after every event).
+    async fn until(&self, what: &str, done: impl Fn(&Sink) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !done(self) {
+            if tokio::time::timeout_at(deadline, self.event.notified())
+                .await
+                .is_err()
+            {
+                panic!("timed out waiting: {what}");
+            }
         }
     }
 }
@@ -80,7 +99,7 @@ impl LocalSink for Sink {
     fn deliver(&self, _: Uuid, _: u64, body: Bytes) {
         self.wait_if_stalled();
         self.delivered.lock().unwrap().push(body);
-        self.delivered_notify.notify_one();
+        self.event.notify_one();
     }
     fn wants(&self, user: Uuid) -> bool {
         user == self.user
@@ -90,27 +109,23 @@ impl LocalSink for Sink {
     }
     fn subscribed(&self, users: &[Uuid]) {
         if users.contains(&self.user) {
-            self.subscribed.notify_one();
+            self.subscriptions.fetch_add(1, Ordering::SeqCst);
+            self.event.notify_one();
         }
     }
     fn reconnected(&self) {
         self.reconnected.fetch_add(1, Ordering::SeqCst);
-        self.reconnected_notify.notify_one();
+        self.event.notify_one();
     }
     fn repair(&self, users: Vec<Uuid>) {
         self.repaired.lock().unwrap().extend(users);
-        self.repaired_notify.notify_one();
+        self.event.notify_one();
     }
     fn control(&self, message: Bytes) {
         self.wait_if_stalled();
         self.control.lock().unwrap().push(message);
+        self.event.notify_one();
     }
-}
-
-async fn wait(what: &str, notify: &Notify) {
-    tokio::time::timeout(PATIENCE, notify.notified())
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting: {what}"));
 }
 
 /// `SPUBLISH`es `body` from another node on `channel`.
@@ -126,8 +141,8 @@ async fn publish(publisher: &Redis, channel: &str, body: &'static [u8]) {
         .expect("SPUBLISH");
 }
 
-fn bodies(list: &Mutex<Vec<Bytes>>) -> Vec<Bytes> {
-    list.lock().unwrap().clone()
+fn bodies(list: &[&'static [u8]]) -> Vec<Bytes> {
+    list.iter().map(|b| Bytes::from_static(b)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -159,25 +174,36 @@ async fn a_push_dropped_by_the_full_queue_is_repaired() {
         weak,
         1,
     ));
-    wait("the user's channel subscribed", &sink.subscribed).await;
+    sink.until("the user's channel subscribed", |s| {
+        s.subscriptions.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let channel = keys.user_channel(user);
 
     // A user's message dropped: that user is subscribed again and repaired.
     let release = sink.stall_next();
     publish(&publisher, &channel, b"1").await;
-    wait("the reader stalled on 1", &sink.stalled).await;
+    sink.until("the reader stalled on 1", |s| {
+        s.stalls.load(Ordering::SeqCst) == 1
+    })
+    .await;
     publish(&publisher, &channel, b"2").await;
     publish(&publisher, &channel, b"3").await;
-    wait("the user repaired", &sink.repaired_notify).await;
+    sink.until("the user repaired", |s| {
+        !s.repaired.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(*sink.repaired.lock().unwrap(), vec![user]);
     release.send(()).unwrap();
+    // The queue is empty again once 2 is delivered.
+    sink.until("1 and 2 delivered", |s| s.delivered().len() == 2)
+        .await;
     publish(&publisher, &channel, b"4").await;
-    while bodies(&sink.delivered).len() < 3 {
-        wait("deliveries", &sink.delivered_notify).await;
-    }
+    sink.until("4 delivered", |s| s.delivered().len() == 3)
+        .await;
     assert_eq!(
-        bodies(&sink.delivered),
-        [&b"1"[..], b"2", b"4"].map(Bytes::from_static),
+        sink.delivered(),
+        bodies(&[b"1", b"2", b"4"]),
         "3 was dropped, the rest delivered in order"
     );
 
@@ -185,21 +211,24 @@ async fn a_push_dropped_by_the_full_queue_is_repaired() {
     let control = keys.control_channel();
     let release = sink.stall_next();
     publish(&publisher, &channel, b"5").await;
-    wait("the reader stalled on 5", &sink.stalled).await;
+    sink.until("the reader stalled on 5", |s| {
+        s.stalls.load(Ordering::SeqCst) == 2
+    })
+    .await;
     publish(&publisher, &control, b"c1").await;
     publish(&publisher, &control, b"c2").await;
-    wait("every subscription restored", &sink.reconnected_notify).await;
+    sink.until("every subscription restored", |s| {
+        s.reconnected.load(Ordering::SeqCst) > 0
+    })
+    .await;
     release.send(()).unwrap();
+    // The queue is empty again once c1 (queued behind 5) is handled.
+    sink.until("c1 handled", |s| !s.control().is_empty()).await;
     publish(&publisher, &channel, b"6").await;
-    while bodies(&sink.delivered).len() < 5 {
-        wait("deliveries", &sink.delivered_notify).await;
-    }
-    assert_eq!(
-        bodies(&sink.delivered)[3..],
-        [&b"5"[..], b"6"].map(Bytes::from_static)
-    );
-    assert_eq!(bodies(&sink.control), vec![Bytes::from_static(b"c1")]);
-    assert!(sink.reconnected.load(Ordering::SeqCst) >= 1);
+    sink.until("6 delivered", |s| s.delivered().len() == 5)
+        .await;
+    assert_eq!(sink.delivered()[3..], bodies(&[b"5", b"6"]));
+    assert_eq!(sink.control(), bodies(&[b"c1"]), "c2 was dropped");
 
     task.abort();
     drop(rc);
