@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// Who is calling, as proven by a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +112,13 @@ impl Tokens {
             Some(h) if !h.is_empty() => h,
             _ => {
                 return Err(Error::unauthorized(
-                    "missing_authorization",
+                    Code::MissingAuthorization,
                     "missing authorization header",
                 ));
             }
         };
         let invalid_header =
-            || Error::unauthorized("invalid_authorization", "invalid authorization header");
+            || Error::unauthorized(Code::InvalidAuthorization, "invalid authorization header");
         let text = std::str::from_utf8(header).map_err(|_| invalid_header())?;
         let (scheme, token) = text.split_once(' ').ok_or_else(invalid_header)?;
         if scheme != "Bearer" {
@@ -126,7 +126,7 @@ impl Tokens {
         }
         self.verify(token).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
-            Error::unauthorized("invalid_token", "invalid token")
+            Error::invalid_token()
         })
     }
 }

@@ -4,10 +4,14 @@
 
 pub mod bus;
 pub mod conn;
+mod dispatch;
+mod envelope;
 pub mod keys;
 pub mod presence;
 pub mod registry;
-pub mod sharded;
+mod sharded;
+mod subscriber;
+mod wishes;
 
 use std::time::Duration;
 

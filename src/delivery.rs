@@ -38,7 +38,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
 use uuid::Uuid;
 
-use crate::cluster::bus::{Bus, LocalSink};
+use crate::cluster::bus::LocalSink;
 use crate::domain::Services;
 use crate::domain::presence::Registered;
 use crate::domain::routing::Routed;
@@ -318,11 +318,7 @@ impl Hub {
 }
 
 impl LocalSink for Hub {
-    fn deliver(&self, user: Uuid, envelope: Bytes) {
-        let Some(body) = Bus::body(&envelope) else {
-            return;
-        };
-        let origin = u64::from_be_bytes(envelope[1..9].try_into().expect("header checked"));
+    fn deliver(&self, user: Uuid, origin: u64, body: Bytes) {
         let Some(routed) = Routed::decode(body) else {
             tracing::debug!(%user, "malformed envelope dropped");
             return;

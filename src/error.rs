@@ -1,12 +1,17 @@
 //! The one error type of the service, and what each error looks like on the wire.
 //!
-//! A client error carries its HTTP status, a stable snake_case code and the original
-//! service's message text. Database, Redis and internal errors are logged where they are
-//! handled and reach clients only as `500 internal error`.
+//! A client error carries its HTTP status, a stable snake_case code ([`Code`], every one
+//! listed in [`codes`]) and the original service's message text. Database, Redis and
+//! internal errors are logged where they are handled and reach clients only as
+//! `500 internal error`.
+
+pub mod codes;
 
 use std::borrow::Cow;
 
 use hyper::StatusCode;
+
+pub use codes::Code;
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,7 +25,7 @@ pub enum Error {
         /// HTTP status for HTTP callers.
         status: StatusCode,
         /// Stable machine-readable code.
-        code: &'static str,
+        code: Code,
         /// Human text (the original service's wording where it had one).
         message: Cow<'static, str>,
     },
@@ -40,11 +45,7 @@ pub enum Error {
 
 impl Error {
     /// A client error with its status, code and message.
-    pub fn client(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    pub fn client(status: StatusCode, code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Error::Client {
             status,
             code,
@@ -53,28 +54,59 @@ impl Error {
     }
 
     /// 400 with the given code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn bad_request(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 403 with the given code and message.
-    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn forbidden(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 404 with the given code and message.
-    pub fn not_found(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn not_found(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 409 with the given code and message.
-    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn conflict(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(StatusCode::CONFLICT, code, message)
     }
 
     /// 401 with the given code and message.
-    pub fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn unauthorized(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 400 `invalid_body` with the given message.
+    pub fn invalid_body(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::bad_request(Code::InvalidBody, message)
+    }
+
+    /// 403 `not_member`: `user is not a member of this conversation`.
+    pub fn not_member() -> Self {
+        Self::forbidden(Code::NotMember, "user is not a member of this conversation")
+    }
+
+    /// 403 `not_member` as the caller is told it: `you are not a member of this
+    /// conversation`.
+    pub fn caller_not_member() -> Self {
+        Self::forbidden(Code::NotMember, "you are not a member of this conversation")
+    }
+
+    /// 401 `invalid_token`.
+    pub fn invalid_token() -> Self {
+        Self::unauthorized(Code::InvalidToken, "invalid token")
+    }
+
+    /// 404 `route_not_found`.
+    pub fn route_not_found() -> Self {
+        Self::not_found(Code::RouteNotFound, "route not found")
+    }
+
+    /// 404 `template_not_found`.
+    pub fn template_not_found() -> Self {
+        Self::not_found(Code::TemplateNotFound, "template not found")
     }
 
     /// 500 for a failure we log but do not explain to the client.
@@ -92,13 +124,18 @@ impl Error {
         }
     }
 
-    /// Stable snake_case code (`error` field of the envelope, `code` of WebSocket errors).
-    pub fn code(&self) -> &'static str {
+    /// The stable code (`error` field of the envelope, `code` of WebSocket errors).
+    pub fn stable_code(&self) -> Code {
         match self {
-            Error::Client { code, .. } => code,
-            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            _ => "internal_error",
+            Error::Client { code, .. } => *code,
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            _ => Code::InternalError,
         }
+    }
+
+    /// The stable code as it appears on the wire.
+    pub fn code(&self) -> &'static str {
+        self.stable_code().as_str()
     }
 
     /// The text a client may see. Internal details never leave the process.
@@ -159,7 +196,7 @@ mod tests {
 
     #[test]
     fn client_errors_keep_their_text() {
-        let e = Error::forbidden("not_member", "user is not a member of this conversation");
+        let e = Error::forbidden(Code::NotMember, "user is not a member of this conversation");
         assert_eq!(e.status(), StatusCode::FORBIDDEN);
         assert_eq!(e.code(), "not_member");
         assert_eq!(

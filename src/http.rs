@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Caller;
 use crate::domain::Services;
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::shutdown::Shutdown;
 use response::Resp;
 use router::{Access, Match, Route};
@@ -174,17 +174,14 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
     ) {
         Match::NotFound => (
             "unmatched",
-            response::error(
-                &Error::not_found("route_not_found", "route not found"),
-                &request_id,
-            ),
+            response::error(&Error::route_not_found(), &request_id),
         ),
         Match::MethodNotAllowed => (
             "unmatched",
             response::error(
                 &Error::client(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
+                    Code::MethodNotAllowed,
                     "method not allowed",
                 ),
                 &request_id,
@@ -266,7 +263,10 @@ fn authenticate(
         .map(|v| v.as_bytes());
     let caller = ctx.services.tokens.from_authorization(header)?;
     if route.access == Access::Admin && !caller.is_admin {
-        return Err(Error::forbidden("admin_required", "admin access required"));
+        return Err(Error::forbidden(
+            Code::AdminRequired,
+            "admin access required",
+        ));
     }
     Ok(Some(caller))
 }

@@ -44,6 +44,8 @@ pub const REDIS_PUBLISH_ERRORS: &str = "dinq_redis_publish_errors_total";
 pub const REDIS_SUBSCRIBE_ERRORS: &str = "dinq_redis_subscribe_errors_total";
 /// Times the node resubscribed every local user after losing Redis.
 pub const REDIS_RESUBSCRIPTIONS: &str = "dinq_redis_resubscriptions_total";
+/// Redis Cluster pushes dropped because the subscriber's queue was full.
+pub const REDIS_PUSHES_DROPPED: &str = "dinq_redis_pushes_dropped_total";
 /// Envelopes published to Redis.
 pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 /// Envelopes received from Redis for local users.
@@ -153,6 +155,10 @@ fn describe() {
     describe_counter!(
         REDIS_RESUBSCRIPTIONS,
         "Times every local user was resubscribed after Redis came back."
+    );
+    describe_counter!(
+        REDIS_PUSHES_DROPPED,
+        "Redis Cluster pushes dropped because the subscriber's queue was full (every subscription is then restored and repaired)."
     );
     describe_counter!(REDIS_PUBLISHED, "Envelopes published to Redis.");
     describe_counter!(

@@ -37,7 +37,7 @@ mod realtime_faults;
 mod realtime_rules;
 mod realtime_session;
 mod redis_cluster;
-mod redis_cluster_harness;
+pub(crate) mod redis_cluster_harness;
 mod redis_cluster_pipeline;
 mod ws_errors;
 mod ws_errors_limits;

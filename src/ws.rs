@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use crate::delivery::Hub;
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// Settings of the WebSocket entry.
 #[derive(Debug, Clone)]
@@ -48,11 +48,11 @@ pub async fn upgrade(
     let query = req.uri().query().unwrap_or("");
     let token = query_param(query, "token").unwrap_or("");
     if token.is_empty() {
-        return Err(Error::unauthorized("missing_token", "missing token"));
+        return Err(Error::unauthorized(Code::MissingToken, "missing token"));
     }
     let caller = hub.services().tokens.verify(token).map_err(|e| {
         tracing::debug!(error = %e, "WebSocket token refused");
-        Error::unauthorized("invalid_token", "invalid token")
+        Error::invalid_token()
     })?;
     let ack_mode = matches!(query_param(query, "ack"), Some("1" | "true"));
     if !limits.allowed_origins.is_empty()
@@ -60,31 +60,34 @@ pub async fn upgrade(
     {
         let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
         if !limits.allowed_origins.iter().any(|o| o == origin) {
-            return Err(Error::forbidden("origin_not_allowed", "origin not allowed"));
+            return Err(Error::forbidden(
+                Code::OriginNotAllowed,
+                "origin not allowed",
+            ));
         }
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return Err(Error::bad_request(
-            "not_websocket",
+            Code::NotWebsocket,
             "expected a WebSocket upgrade request",
         ));
     }
     if draining {
         return Err(Error::client(
             StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            Code::Draining,
             "node is draining; connect to another node",
         ));
     }
     if hub.connections() >= limits.max_connections {
         return Err(Error::client(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            Code::TooManyConnections,
             "this node is at its connection limit; connect to another node",
         ));
     }
     let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut req).map_err(|e| {
-        Error::bad_request("not_websocket", format!("WebSocket upgrade failed: {e}"))
+        Error::bad_request(Code::NotWebsocket, format!("WebSocket upgrade failed: {e}"))
     })?;
     let options = limits.session;
     let prepared = session::prepare(hub, caller.user_id, ack_mode, options).await;

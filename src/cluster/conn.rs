@@ -94,31 +94,25 @@ impl ConnectionLike for Redis {
     }
 }
 
-/// A cluster client on `config`'s seed nodes with the node's timeouts; RESP3 with
-/// `push` as the push sender when given (the sharded subscriber).
-pub fn cluster_client(
-    config: &RedisConfig,
-    push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
-) -> RedisResult<redis::cluster::ClusterClient> {
-    let mut builder = ClusterClientBuilder::new(config.cluster_urls.clone())
+/// A cluster client builder on `config`'s seed nodes with the node's timeouts (the
+/// sharded subscriber adds RESP3 and its push sender).
+pub fn cluster_builder(config: &RedisConfig) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(config.cluster_urls.clone())
         .connection_timeout(Duration::from_secs(2))
         .response_timeout(Duration::from_secs(2))
         .retries(6)
         .min_retry_wait(50)
-        .max_retry_wait(1_000);
-    if let Some(tx) = push {
-        builder = builder
-            .use_protocol(redis::ProtocolVersion::RESP3)
-            .push_sender(tx);
-    }
-    builder.build()
+        .max_retry_wait(1_000)
 }
 
 /// One connection attempt for `config`: a `ConnectionManager` or a `ClusterConnection`,
 /// answering PING.
 pub async fn open(config: &RedisConfig) -> RedisResult<Redis> {
     let mut conn = if config.is_cluster() {
-        let conn = cluster_client(config, None)?.get_async_connection().await?;
+        let conn = cluster_builder(config)
+            .build()?
+            .get_async_connection()
+            .await?;
         let shards = Shards::new(&config.cluster_urls);
         shards.load(&conn).await;
         Redis::Cluster(conn, Arc::new(shards))

@@ -16,23 +16,32 @@
 //! topology) are subscribed again, routed by the current slot map (a `MOVED` reply
 //! refreshes it), retried with backoff until the cluster answers, and then the sink repairs
 //! what those users may have missed from PostgreSQL, as after a Redis restart.
+//!
+//! Pushes reach this task through a bounded queue that never blocks redis-rs; a push that
+//! finds it full is dropped and what it leaves in doubt is handled the same way (see
+//! [`pushes`]).
+
+mod pushes;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::bus::{Inner, LocalSink, on_message, parse_user_channel};
-use super::conn::cluster_client;
+use super::Keys;
+use super::conn::cluster_builder;
 use super::conn::slots::slot_ranges;
+use super::dispatch::{Dispatch, LocalSink};
+use super::wishes::Wishes;
 use crate::config::RedisConfig;
 use crate::metrics as m;
+use pushes::Lost;
+pub(super) use pushes::PUSH_QUEUE;
 
 /// Subscription commands in flight at once. redis-rs 1.8.1's cluster connection was seen
 /// to stall for good in its slot refresh when about 256 or more commands were in flight
@@ -41,24 +50,24 @@ const CONCURRENCY: usize = 64;
 /// How often the slot map is compared with the last one seen.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(5);
 
-/// Subscriptions the cluster ended without being asked.
-#[derive(Default)]
-struct Lost {
-    /// Every subscription is in doubt (a shard connection dropped).
-    all: bool,
-    users: HashSet<Uuid>,
-}
-
-/// Runs until the node stops (the task is aborted).
+/// Runs until the node stops (the task is aborted). `push_queue` bounds the pushes waiting
+/// for the reader ([`PUSH_QUEUE`]).
 pub(super) async fn subscribe_loop(
-    inner: Arc<Inner>,
+    dispatch: Arc<Dispatch>,
+    wishes: Arc<Wishes>,
     config: RedisConfig,
     sink: Weak<dyn LocalSink>,
+    push_queue: usize,
 ) {
-    let (push_tx, push_rx) = mpsc::unbounded_channel();
+    let lost = Arc::new(Lost::default());
+    let (push_tx, push_rx) = pushes::queue(push_queue, dispatch.clone(), lost.clone());
     let mut delay = Duration::from_millis(100);
     let conn = loop {
-        let connected = match cluster_client(&config, Some(push_tx.clone())) {
+        let client = cluster_builder(&config)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push_tx.clone())
+            .build();
+        let connected = match client {
             Ok(client) => {
                 tokio::time::timeout(Duration::from_secs(5), client.get_async_connection()).await
             }
@@ -79,19 +88,23 @@ pub(super) async fn subscribe_loop(
             }
         }
     };
-    let lost = Arc::new((Mutex::new(Lost::default()), Notify::new()));
-    tokio::spawn(dispatch(push_rx, sink.clone(), inner.clone(), lost.clone()));
-    let control = inner.keys.control_channel();
+    tokio::spawn(pushes::read(
+        push_rx,
+        sink.clone(),
+        dispatch.clone(),
+        lost.clone(),
+    ));
+    let keys = &dispatch.keys;
     let mut first = true;
     let mut topology = slot_ranges(&conn).await.unwrap_or_default();
     loop {
         let Some(sink) = sink.upgrade() else { return };
         // Everything, from scratch: take the pending changes first so none is lost.
-        inner.take_changed();
-        *lost.0.lock().unwrap_or_else(|e| e.into_inner()) = Lost::default();
+        wishes.take();
+        lost.take();
         let users = sink.users();
-        let mut channels = vec![control.clone()];
-        channels.extend(users.iter().map(|u| inner.keys.user_channel(*u)));
+        let mut channels = vec![dispatch.control.clone()];
+        channels.extend(users.iter().map(|u| keys.user_channel(*u)));
         if let Err(e) = each(&conn, "SSUBSCRIBE", channels).await {
             tracing::warn!(error = %e, "Redis Cluster resubscribe failed, retrying");
             metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
@@ -117,24 +130,24 @@ pub(super) async fn subscribe_loop(
         check.reset();
         loop {
             tokio::select! {
-                _ = inner.changed_notify.notified() => {
-                    if reconcile(&conn, &inner, &*sink, &mut subscribed).await.is_err() {
+                _ = wishes.notified() => {
+                    if reconcile(&conn, keys, &wishes, &*sink, &mut subscribed).await.is_err() {
                         metrics::counter!(m::REDIS_SUBSCRIBE_ERRORS).increment(1);
                         break;
                     }
                 }
-                _ = lost.1.notified() => {
-                    let taken = std::mem::take(&mut *lost.0.lock().unwrap_or_else(|e| e.into_inner()));
+                _ = lost.notified() => {
+                    let taken = lost.take();
                     if taken.all {
-                        tracing::warn!("a Redis Cluster shard connection dropped; resubscribing");
+                        tracing::warn!("every Redis Cluster subscription in doubt (a shard connection or a push dropped); resubscribing");
                         break;
                     }
                     let again: Vec<Uuid> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
-                    let channels = again.iter().map(|u| inner.keys.user_channel(*u)).collect();
+                    let channels = again.iter().map(|u| keys.user_channel(*u)).collect();
                     if each(&conn, "SSUBSCRIBE", channels).await.is_err() {
                         break;
                     }
-                    tracing::info!(users = again.len(), "channels moved to another shard; resubscribed");
+                    tracing::info!(users = again.len(), "channels lost (moved to another shard, or a push dropped); resubscribed");
                     metrics::counter!(m::REDIS_RESUBSCRIPTIONS).increment(1);
                     subscribed.extend(again.iter().copied());
                     sink.repair(again);
@@ -158,12 +171,13 @@ pub(super) async fn subscribe_loop(
 /// Subscribes the users who now want it and unsubscribes those who no longer do.
 async fn reconcile(
     conn: &ClusterConnection,
-    inner: &Inner,
+    keys: &Keys,
+    wishes: &Wishes,
     sink: &dyn LocalSink,
     subscribed: &mut HashSet<Uuid>,
 ) -> redis::RedisResult<()> {
     let (mut add, mut remove) = (Vec::new(), Vec::new());
-    for user in inner.take_changed() {
+    for user in wishes.take() {
         match (sink.wants(user), subscribed.contains(&user)) {
             (true, false) => add.push(user),
             (false, true) => remove.push(user),
@@ -171,12 +185,12 @@ async fn reconcile(
             (false, false) => {}
         }
     }
-    let channels = remove.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    let channels = remove.iter().map(|u| keys.user_channel(*u)).collect();
     each(conn, "SUNSUBSCRIBE", channels).await?;
     for u in &remove {
         subscribed.remove(u);
     }
-    let channels = add.iter().map(|u| inner.keys.user_channel(*u)).collect();
+    let channels = add.iter().map(|u| keys.user_channel(*u)).collect();
     each(conn, "SSUBSCRIBE", channels).await?;
     subscribed.extend(add.iter().copied());
     sink.subscribed(&add);
@@ -214,60 +228,4 @@ async fn each(
         .collect()
         .await;
     results.into_iter().collect()
-}
-
-/// Reads the pushes of every shard connection: messages to the sink, ended subscriptions
-/// and dropped connections to the subscriber loop.
-async fn dispatch(
-    mut rx: mpsc::UnboundedReceiver<PushInfo>,
-    sink: Weak<dyn LocalSink>,
-    inner: Arc<Inner>,
-    lost: Arc<(Mutex<Lost>, Notify)>,
-) {
-    let control = inner.keys.control_channel();
-    let prefix = inner.keys.prefix().to_string();
-    while let Some(push) = rx.recv().await {
-        let Some(sink) = sink.upgrade() else { return };
-        let channel = match push.data.first() {
-            Some(Value::BulkString(c)) => std::str::from_utf8(c).ok(),
-            _ => None,
-        };
-        match (push.kind, channel) {
-            (PushKind::SMessage, Some(channel)) => {
-                let Some(Value::BulkString(payload)) = push.data.get(1) else {
-                    continue;
-                };
-                let payload = Bytes::copy_from_slice(payload);
-                on_message(
-                    &*sink,
-                    &inner.keys,
-                    &control,
-                    inner.origin,
-                    channel,
-                    payload,
-                );
-            }
-            (PushKind::SUnsubscribe, Some(channel)) => {
-                // Ours (the user left) or the cluster's (the slot moved): only a user still
-                // wanted here needs the channel back.
-                let mut l = lost.0.lock().unwrap_or_else(|e| e.into_inner());
-                if channel == control {
-                    l.all = true;
-                } else if let Some(user) = parse_user_channel(channel, &prefix)
-                    && sink.wants(user)
-                {
-                    l.users.insert(user);
-                } else {
-                    continue;
-                }
-                drop(l);
-                lost.1.notify_one();
-            }
-            (PushKind::Disconnection, _) => {
-                lost.0.lock().unwrap_or_else(|e| e.into_inner()).all = true;
-                lost.1.notify_one();
-            }
-            _ => {}
-        }
-    }
 }

@@ -9,14 +9,10 @@ use uuid::Uuid;
 use super::Services;
 use super::events;
 use super::routing::Routed;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::Message;
 use crate::store;
 use crate::store::messages::Recall;
-
-fn not_member() -> Error {
-    Error::forbidden("not_member", "user is not a member of this conversation")
-}
 
 impl Services {
     /// Encodes `routed` into a bus envelope.
@@ -44,7 +40,7 @@ impl Services {
             .load(&self.store, conversation)
             .await?
             .filter(|m| m.contains(user))
-            .ok_or_else(not_member)?;
+            .ok_or_else(Error::not_member)?;
         let env = self.envelope(&Routed::Frame {
             frame: events::typing(conversation, user),
             except: conn,
@@ -68,9 +64,9 @@ impl Services {
             store::members::mark_read(&db, conversation, user, message).await?
         };
         match outcome {
-            store::members::Read::NotMember => Err(not_member()),
+            store::members::Read::NotMember => Err(Error::not_member()),
             store::members::Read::NoSuchMessage => Err(Error::not_found(
-                "message_not_found",
+                Code::MessageNotFound,
                 "message not found in this conversation",
             )),
             store::members::Read::Unchanged => Ok(()),
@@ -110,23 +106,23 @@ impl Services {
         let outcome = store::messages::recall(&tx, message, user, window).await?;
         let recalled = match outcome {
             Recall::NotFound => {
-                return Err(Error::not_found("message_not_found", "Message not found"));
+                return Err(Error::not_found(Code::MessageNotFound, "Message not found"));
             }
             Recall::NotSender => {
                 return Err(Error::forbidden(
-                    "not_sender",
+                    Code::NotSender,
                     "you can only recall your own messages",
                 ));
             }
             Recall::AlreadyRecalled => {
                 return Err(Error::bad_request(
-                    "already_recalled",
+                    Code::AlreadyRecalled,
                     "message already recalled",
                 ));
             }
             Recall::TooLate(elapsed) => {
                 return Err(Error::bad_request(
-                    "recall_window_passed",
+                    Code::RecallWindowPassed,
                     format!(
                         "can only recall messages within {} (elapsed: {elapsed} seconds)",
                         describe_window(window)
@@ -138,7 +134,7 @@ impl Services {
         let members =
             store::conversations::active_members(&tx, &[recalled.conversation_id]).await?;
         if !members.iter().any(|(_, u, _)| *u == user) {
-            return Err(not_member());
+            return Err(Error::not_member());
         }
         let last = tx
             .query_one(

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Services;
 use super::events;
 use super::profiles::{Profile, Profiles};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::{ConversationKind, Message};
 use crate::store::conversations::get_or_create_private;
 use crate::store::listing::{self, ConversationRow, MemberRow, Page};
@@ -126,10 +126,6 @@ fn listed(
             .collect(),
         conversation: c,
     }
-}
-
-fn not_member() -> Error {
-    Error::forbidden("not_member", "user is not a member of this conversation")
 }
 
 impl Services {
@@ -314,13 +310,13 @@ impl Services {
     ) -> Result<(Listed, bool)> {
         if other.is_nil() {
             return Err(Error::bad_request(
-                "invalid_receiver",
+                Code::InvalidReceiver,
                 "receiver_id is required",
             ));
         }
         if other == user {
             return Err(Error::bad_request(
-                "self_conversation",
+                Code::SelfConversation,
                 "cannot create conversation with yourself",
             ));
         }
@@ -362,7 +358,7 @@ impl Services {
                 listing::history(&db, conversation, page, limit).await
             }
         )?;
-        let access = access.ok_or_else(not_member)?;
+        let access = access.ok_or_else(Error::not_member)?;
         let settings = self.settings.get();
         let online_status = match access.other {
             Some(other) if settings.online_status => {
@@ -390,7 +386,7 @@ impl Services {
             Ok(())
         } else {
             Err(Error::forbidden(
-                "not_member",
+                Code::NotMember,
                 "conversation not found or already left",
             ))
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::error::Code;
 use crate::model::{Message, Timestamp};
 
 #[derive(Serialize)]
@@ -140,12 +141,13 @@ pub fn offline_message(m: &Message) -> Bytes {
 }
 
 /// An `error` event with a stable code and a message.
-pub fn error(code: &str, message: &str) -> Bytes {
+pub fn error(code: Code, message: &str) -> Bytes {
     #[derive(Serialize)]
     struct Data<'a> {
         code: &'a str,
         message: &'a str,
     }
+    let code = code.as_str();
     frame("error", Data { code, message })
 }
 
@@ -317,7 +319,7 @@ mod tests {
 
     #[test]
     fn error_frame_shape() {
-        let f = error("rate_limited", "slow down");
+        let f = error(Code::RateLimited, "slow down");
         let v: Value = serde_json::from_slice(&f).unwrap();
         assert_eq!(
             v,

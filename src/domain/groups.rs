@@ -11,33 +11,29 @@ use uuid::Uuid;
 
 use super::routing::Routed;
 use super::{CONTROL_MEMBERS, Services};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::{ConversationKind, Role};
 use crate::store::groups::{self, Created};
 
 /// Longest group name, in characters (the column is `varchar(100)`).
 pub const MAX_GROUP_NAME_CHARS: usize = 100;
 
-fn forbidden(code: &'static str, message: &'static str) -> Error {
+fn forbidden(code: Code, message: &'static str) -> Error {
     Error::forbidden(code, message)
-}
-
-fn caller_not_member() -> Error {
-    forbidden("not_member", "you are not a member of this conversation")
 }
 
 /// May a member with `caller` role add members to a conversation of `kind`?
 pub fn check_add(kind: ConversationKind, caller: Option<Role>) -> Result<()> {
     if kind != ConversationKind::Group {
         return Err(forbidden(
-            "not_group",
+            Code::NotGroup,
             "can only add members to group conversations",
         ));
     }
     match caller {
-        None => Err(caller_not_member()),
+        None => Err(Error::caller_not_member()),
         Some(Role::Member) => Err(forbidden(
-            "not_owner_or_admin",
+            Code::NotOwnerOrAdmin,
             "only owner or admin can add members",
         )),
         Some(_) => Ok(()),
@@ -55,25 +51,25 @@ pub fn check_remove(
 ) -> Result<()> {
     if kind != ConversationKind::Group {
         return Err(forbidden(
-            "not_group",
+            Code::NotGroup,
             "can only remove members from group conversations",
         ));
     }
-    let caller_role = caller_role.ok_or_else(caller_not_member)?;
+    let caller_role = caller_role.ok_or_else(Error::caller_not_member)?;
     if caller_role == Role::Member {
         return Err(forbidden(
-            "not_owner_or_admin",
+            Code::NotOwnerOrAdmin,
             "only owner or admin can remove members",
         ));
     }
     match target_role {
         None => Err(forbidden(
-            "target_not_member",
+            Code::TargetNotMember,
             "target user is not a member",
         )),
-        Some(Role::Owner) => Err(forbidden("cannot_remove_owner", "cannot remove owner")),
+        Some(Role::Owner) => Err(forbidden(Code::CannotRemoveOwner, "cannot remove owner")),
         Some(Role::Admin) if caller_role == Role::Admin && target != caller => Err(forbidden(
-            "cannot_remove_admin",
+            Code::CannotRemoveAdmin,
             "only owner can remove admins",
         )),
         Some(_) => Ok(()),
@@ -83,12 +79,15 @@ pub fn check_remove(
 /// May a member with `role` leave a conversation of `kind`?
 pub fn check_leave(kind: ConversationKind, role: Option<Role>) -> Result<()> {
     if kind != ConversationKind::Group {
-        return Err(forbidden("not_group", "can only leave group conversations"));
+        return Err(forbidden(
+            Code::NotGroup,
+            "can only leave group conversations",
+        ));
     }
     match role {
-        None => Err(caller_not_member()),
+        None => Err(Error::caller_not_member()),
         Some(Role::Owner) => Err(forbidden(
-            "owner_cannot_leave",
+            Code::OwnerCannotLeave,
             "owner cannot leave group, please transfer ownership first",
         )),
         Some(_) => Ok(()),
@@ -108,24 +107,24 @@ pub fn role_changes(
 ) -> Result<Vec<(Uuid, Role)>> {
     if kind != ConversationKind::Group {
         return Err(forbidden(
-            "not_group",
+            Code::NotGroup,
             "can only change roles in group conversations",
         ));
     }
     match caller_role {
-        None => return Err(caller_not_member()),
+        None => return Err(Error::caller_not_member()),
         Some(Role::Owner) => {}
-        Some(_) => return Err(forbidden("not_owner", "only owner can change roles")),
+        Some(_) => return Err(forbidden(Code::NotOwner, "only owner can change roles")),
     }
     let Some(current) = target_role else {
-        return Err(forbidden("member_not_found", "member not found"));
+        return Err(forbidden(Code::MemberNotFound, "member not found"));
     };
     if target == caller {
         return if new == Role::Owner {
             Ok(Vec::new())
         } else {
             Err(forbidden(
-                "owner_cannot_demote_self",
+                Code::OwnerCannotDemoteSelf,
                 "owner cannot change their own role, please transfer ownership first",
             ))
         };
@@ -140,7 +139,10 @@ pub fn role_changes(
 /// Distinct ids, without `except`; a nil id is a 400.
 fn distinct_ids(ids: &[Uuid], except: Uuid) -> Result<Vec<Uuid>> {
     if ids.iter().any(Uuid::is_nil) {
-        return Err(Error::bad_request("invalid_member_id", "invalid member id"));
+        return Err(Error::bad_request(
+            Code::InvalidMemberId,
+            "invalid member id",
+        ));
     }
     let mut out: Vec<Uuid> = ids.iter().copied().filter(|u| *u != except).collect();
     out.sort_unstable();
@@ -153,7 +155,7 @@ fn role_of(roles: &[(Uuid, Role)], user: Uuid) -> Option<Role> {
 }
 
 fn conversation_not_found() -> Error {
-    forbidden("conversation_not_found", "conversation not found")
+    forbidden(Code::ConversationNotFound, "conversation not found")
 }
 
 impl Services {
@@ -162,13 +164,13 @@ impl Services {
     pub async fn create_group(&self, owner: Uuid, name: &str, members: &[Uuid]) -> Result<Created> {
         if name.trim().is_empty() {
             return Err(Error::bad_request(
-                "invalid_group_name",
+                Code::InvalidGroupName,
                 "group_name is required",
             ));
         }
         if name.chars().count() > MAX_GROUP_NAME_CHARS {
             return Err(Error::bad_request(
-                "invalid_group_name",
+                Code::InvalidGroupName,
                 format!("group_name must be at most {MAX_GROUP_NAME_CHARS} characters"),
             ));
         }

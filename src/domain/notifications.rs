@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::Services;
 use super::events::frame;
 use super::routing::Routed;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::Timestamp;
 use crate::store;
 use crate::store::notifications::{MarkRead, NewNotification, Notification, Summary};
@@ -108,7 +108,7 @@ pub fn notification_update_frame(s: Summary) -> Bytes {
 }
 
 fn not_found() -> Error {
-    Error::not_found("notification_not_found", "notification not found")
+    Error::not_found(Code::NotificationNotFound, "notification not found")
 }
 
 const NO_NOTIFICATIONS: Summary = Summary {
@@ -143,7 +143,7 @@ pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<Uuid>> {
     let ids = user_ids.unwrap_or_default();
     if ids.len() > MAX_BATCH_USERS {
         return Err(Error::bad_request(
-            "too_many_users",
+            Code::TooManyUsers,
             format!("at most {MAX_BATCH_USERS} user ids per call"),
         ));
     }
@@ -155,7 +155,7 @@ pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<Uuid>> {
             .filter(|id| !id.is_nil())
             .ok_or_else(|| {
                 let shown: String = raw.chars().take(64).collect();
-                Error::bad_request("invalid_user_id", format!("invalid user id: {shown}"))
+                Error::bad_request(Code::InvalidUserId, format!("invalid user id: {shown}"))
             })?;
         if seen.insert(id) {
             users.push(id);
@@ -163,7 +163,7 @@ pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<Uuid>> {
     }
     if users.is_empty() {
         return Err(Error::bad_request(
-            "user_list_required",
+            Code::UserListRequired,
             "sending to all users requires user list",
         ));
     }
@@ -311,27 +311,21 @@ impl Services {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                Error::bad_request(
-                    "invalid_body",
-                    "invalid request body: template_type is required",
-                )
+                Error::invalid_body("invalid request body: template_type is required")
             })?;
         let vars = req.template_vars.as_ref().ok_or_else(|| {
-            Error::bad_request(
-                "invalid_body",
-                "invalid request body: template_vars is required",
-            )
+            Error::invalid_body("invalid request body: template_vars is required")
         })?;
         let users = batch_recipients(req.user_ids.as_deref())?;
         let metadata = req.metadata.map(Value::Object);
         let db = self.store.conn().await?;
         let template = store::templates::active_by_type(&db, kind)
             .await?
-            .ok_or_else(|| Error::not_found("template_not_found", "template not found"))?;
+            .ok_or_else(Error::template_not_found)?;
         let title = render(&template.title, vars);
         if title.chars().count() > MAX_TITLE_CHARS {
             return Err(Error::bad_request(
-                "title_too_long",
+                Code::TitleTooLong,
                 format!("rendered title is longer than {MAX_TITLE_CHARS} characters"),
             ));
         }

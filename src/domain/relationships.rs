@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Services;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::Timestamp;
 use crate::store;
 use crate::store::relationships::Relationship;
@@ -44,14 +44,14 @@ impl Services {
     pub async fn block(&self, user: Uuid, target: Uuid) -> Result<Relationship> {
         if user == target {
             return Err(Error::bad_request(
-                "cannot_block_self",
+                Code::CannotBlockSelf,
                 "cannot block yourself",
             ));
         }
         let db = self.store.conn().await?;
         store::relationships::block(&db, user, target)
             .await?
-            .ok_or_else(|| Error::conflict("already_blocked", "user already blocked"))
+            .ok_or_else(|| Error::conflict(Code::AlreadyBlocked, "user already blocked"))
     }
 
     /// `user` unblocks `target`: 404 when there was no block.
@@ -60,7 +60,7 @@ impl Services {
         if store::relationships::unblock(&db, user, target).await? {
             Ok(())
         } else {
-            Err(Error::not_found("not_blocked", "user not blocked"))
+            Err(Error::not_found(Code::NotBlocked, "user not blocked"))
         }
     }
 

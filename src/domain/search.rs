@@ -37,10 +37,7 @@ impl Services {
         if let Some(c) = conversation {
             let db = self.store.conn().await?;
             if !store::search::is_active_member(&db, c, user).await? {
-                return Err(Error::forbidden(
-                    "not_member",
-                    "you are not a member of this conversation",
-                ));
+                return Err(Error::caller_not_member());
             }
         }
         // The search itself may run on the read replica (see README "PostgreSQL growth").

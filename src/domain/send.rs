@@ -5,7 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::settings::Snapshot;
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// Longest text, in characters.
 pub const MAX_TEXT_CHARS: usize = 10_000;
@@ -33,7 +33,7 @@ pub struct Draft {
     pub client_msg_id: Option<String>,
 }
 
-fn invalid(code: &'static str, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+fn invalid(code: Code, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::bad_request(code, message)
 }
 
@@ -50,20 +50,20 @@ fn has_nul(v: &Value) -> bool {
 pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), Error> {
     if !MESSAGE_TYPES.contains(&draft.message_type.as_str()) {
         return Err(invalid(
-            "invalid_message_type",
+            Code::InvalidMessageType,
             "invalid message_type: must be one of text, image, video, emoji",
         ));
     }
     if let Some(content) = &draft.content {
         if content.contains('\0') {
             return Err(invalid(
-                "invalid_content",
+                Code::InvalidContent,
                 "content must not contain NUL characters",
             ));
         }
         if content.chars().count() > MAX_TEXT_CHARS {
             return Err(invalid(
-                "content_too_long",
+                Code::ContentTooLong,
                 format!("content size exceeds the limit of {MAX_TEXT_CHARS} characters"),
             ));
         }
@@ -71,11 +71,16 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
     let meta = match &draft.metadata {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => Some(o),
-        Some(_) => return Err(invalid("invalid_message_format", "Invalid message format")),
+        Some(_) => {
+            return Err(invalid(
+                Code::InvalidMessageFormat,
+                "Invalid message format",
+            ));
+        }
     };
     if draft.metadata.as_ref().is_some_and(has_nul) {
         return Err(invalid(
-            "invalid_metadata",
+            Code::InvalidMetadata,
             "metadata must not contain NUL characters",
         ));
     }
@@ -92,7 +97,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
         "text" => {
             if draft.content.as_deref().is_none_or(str::is_empty) {
                 return Err(invalid(
-                    "content_required",
+                    Code::ContentRequired,
                     "content is required for text messages",
                 ));
             }
@@ -100,7 +105,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
         "image" => {
             if !has_url(&["url", "image_url"]) {
                 return Err(invalid(
-                    "metadata_url_required",
+                    Code::MetadataUrlRequired,
                     "metadata.url is required for image messages",
                 ));
             }
@@ -108,7 +113,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
         "video" => {
             if !has_url(&["url", "video_url"]) {
                 return Err(invalid(
-                    "metadata_url_required",
+                    Code::MetadataUrlRequired,
                     "metadata.url is required for video messages",
                 ));
             }
@@ -119,7 +124,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
                 let mb = size / 1_048_576.0;
                 if mb > settings.max_video_size_mb as f64 {
                     return Err(invalid(
-                        "video_too_large",
+                        Code::VideoTooLarge,
                         format!(
                             "video file size exceeds limit: max {}MB, got {mb:.2}MB",
                             settings.max_video_size_mb
@@ -133,7 +138,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
             let has_content = draft.content.as_deref().is_some_and(|c| !c.is_empty());
             if !has_content && meta.is_none_or(|m| m.is_empty()) {
                 return Err(invalid(
-                    "content_required",
+                    Code::ContentRequired,
                     "content or metadata is required for emoji messages",
                 ));
             }
@@ -143,7 +148,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
         && (id.is_empty() || id.len() > MAX_CLIENT_MSG_ID || id.contains('\0'))
     {
         return Err(invalid(
-            "invalid_client_msg_id",
+            Code::InvalidClientMsgId,
             format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters"),
         ));
     }
@@ -151,14 +156,14 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
         match draft.receiver_id {
             Some(r) if r == sender => {
                 return Err(invalid(
-                    "self_message",
+                    Code::SelfMessage,
                     "failed to get conversation: cannot send message to yourself",
                 ));
             }
             Some(_) => {}
             None => {
                 return Err(invalid(
-                    "conversation_required",
+                    Code::ConversationRequired,
                     "conversation_id is required",
                 ));
             }

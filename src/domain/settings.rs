@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::store::seed::SettingSeed;
 
 /// The type of a setting's value.
@@ -130,20 +130,20 @@ fn default_value(key: &str, config: &Config) -> String {
 pub fn validate(key: &str, value: &str) -> Result<()> {
     let Some(def) = DEFINITIONS.iter().find(|d| d.key == key) else {
         return Err(Error::bad_request(
-            "setting_not_found",
+            Code::SettingNotFound,
             format!("setting key not found: {key}"),
         ));
     };
     match def.kind {
         Kind::Bool if value == "true" || value == "false" => Ok(()),
         Kind::Bool => Err(Error::bad_request(
-            "invalid_setting_value",
+            Code::InvalidSettingValue,
             "value must be 'true' or 'false'",
         )),
         Kind::Int { max } => match value.parse::<u64>() {
             Ok(v) if v <= max && !value.starts_with('+') => Ok(()),
             _ => Err(Error::bad_request(
-                "invalid_setting_value",
+                Code::InvalidSettingValue,
                 format!("value must be an integer from 0 to {max}"),
             )),
         },

@@ -26,7 +26,7 @@ use super::routing::Routed;
 use super::send::Draft;
 use super::settings::SettingsCache;
 use crate::cluster::bus::Bus;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::metrics as m;
 use crate::model::Message;
 use crate::store::Store;
@@ -166,12 +166,12 @@ fn clone_err(e: &Error) -> Error {
             message,
         } => Error::Client {
             status: *status,
-            code,
+            code: *code,
             message: message.clone(),
         },
         other if other.status() == hyper::StatusCode::SERVICE_UNAVAILABLE => Error::client(
             hyper::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            Code::Unavailable,
             "failed to save message: database unavailable, please retry",
         ),
         _ => Error::internal("failed to save message"),

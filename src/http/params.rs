@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::Call;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100;
@@ -14,7 +14,7 @@ pub fn path_uuid(call: &Call, name: &str, message: &'static str) -> Result<Uuid>
     call.params
         .get(name)
         .and_then(|v| Uuid::try_parse(v).ok())
-        .ok_or_else(|| Error::bad_request("invalid_id", message))
+        .ok_or_else(|| Error::bad_request(Code::InvalidId, message))
 }
 
 /// Decoded query parameters of a request.
@@ -90,7 +90,7 @@ impl Query {
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
                 _ => Err(Error::bad_request(
-                    "invalid_limit",
+                    Code::InvalidLimit,
                     format!("limit must be an integer from 1 to {MAX_LIMIT}"),
                 )),
             },
@@ -104,7 +104,7 @@ impl Query {
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if n >= 0 => Ok(n),
                 _ => Err(Error::bad_request(
-                    "invalid_offset",
+                    Code::InvalidOffset,
                     "offset must be a non-negative integer",
                 )),
             },
@@ -118,7 +118,7 @@ impl Query {
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if n >= 0 => Ok(Some(n)),
                 _ => Err(Error::bad_request(
-                    "invalid_seq",
+                    Code::InvalidSeq,
                     format!("{name} must be a non-negative integer"),
                 )),
             },

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::response::{self, Resp};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
 /// `GET /health`: the process is alive.
 pub fn health() -> Resp {
@@ -25,7 +25,7 @@ pub async fn ready(ctx: &Ctx) -> Result<Resp> {
         };
         return Err(Error::client(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            Code::NotReady,
             format!("not ready: {why}"),
         ));
     }
@@ -49,7 +49,7 @@ pub async fn ready(ctx: &Ctx) -> Result<Resp> {
     };
     Err(Error::client(
         StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
+        Code::NotReady,
         format!("not ready: {failing} not answering"),
     ))
 }

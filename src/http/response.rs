@@ -8,7 +8,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -44,10 +44,11 @@ fn envelope<T: Serialize>(status: StatusCode, env: &Envelope<'_, T>) -> Resp {
         Ok(body) => json(status, body),
         Err(e) => {
             tracing::error!(error = %e, "response serialization failed");
-            json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                br#"{"code":500,"message":"internal error","error":"internal_error"}"#.to_vec(),
-            )
+            let body = format!(
+                r#"{{"code":500,"message":"internal error","error":"{}"}}"#,
+                Code::InternalError.as_str()
+            );
+            json(StatusCode::INTERNAL_SERVER_ERROR, body.into_bytes())
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::send::Draft;
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// Close codes (RFC 6455 §7.4.1) and when we use them; defined beside
 /// [`crate::delivery::Kill`], which carries them.
@@ -93,7 +93,7 @@ struct AckData {
     seq: i64,
 }
 
-fn format_error(code: &'static str, what: &'static str) -> Error {
+fn format_error(code: Code, what: &'static str) -> Error {
     Error::bad_request(code, what)
 }
 
@@ -120,14 +120,14 @@ fn data_as<T: for<'de> Deserialize<'de>>(data: Option<simd_json::OwnedValue>) ->
 /// Decodes one text or binary frame. `payload` is modified in place (simd-json).
 pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
     let envelope: Envelope = simd_json::serde::from_slice(payload)
-        .map_err(|_| format_error("invalid_json", "Invalid JSON format"))?;
+        .map_err(|_| format_error(Code::InvalidJson, "Invalid JSON format"))?;
     let kind = envelope
         .kind
-        .ok_or_else(|| Error::bad_request("unknown_type", "message type is required"))?;
+        .ok_or_else(|| Error::bad_request(Code::UnknownType, "message type is required"))?;
     match kind.as_str() {
         "heartbeat" => Ok(Request::Heartbeat),
         "message" => {
-            let bad = || format_error("invalid_message_format", "Invalid message format");
+            let bad = || format_error(Code::InvalidMessageFormat, "Invalid message format");
             let d: MessageData = data_as(envelope.data).ok_or_else(bad)?;
             let conversation_id = opt_uuid(d.conversation_id).map_err(|_| bad())?;
             let receiver_id = opt_uuid(d.receiver_id).map_err(|_| bad())?;
@@ -143,7 +143,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             }))
         }
         "typing" => {
-            let bad = || format_error("invalid_typing_format", "Invalid typing format");
+            let bad = || format_error(Code::InvalidTypingFormat, "Invalid typing format");
             let d: ConversationData = data_as(envelope.data).ok_or_else(bad)?;
             match opt_uuid(d.conversation_id) {
                 Ok(Some(conversation_id)) => Ok(Request::Typing { conversation_id }),
@@ -151,7 +151,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             }
         }
         "read" => {
-            let bad = || format_error("invalid_read_format", "Invalid read format");
+            let bad = || format_error(Code::InvalidReadFormat, "Invalid read format");
             let d: ReadData = data_as(envelope.data).ok_or_else(bad)?;
             match (
                 Uuid::try_parse(&d.conversation_id),
@@ -165,7 +165,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             }
         }
         "recall" => {
-            let bad = || format_error("invalid_recall_format", "Invalid recall format");
+            let bad = || format_error(Code::InvalidRecallFormat, "Invalid recall format");
             let d: RecallData = data_as(envelope.data).ok_or_else(bad)?;
             Uuid::try_parse(&d.message_id)
                 .map(|message_id| Request::Recall { message_id })
@@ -174,7 +174,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
         "set_current_conversation" => {
             let bad = || {
                 format_error(
-                    "invalid_set_current_conversation_format",
+                    Code::InvalidSetCurrentConversationFormat,
                     "Invalid set_current_conversation format",
                 )
             };
@@ -187,7 +187,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             }
         }
         "ack" => {
-            let bad = || format_error("invalid_ack_format", "Invalid ack format");
+            let bad = || format_error(Code::InvalidAckFormat, "Invalid ack format");
             let d: AckData = data_as(envelope.data).ok_or_else(bad)?;
             match Uuid::try_parse(&d.conversation_id) {
                 Ok(conversation_id) if d.seq >= 0 => Ok(Request::Ack {
@@ -198,7 +198,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             }
         }
         other => Err(Error::bad_request(
-            "unknown_type",
+            Code::UnknownType,
             format!(
                 "unknown message type: {}",
                 other.chars().take(40).collect::<String>()

@@ -25,6 +25,7 @@ use super::protocol::close;
 use crate::delivery::{Device, Hub, Kill, MessageTag, Outbound};
 use crate::domain::events;
 use crate::domain::presence::Registered;
+use crate::error::Code;
 use crate::metrics as m;
 
 type Io = TokioIo<Upgraded>;
@@ -219,7 +220,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
     } = prepared;
     if refused {
         let text = "Maximum 18 devices allowed";
-        wr.push(frames::TEXT, &events::error("too_many_devices", text));
+        wr.push(frames::TEXT, &events::error(Code::TooManyDevices, text));
         wr.push_close(close::NORMAL, text);
         let _ = wr.flush().await;
         metrics::counter!(m::WS_CONNECTIONS_CLOSED, "reason" => "too_many_devices").increment(1);

@@ -1,6 +1,7 @@
 //! [`Shards::run_all`]: a batch of independent commands sent as one pipeline per master,
 //! every reply checked, and what a node did not run sent again (see [`super::shards`] for
-//! the whole design).
+//! the whole design); [`Shards::stats`] counts how commands went. This module uses
+//! `shards` and `slots`, and neither of them uses it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,6 +78,15 @@ impl Outcome {
 }
 
 impl Shards {
+    /// Counters of how commands were sent.
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            pipelined: self.pipelined.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
+            direct: self.direct.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs independent commands whose replies are not needed: one pipeline per master,
     /// all at once, then what was not run (redirected, cluster busy, master unreachable)
     /// again, up to `ATTEMPTS` (5) times. Every command is tried; the first error is returned.

@@ -40,7 +40,6 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 
-use super::pipelines::PipelineStats;
 use super::slots::{Node, SlotMap, SlotRange, parse_slot_ranges, slot_ranges};
 
 /// The slot map is read again when it is older than this…
@@ -70,6 +69,7 @@ pub struct Shards {
     /// A background read of the map is running.
     refreshing: AtomicBool,
     last_attempt: Mutex<Option<Instant>>,
+    /// How commands were sent, counted by `pipelines.rs` (read with `Shards::stats`).
     pub(super) pipelined: AtomicU64,
     pub(super) resent: AtomicU64,
     pub(super) direct: AtomicU64,
@@ -118,15 +118,6 @@ impl Shards {
             pipelined: AtomicU64::new(0),
             resent: AtomicU64::new(0),
             direct: AtomicU64::new(0),
-        }
-    }
-
-    /// Counters of how commands were sent.
-    pub fn stats(&self) -> PipelineStats {
-        PipelineStats {
-            pipelined: self.pipelined.load(Ordering::Relaxed),
-            resent: self.resent.load(Ordering::Relaxed),
-            direct: self.direct.load(Ordering::Relaxed),
         }
     }
 

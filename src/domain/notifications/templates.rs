@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::Services;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::store;
 use crate::store::templates::{NewTemplate, Template, TemplateChanges, Write};
 
@@ -19,7 +19,7 @@ const READ_ONLY: &[&str] = &["id", "created_at", "updated_at"];
 
 fn invalid(field: &str, expected: &str) -> Error {
     Error::bad_request(
-        "invalid_field",
+        Code::InvalidField,
         format!("invalid value for {field}: expected {expected}"),
     )
 }
@@ -69,7 +69,7 @@ pub fn parse_fields(obj: &Map<String, Value>, ignored: &[&str]) -> Result<Templa
             k => {
                 let shown: String = k.chars().take(64).collect();
                 return Err(Error::bad_request(
-                    "unknown_field",
+                    Code::UnknownField,
                     format!("unknown field: {shown}"),
                 ));
             }
@@ -83,7 +83,7 @@ pub fn parse_fields(obj: &Map<String, Value>, ignored: &[&str]) -> Result<Templa
 pub fn new_template(obj: &Map<String, Value>) -> Result<NewTemplate> {
     let c = parse_fields(obj, READ_ONLY)?;
     let required =
-        |field: &str| Error::bad_request("missing_field", format!("{field} is required"));
+        |field: &str| Error::bad_request(Code::MissingField, format!("{field} is required"));
     Ok(NewTemplate {
         kind: c.kind.ok_or_else(|| required("type"))?,
         title: c.title.ok_or_else(|| required("title"))?,
@@ -96,13 +96,9 @@ pub fn new_template(obj: &Map<String, Value>) -> Result<NewTemplate> {
     })
 }
 
-fn template_not_found() -> Error {
-    Error::not_found("template_not_found", "template not found")
-}
-
 fn duplicate(kind: &str) -> Error {
     Error::conflict(
-        "duplicate_template_type",
+        Code::DuplicateTemplateType,
         format!("a template of type {kind} already exists"),
     )
 }
@@ -128,12 +124,12 @@ impl Services {
     pub async fn update_template(&self, id: Uuid, body: &Map<String, Value>) -> Result<Template> {
         let changes = parse_fields(body, &[])?;
         if changes == TemplateChanges::default() {
-            return Err(Error::bad_request("no_fields", "no fields to update"));
+            return Err(Error::bad_request(Code::NoFields, "no fields to update"));
         }
         let db = self.store.conn().await?;
         match store::templates::update(&db, id, &changes).await? {
             Write::Done(t) => Ok(t),
-            Write::NotFound => Err(template_not_found()),
+            Write::NotFound => Err(Error::template_not_found()),
             Write::DuplicateType => Err(duplicate(changes.kind.as_deref().unwrap_or_default())),
         }
     }
@@ -144,7 +140,7 @@ impl Services {
         if store::templates::delete(&db, id).await? {
             Ok(())
         } else {
-            Err(template_not_found())
+            Err(Error::template_not_found())
         }
     }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Deps, Job, Outcome};
 use crate::domain::members::Members;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::{ConversationKind, Message, Timestamp};
 use crate::store;
 use deadpool_postgres::GenericClient;
@@ -37,10 +37,6 @@ impl ConvState {
         self.last_at = Some(at);
         at
     }
-}
-
-fn not_member() -> Error {
-    Error::forbidden("not_member", "user is not a member of this conversation")
 }
 
 /// Writes one batch in one transaction. Statements are pipelined: `BEGIN` travels with the
@@ -191,11 +187,11 @@ async fn write_batch_on(
     let mut rows: Vec<Message> = Vec::new();
     for (i, job) in batch.iter().enumerate() {
         let Some(c) = convs.get_mut(&job.conversation_id) else {
-            outcomes.push(Outcome::Refused(not_member()));
+            outcomes.push(Outcome::Refused(Error::not_member()));
             continue;
         };
         if !c.members.contains(job.sender) {
-            outcomes.push(Outcome::Refused(not_member()));
+            outcomes.push(Outcome::Refused(Error::not_member()));
             continue;
         }
         if let Some(cmid) = job.draft.client_msg_id.as_deref() {
@@ -215,7 +211,7 @@ async fn write_batch_on(
             && blocks.contains(&(other, job.sender))
         {
             outcomes.push(Outcome::Refused(Error::forbidden(
-                "blocked",
+                Code::Blocked,
                 "you are blocked by this user",
             )));
             continue;
@@ -224,7 +220,7 @@ async fn write_batch_on(
             && reply_convs.get(&reply) != Some(&job.conversation_id)
         {
             outcomes.push(Outcome::Refused(Error::bad_request(
-                "invalid_reply",
+                Code::InvalidReply,
                 "reply_to_message_id must be a message of this conversation",
             )));
             continue;
@@ -237,7 +233,7 @@ async fn write_batch_on(
                 Some(f) if f == job.sender => {
                     if !replied && settings.first_message_limit {
                         outcomes.push(Outcome::Refused(Error::forbidden(
-                            "first_message_limit",
+                            Code::FirstMessageLimit,
                             "first message limit: wait for reply before sending more messages",
                         )));
                         continue;

@@ -35,8 +35,7 @@ pub async fn settings_update(ctx: &Ctx, call: Call) -> Result<Resp> {
     let value = match parsed.value {
         Some(serde_json::Value::String(v)) if !v.is_empty() => v,
         _ => {
-            return Err(Error::bad_request(
-                "invalid_body",
+            return Err(Error::invalid_body(
                 "invalid request body: value must be a non-empty string",
             ));
         }
@@ -102,8 +101,7 @@ fn template_id(call: &Call) -> Result<Uuid> {
 async fn object_body(call: Call) -> Result<Map<String, Value>> {
     match body::json::<Value>(call.req.into_body()).await? {
         Value::Object(m) => Ok(m),
-        _ => Err(Error::bad_request(
-            "invalid_body",
+        _ => Err(Error::invalid_body(
             "invalid request body: a JSON object is required",
         )),
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::shapes::{ConversationObject, HistoryPage, ListItem, SearchItem};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::http::params::{Query, path_uuid};
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
@@ -33,7 +33,7 @@ pub async fn search(ctx: &Ctx, call: Call) -> Result<Resp> {
     let q = Query::of(&call);
     let term = q
         .text(&["q", "keyword"])
-        .ok_or_else(|| Error::bad_request("missing_query", "q or keyword is required"))?;
+        .ok_or_else(|| Error::bad_request(Code::MissingQuery, "q or keyword is required"))?;
     let (limit, offset) = (q.limit(50)?, q.offset()?);
     let (found, total) = ctx
         .services
@@ -95,7 +95,7 @@ pub async fn history(ctx: &Ctx, call: Call) -> Result<Resp> {
     let page = match (q.seq("before_seq")?, q.seq("after_seq")?) {
         (Some(_), Some(_)) => {
             return Err(Error::bad_request(
-                "invalid_seq",
+                Code::InvalidSeq,
                 "before_seq and after_seq cannot be combined",
             ));
         }

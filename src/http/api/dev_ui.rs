@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::http::response::{self, Resp};
 use crate::http::router::RouteId;
 use crate::http::{Call, Ctx, body};
@@ -45,7 +45,7 @@ struct TokenRequest {
 pub async fn serve(ctx: &Ctx, call: Call) -> Result<Resp> {
     if !ctx.services.config.dev_ui {
         // Exactly what an unknown route answers (src/http.rs).
-        return Err(Error::not_found("route_not_found", "route not found"));
+        return Err(Error::route_not_found());
     }
     match call.route.id {
         RouteId::DevPage => Ok(asset("text/html; charset=utf-8", INDEX_HTML, true)),
@@ -81,7 +81,7 @@ async fn token(ctx: &Ctx, call: Call) -> Result<Resp> {
     let user_id = match req.user_id {
         Some(id) if id.is_nil() => {
             return Err(Error::bad_request(
-                "invalid_user_id",
+                Code::InvalidUserId,
                 "user_id must be a non-nil UUID or null",
             ));
         }
@@ -99,13 +99,10 @@ async fn token(ctx: &Ctx, call: Call) -> Result<Resp> {
 fn parse_request(bytes: &[u8]) -> Result<TokenRequest> {
     let raw: serde_json::Value = body::decode(bytes)?;
     if !raw.is_object() {
-        return Err(Error::bad_request(
-            "invalid_body",
-            "request body must be a JSON object",
-        ));
+        return Err(Error::invalid_body("request body must be a JSON object"));
     }
     serde_json::from_value(raw)
-        .map_err(|e| Error::bad_request("invalid_body", format!("invalid request body: {e}")))
+        .map_err(|e| Error::invalid_body(format!("invalid request body: {e}")))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::http::params::path_uuid;
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
@@ -39,7 +39,10 @@ pub async fn remove(ctx: &Ctx, call: Call) -> Result<Resp> {
     let id = path_uuid(&call, "id", INVALID_CONVERSATION)?;
     let b: RemoveBody = body::json(call.req.into_body()).await?;
     if b.user_id.is_nil() {
-        return Err(Error::bad_request("invalid_user_id", "user_id is required"));
+        return Err(Error::bad_request(
+            Code::InvalidUserId,
+            "user_id is required",
+        ));
     }
     ctx.services
         .remove_member(caller.user_id, id, b.user_id)
@@ -68,7 +71,7 @@ pub async fn change_role(ctx: &Ctx, call: Call) -> Result<Resp> {
     let b: RoleBody = body::json(call.req.into_body()).await?;
     let role = Role::parse(&b.role).ok_or_else(|| {
         Error::bad_request(
-            "invalid_role",
+            Code::InvalidRole,
             "invalid role: must be owner, admin or member",
         )
     })?;

@@ -1,6 +1,6 @@
 //! Message routes: recall (the same rule and events as over WebSocket) and search.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::http::response::Resp;
 use crate::http::{Call, Ctx};
 
@@ -22,11 +22,11 @@ pub async fn search(ctx: &Ctx, call: Call) -> Result<Resp> {
     let q = Query::of(&call);
     let term = q
         .text(&["q", "keyword"])
-        .ok_or_else(|| Error::bad_request("missing_query", "q or keyword is required"))?;
+        .ok_or_else(|| Error::bad_request(Code::MissingQuery, "q or keyword is required"))?;
     let conversation = match q.get("conversation_id").map(str::trim) {
         None | Some("") => None,
         Some(v) => Some(uuid::Uuid::try_parse(v).map_err(|_| {
-            Error::bad_request("invalid_conversation_id", "Invalid conversation_id")
+            Error::bad_request(Code::InvalidConversationId, "Invalid conversation_id")
         })?),
     };
     let (limit, offset) = (q.limit(50)?, q.offset()?);

@@ -2,7 +2,8 @@
 //!
 //! Each route is described here by hand ([`DOCS`]); a test checks that this list and the
 //! route table name exactly the same routes, so a new route cannot go undocumented.
-//! Schemas live in `openapi_components.json`.
+//! Schemas live in `openapi_components.json`; the `error` property of the error schema
+//! lists every stable code, from [`Code::ALL`].
 
 use std::sync::OnceLock;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::error::Code;
 use crate::http::response::{self, Resp};
 
 /// How one route is documented.
@@ -168,8 +170,11 @@ pub fn document() -> &'static Value {
                 .or_insert_with(|| json!({}));
             entry[d.method.as_str().to_lowercase()] = operation(d);
         }
-        let components: Value = serde_json::from_str(include_str!("openapi_components.json"))
-            .expect("openapi_components.json is valid JSON");
+        let mut components: Value =
+            serde_json::from_str(include_str!("openapi_components.json"))
+                .expect("openapi_components.json is valid JSON");
+        components["schemas"]["Error"]["properties"]["error"]["enum"] =
+            Code::ALL.iter().map(|c| c.as_str()).collect();
         json!({
             "openapi": "3.1.0",
             "info": {
@@ -237,5 +242,30 @@ mod tests {
         }
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["paths"]["/api/v1/conversations/{id}/messages"]["get"].is_object());
+    }
+
+    #[tokio::test]
+    async fn the_error_schema_lists_every_stable_code() {
+        let body = serve().into_body();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        let served: Value = serde_json::from_slice(&bytes).unwrap();
+        let listed: Vec<&str> =
+            served["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+                .as_array()
+                .expect("an enum of codes")
+                .iter()
+                .map(|v| v.as_str().expect("a string"))
+                .collect();
+        for code in Code::ALL {
+            assert!(
+                listed.contains(&code.as_str()),
+                "{} is not listed",
+                code.as_str()
+            );
+        }
+        assert_eq!(listed.len(), Code::ALL.len());
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::relationships::RelationshipObject;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::http::body;
 use crate::http::params::Query;
 use crate::http::response::{self, Resp};
@@ -22,16 +22,13 @@ struct Target {
 async fn caller_and_target(call: Call) -> Result<(Uuid, Uuid)> {
     let user = call.caller()?.user_id;
     let target: Target = body::json(call.req.into_body()).await?;
-    let raw = target.target_user_id.ok_or_else(|| {
-        Error::bad_request(
-            "invalid_body",
-            "invalid request body: target_user_id is required",
-        )
-    })?;
+    let raw = target
+        .target_user_id
+        .ok_or_else(|| Error::invalid_body("invalid request body: target_user_id is required"))?;
     let target = Uuid::try_parse(&raw)
         .ok()
         .filter(|t| !t.is_nil())
-        .ok_or_else(|| Error::bad_request("invalid_user_id", "invalid target_user_id"))?;
+        .ok_or_else(|| Error::bad_request(Code::InvalidUserId, "invalid target_user_id"))?;
     Ok((user, target))
 }
 

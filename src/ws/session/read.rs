@@ -16,7 +16,7 @@ use super::{Exit, Io, now_ms};
 use crate::delivery::{Hub, Kill, Outbound};
 use crate::domain::events;
 use crate::domain::writer::Sent;
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::metrics as m;
 use crate::ws::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 
@@ -133,7 +133,7 @@ fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
         tracing::error!(error = %e, "request failed");
     }
     let _ = tx.try_send(Outbound::Text(
-        events::error(e.code(), &e.public_message()),
+        events::error(e.stable_code(), &e.public_message()),
         None,
     ));
 }
@@ -157,7 +157,7 @@ async fn handle(
             if !hub.allow_send(user, limit) {
                 Err(Error::client(
                     hyper::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    Code::RateLimited,
                     format!("rate limit exceeded: at most {limit} messages per second"),
                 ))
             } else {

@@ -1,0 +1,171 @@
+//! What both subscribers (single server in [`super::subscriber`], Redis Cluster in
+//! [`super::sharded`]) do with a received message: read the envelope header once, drop this
+//! node's own envelopes (Redis echoes what we publish), and hand the body to the local sink
+//! as a user's event or a control message.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::Keys;
+use super::envelope;
+use crate::metrics as m;
+
+/// What the bus delivers to and asks of this node's connections (implemented by the hub).
+pub trait LocalSink: Send + Sync + 'static {
+    /// An envelope's body for `user`, published by the node whose origin hash is `origin`
+    /// (this node's own when it comes from [`super::bus::Bus::route`]).
+    fn deliver(&self, user: Uuid, origin: u64, body: Bytes);
+    /// True while `user` has devices on this node (so their channel should be subscribed).
+    fn wants(&self, user: Uuid) -> bool;
+    /// Every user with devices on this node.
+    fn users(&self) -> Vec<Uuid>;
+    /// These users' channels are subscribed now.
+    fn subscribed(&self, users: &[Uuid]);
+    /// The subscription connection was lost and is back: live events may have been missed.
+    fn reconnected(&self);
+    /// These users' subscriptions were ended by Redis and are back: repair what they may
+    /// have missed.
+    fn repair(&self, users: Vec<Uuid>);
+    /// The body of a message on the control channel.
+    fn control(&self, message: Bytes);
+}
+
+/// Routes received messages to the sink; one per node, shared by its subscriber tasks.
+pub(super) struct Dispatch {
+    /// This node's origin hash.
+    pub(super) origin: u64,
+    pub(super) keys: Keys,
+    /// The control channel's name.
+    pub(super) control: String,
+}
+
+impl Dispatch {
+    pub(super) fn new(origin: u64, keys: Keys) -> Dispatch {
+        let control = keys.control_channel();
+        Dispatch {
+            origin,
+            keys,
+            control,
+        }
+    }
+
+    /// Hands a message received on `channel` to `sink`: a user's envelope to `deliver`, the
+    /// control channel's to `control`; this node's own envelopes and malformed ones are
+    /// dropped.
+    pub(super) fn on_message(&self, sink: &dyn LocalSink, channel: &str, payload: Bytes) {
+        let Some((origin, body)) = envelope::split(&payload) else {
+            tracing::debug!(channel, "malformed envelope dropped");
+            return;
+        };
+        if origin == self.origin {
+            return;
+        }
+        if channel == self.control {
+            sink.control(body);
+            return;
+        }
+        match self.user_of(channel) {
+            Some(user) => {
+                metrics::counter!(m::REDIS_RECEIVED).increment(1);
+                sink.deliver(user, origin, body);
+            }
+            None => tracing::debug!(channel, "message on an unknown channel"),
+        }
+    }
+
+    /// The user of a channel named by [`Keys::user_channel`] (hash-tagged or not).
+    pub(super) fn user_of(&self, channel: &str) -> Option<Uuid> {
+        parse_user_channel(channel, self.keys.prefix())
+    }
+}
+
+fn parse_user_channel(channel: &str, prefix: &str) -> Option<Uuid> {
+    let id = channel.strip_prefix(prefix)?.strip_prefix("u:")?;
+    let id = id
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(id);
+    Uuid::try_parse(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records what reaches the sink.
+    #[derive(Default)]
+    struct Recorder {
+        delivered: Mutex<Vec<(Uuid, u64, Bytes)>>,
+        control: Mutex<Vec<Bytes>>,
+    }
+
+    impl LocalSink for Recorder {
+        fn deliver(&self, user: Uuid, origin: u64, body: Bytes) {
+            self.delivered.lock().unwrap().push((user, origin, body));
+        }
+        fn wants(&self, _: Uuid) -> bool {
+            true
+        }
+        fn users(&self) -> Vec<Uuid> {
+            Vec::new()
+        }
+        fn subscribed(&self, _: &[Uuid]) {}
+        fn reconnected(&self) {}
+        fn repair(&self, _: Vec<Uuid>) {}
+        fn control(&self, message: Bytes) {
+            self.control.lock().unwrap().push(message);
+        }
+    }
+
+    fn envelope(origin: u64, body: &[u8]) -> Bytes {
+        let mut env = envelope::with_header(origin, body.len());
+        env.extend_from_slice(body);
+        env.freeze()
+    }
+
+    #[test]
+    fn the_header_is_read_once_and_own_envelopes_are_dropped() {
+        let (here, there) = (envelope::origin_of("here"), envelope::origin_of("there"));
+        for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
+            let dispatch = Dispatch::new(here, keys.clone());
+            let sink = Recorder::default();
+            let user = Uuid::new_v4();
+            let channel = keys.user_channel(user);
+            dispatch.on_message(&sink, &channel, envelope(there, b"event"));
+            dispatch.on_message(&sink, &channel, envelope(here, b"echo"));
+            dispatch.on_message(&sink, &channel, Bytes::from_static(b"\x01short"));
+            dispatch.on_message(&sink, "p:u:nobody", envelope(there, b"lost"));
+            dispatch.on_message(&sink, &keys.control_channel(), envelope(there, b"reload"));
+            dispatch.on_message(&sink, &keys.control_channel(), envelope(here, b"mine"));
+            assert_eq!(
+                *sink.delivered.lock().unwrap(),
+                vec![(user, there, Bytes::from_static(b"event"))]
+            );
+            assert_eq!(
+                *sink.control.lock().unwrap(),
+                vec![Bytes::from_static(b"reload")]
+            );
+        }
+    }
+
+    #[test]
+    fn channel_names_round_trip() {
+        let user = Uuid::new_v4();
+        for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
+            let name = keys.user_channel(user);
+            let mut buf = b"stale".to_vec();
+            keys.user_channel_into(&mut buf, user);
+            assert_eq!(buf, name.as_bytes());
+            assert_eq!(parse_user_channel(&name, "p:"), Some(user), "{name}");
+            assert_eq!(parse_user_channel(&name, "q:"), None);
+        }
+        assert_eq!(
+            Keys::for_cluster("p:").user_channel(user),
+            format!("p:u:{{{user}}}")
+        );
+        assert_eq!(parse_user_channel("p:u:nope", "p:"), None);
+        assert_eq!(parse_user_channel("p:u:{nope}", "p:"), None);
+    }
+}
