@@ -38,11 +38,12 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
 use uuid::Uuid;
 
-use crate::cluster::bus::LocalSink;
+use crate::cluster::bus::{Bus, LocalSink};
 use crate::domain::Services;
 use crate::domain::presence::Registered;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
+use crate::store::Store;
 
 const SHARDS: usize = 64;
 /// Live events buffered for one syncing user before the buffer is dropped and the user
@@ -75,10 +76,22 @@ struct Shard {
     dirty: HashSet<Uuid>,
 }
 
+/// What the hub is built from; the composition root (`app.rs`) fills it in.
+pub struct Deps {
+    /// The product's rules (device registration, envelopes, notifications, control).
+    pub services: Services,
+    /// PostgreSQL: cursors stored, missed messages read.
+    pub store: Store,
+    /// Per-user channels: subscriptions and routing to this user's other nodes.
+    pub bus: Bus,
+}
+
 /// The hub. Shared as `Arc<Hub>`.
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     services: Services,
+    store: Store,
+    bus: Bus,
     origin: u64,
     next_conn: AtomicU64,
     connections: AtomicUsize,
@@ -109,11 +122,13 @@ struct ReadMoved {
 
 impl Hub {
     /// A hub for this node.
-    pub fn new(services: Services) -> Arc<Hub> {
-        let origin = crate::cluster::bus::origin_of(&services.config.node_id);
+    pub fn new(deps: Deps) -> Arc<Hub> {
+        let origin = crate::cluster::bus::origin_of(&deps.services.config().node_id);
         Arc::new_cyclic(|me| Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            services,
+            services: deps.services,
+            store: deps.store,
+            bus: deps.bus,
             origin,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -180,7 +195,7 @@ impl Hub {
             }
         };
         if first {
-            self.services.bus.user_changed(user);
+            self.bus.user_changed(user);
             tokio::spawn(self.arc().initial_sync(user));
         }
         rx
@@ -213,7 +228,7 @@ impl Hub {
         let Some(entry) = removed else {
             return;
         };
-        self.services.bus.user_changed(user);
+        self.bus.user_changed(user);
         let (tx, rx) = watch::channel(false);
         self.flushing
             .lock()
@@ -308,7 +323,7 @@ impl Hub {
                     last_seq: moved.last_seq,
                 });
                 // Other nodes holding devices of this user; our own copy is dropped by origin.
-                self.services.bus.route_remote(user, env).await;
+                self.bus.route_remote(user, env).await;
             }
             if effects.resync {
                 self.resync(vec![user]).await;
@@ -369,7 +384,7 @@ impl LocalSink for Hub {
 
     fn reconnected(&self) {
         // Whatever was published while the subscription was down is in PostgreSQL.
-        self.services.members.clear();
+        self.services.control_interrupted();
         self.repair(self.local_users());
     }
 

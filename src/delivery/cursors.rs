@@ -224,7 +224,7 @@ impl Hub {
         if delivered.is_empty() && read.is_empty() {
             return Ok(());
         }
-        let conn = self.services.store.conn().await?;
+        let conn = self.store.conn().await?;
         crate::store::members::advance_delivered(&conn, delivered).await?;
         crate::store::members::advance_read_seq(&conn, read).await?;
         Ok(())

@@ -44,9 +44,9 @@ impl Hub {
             // Redis returns repairs whatever was published meanwhile.
             tracing::warn!(%user, "subscription not confirmed in time; draining anyway");
         }
-        let limit = self.services.settings.get().offline_max_per_connect as usize;
+        let limit = self.services.settings().offline_max_per_connect as usize;
         let result = async {
-            let memberships = missing::memberships(&self.services.store, &[user]).await?;
+            let memberships = missing::memberships(&self.store, &[user]).await?;
             let wants: Vec<Want> = memberships
                 .iter()
                 .map(|m| Want {
@@ -55,7 +55,7 @@ impl Hub {
                     last_seq: m.last_seq,
                 })
                 .collect();
-            let missing = missing::missing(&self.services.store, &wants, limit).await?;
+            let missing = missing::missing(&self.store, &wants, limit).await?;
             Ok::<_, crate::error::Error>((memberships, missing))
         }
         .await;
@@ -99,11 +99,11 @@ impl Hub {
                 };
             }
         }
-        let limit = self.services.settings.get().offline_max_per_connect.max(1) as usize;
+        let limit = self.services.settings().offline_max_per_connect.max(1) as usize;
         for chunk in users.chunks(RESYNC_CHUNK) {
             let mut attempt = 0u32;
             let memberships = loop {
-                match missing::memberships(&self.services.store, chunk).await {
+                match missing::memberships(&self.store, chunk).await {
                     Ok(ms) => break ms,
                     Err(e) => {
                         attempt += 1;
@@ -139,7 +139,7 @@ impl Hub {
                         .collect()
                 };
                 let missing = loop {
-                    match missing::missing(&self.services.store, &wants, limit).await {
+                    match missing::missing(&self.store, &wants, limit).await {
                         Ok(mi) => break mi,
                         Err(e) => {
                             tracing::warn!(%user, error = %e, "resync fetch failed; retrying");

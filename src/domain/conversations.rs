@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::Services;
 use super::events;
-use super::profiles::{Profile, Profiles};
+use super::profiles::Profiles;
 use crate::error::{Code, Error, Result};
+use crate::model::Profile;
 use crate::model::{ConversationKind, Message};
 use crate::store::conversations::get_or_create_private;
 use crate::store::listing::{self, ConversationRow, MemberRow, Page};

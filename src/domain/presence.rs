@@ -1,10 +1,12 @@
 //! Devices coming and going, as the socket layer sees them: the cluster-wide device limit
-//! and the online status kept in Redis (`cluster::presence`). Telling private partners
-//! that a user came online or went offline is [`Services::presence_changed`].
+//! and the online status kept in Redis (`cluster::presence`), its periodic refresh, and
+//! logout (every device of a user closed, on every node). Telling private partners that a
+//! user came online or went offline is [`Services::presence_changed`].
 
 use uuid::Uuid;
 
 use super::Services;
+use super::routing::Routed;
 use crate::cluster::presence::Added;
 use crate::error::Result;
 
@@ -51,5 +53,25 @@ impl Services {
                 let _ = presence.refresh_online(&[user]).await;
             });
         }
+    }
+
+    /// Refreshes the online status of `users` (this node's users), in chunks, when the
+    /// setting is on; stops at the first failure (logged).
+    pub async fn refresh_presence(&self, users: &[Uuid]) {
+        if !self.settings.get().online_status {
+            return;
+        }
+        for chunk in users.chunks(1000) {
+            if let Err(e) = self.presence.refresh_online(chunk).await {
+                tracing::warn!(error = %e, "presence refresh failed");
+                return;
+            }
+        }
+    }
+
+    /// Logout: closes every connection of `user` on every node.
+    pub async fn logout(&self, user: Uuid) {
+        let env = self.envelope(&Routed::Logout);
+        self.bus.route(user, env).await;
     }
 }

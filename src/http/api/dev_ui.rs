@@ -43,7 +43,7 @@ struct TokenRequest {
 
 /// The handler of every route of the web client.
 pub async fn serve(ctx: &Ctx, call: Call) -> Result<Resp> {
-    if !ctx.services.config.dev_ui {
+    if !ctx.services.config().dev_ui {
         // Exactly what an unknown route answers (src/http.rs).
         return Err(Error::route_not_found());
     }
@@ -88,7 +88,10 @@ async fn token(ctx: &Ctx, call: Call) -> Result<Resp> {
         Some(id) => id,
         None => Uuid::new_v4(),
     };
-    let token = ctx.services.tokens.issue(user_id, req.admin, DEV_TOKEN_TTL);
+    let token = ctx
+        .services
+        .tokens()
+        .issue(user_id, req.admin, DEV_TOKEN_TTL);
     let mut resp = response::ok(json!({ "token": token, "user_id": user_id }));
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::conversations::{Found, History, Listed};
 use crate::domain::events::MessageObject;
-use crate::domain::profiles::Profile;
+use crate::model::Profile;
 use crate::model::Timestamp;
 use crate::store::listing::{ConversationRow, MemberRow};
 

@@ -153,7 +153,7 @@ async fn handle(
             Ok(())
         }
         Request::Message(draft) => {
-            let limit = services.settings.get().max_messages_per_second;
+            let limit = services.settings().max_messages_per_second;
             if !hub.allow_send(user, limit) {
                 Err(Error::client(
                     hyper::StatusCode::TOO_MANY_REQUESTS,
