@@ -83,7 +83,7 @@ fn serve(env: &dyn Env) -> ExitCode {
                 return ExitCode::from(69);
             }
         };
-        match crate::run(config, listener, crate::shutdown::signal()).await {
+        match crate::app::run(config, listener, crate::shutdown::signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "start-up failed");

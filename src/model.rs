@@ -11,9 +11,13 @@ use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
 
+mod listing;
 mod profile;
+mod template;
 
+pub use listing::{ConversationRow, LastMessage, MemberRow, Page};
 pub use profile::Profile;
+pub use template::Template;
 
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;

@@ -17,8 +17,9 @@ use super::profiles::Profiles;
 use crate::error::{Code, Error, Result};
 use crate::model::Profile;
 use crate::model::{ConversationKind, Message};
+use crate::model::{ConversationRow, MemberRow, Page};
 use crate::store::conversations::get_or_create_private;
-use crate::store::listing::{self, ConversationRow, MemberRow, Page};
+use crate::store::listing;
 
 /// One conversation of a list, with everything the list item shows.
 #[derive(Debug, Clone)]
@@ -397,8 +398,8 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LastMessage;
     use crate::model::Timestamp;
-    use crate::store::listing::LastMessage;
 
     fn row(at: Option<i64>, created: i64) -> ConversationRow {
         ConversationRow {

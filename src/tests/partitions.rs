@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::harness::TestEnv;
-use crate::store::listing::{self, Page};
+use crate::model::Page;
+use crate::store::listing;
 use crate::store::messages::{self, Recall};
 use crate::store::{Store, members, migrate};
 

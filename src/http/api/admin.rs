@@ -14,8 +14,7 @@ use crate::http::body;
 use crate::http::params::path_uuid;
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx};
-use crate::model::Timestamp;
-use crate::store::templates::Template;
+use crate::model::{Template, Timestamp};
 
 /// `GET /api/admin/settings`: every setting as a key → value map.
 pub async fn settings_list(ctx: &Ctx, _call: Call) -> Result<Resp> {

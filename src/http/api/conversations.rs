@@ -11,7 +11,7 @@ use crate::error::{Code, Error, Result};
 use crate::http::params::{Query, path_uuid};
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
-use crate::store::listing::Page;
+use crate::model::Page;
 
 /// `GET /conversations[?search=…]`.
 pub async fn list(ctx: &Ctx, call: Call) -> Result<Resp> {

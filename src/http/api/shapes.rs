@@ -10,8 +10,7 @@ use uuid::Uuid;
 use crate::domain::conversations::{Found, History, Listed};
 use crate::domain::events::MessageObject;
 use crate::model::Profile;
-use crate::model::Timestamp;
-use crate::store::listing::{ConversationRow, MemberRow};
+use crate::model::{ConversationRow, MemberRow, Timestamp};
 
 /// A `conversations` row.
 #[derive(Serialize)]
