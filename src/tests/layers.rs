@@ -187,6 +187,59 @@ fn imports_follow_the_readme_layer_table() {
     );
 }
 
+/// The rows of the README's code map: the first cell, and the whole row.
+fn code_map(readme: &str) -> Vec<(String, String)> {
+    let section = readme
+        .split("\n### Code map")
+        .nth(1)
+        .expect("README has a `### Code map` section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let first = l.trim_start_matches('|').split('|').next().unwrap_or("");
+            (first.to_string(), l.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_code_map_names_every_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rows = code_map(&std::fs::read_to_string(root.join("README.md")).unwrap());
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut missing = Vec::new();
+    for path in &files {
+        let rel = path.strip_prefix(&src).unwrap();
+        let parts = module_path(rel);
+        if parts[0] == "tests" {
+            continue;
+        }
+        // A file `src/x.rs` is named in the first cell of a row; a file under `src/x/`
+        // by its name (or its path below `src/x/`) in the row of `src/x.rs`.
+        let top = format!("`src/{}.rs`", parts[0]);
+        let Some((_, row)) = rows.iter().find(|(first, _)| first.contains(&top)) else {
+            missing.push(format!("src/{} (no row names {top})", rel.display()));
+            continue;
+        };
+        let name = rel.file_name().unwrap().to_string_lossy();
+        if parts.len() > 1
+            && !row.contains(&format!("`{name}`"))
+            && !row.contains(&format!("/{name}`"))
+        {
+            missing.push(format!("src/{}", rel.display()));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "files the README code map does not name:\n{}",
+        missing.join("\n")
+    );
+}
+
 /// The checker on synthetic source.
 mod checker {
     use super::*;
