@@ -11,11 +11,15 @@ use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
 
+mod ids;
 mod listing;
+mod message_type;
 mod profile;
 mod template;
 
+pub use ids::{ConversationId, MessageId, UserId};
 pub use listing::{ConversationRow, LastMessage, MemberRow, Page};
+pub use message_type::MessageType;
 pub use profile::Profile;
 pub use template::Template;
 
