@@ -22,8 +22,6 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Instant;
 
-use uuid::Uuid;
-
 use crate::auth::Tokens;
 use crate::cluster::bus::Bus;
 use crate::cluster::presence::Presence;
@@ -32,6 +30,7 @@ use crate::cluster::registry::Registry;
 use crate::cluster::{Keys, Redis};
 use crate::config::Config;
 use crate::error::Result;
+use crate::model::{ConversationId, UserId};
 use crate::store::Store;
 use members::MemberCache;
 use send::Draft;
@@ -128,7 +127,7 @@ impl Services {
 impl Services {
     /// Sends a message: static checks, the private conversation resolved (and created on
     /// the first message), then the batching writer. `reply` gets the outcome.
-    pub async fn send(&self, sender: Uuid, draft: Draft, received: Instant, reply: Reply) {
+    pub async fn send(&self, sender: UserId, draft: Draft, received: Instant, reply: Reply) {
         if let Err(e) = send::validate(&draft, sender, &self.settings.get()) {
             metrics::counter!(crate::metrics::MESSAGES_REJECTED, "code" => e.code()).increment(1);
             return reply(Err(e));
@@ -153,7 +152,7 @@ impl Services {
     }
 
     /// The private conversation of two users, created when missing. Returns its id.
-    pub async fn private_conversation(&self, a: Uuid, b: Uuid) -> Result<Uuid> {
+    pub async fn private_conversation(&self, a: UserId, b: UserId) -> Result<ConversationId> {
         if let Some(id) = self.members.private_pair(a, b) {
             return Ok(id);
         }
@@ -201,7 +200,7 @@ impl Services {
         } else if let Some(id) = message.strip_prefix(CONTROL_MEMBERS) {
             match std::str::from_utf8(id)
                 .ok()
-                .and_then(|s| Uuid::try_parse(s).ok())
+                .and_then(|s| s.parse::<ConversationId>().ok())
             {
                 Some(conv) => self.members.invalidate(conv),
                 None => tracing::debug!("malformed members control message"),

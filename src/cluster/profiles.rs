@@ -3,7 +3,7 @@
 //! does not know. Known profiles live ten minutes, unknown users one minute. A cache that
 //! cannot be read or written is treated as empty; it is never an error.
 
-use uuid::Uuid;
+use crate::model::UserId;
 
 use super::{Keys, Redis};
 use crate::model::Profile;
@@ -40,7 +40,7 @@ impl ProfileCache {
     }
 
     /// What is cached for each of `users`, in order (one `MGET`).
-    pub async fn get(&self, users: &[Uuid]) -> Vec<Cached> {
+    pub async fn get(&self, users: &[UserId]) -> Vec<Cached> {
         let keys: Vec<String> = users.iter().map(|u| self.keys.profile(*u)).collect();
         let mut redis = self.redis.clone();
         let values: Vec<Option<String>> =
@@ -66,7 +66,7 @@ impl ProfileCache {
 
     /// Stores what the service answered for each user: its profile, or `None` when it
     /// does not know the user (one pipeline).
-    pub async fn put(&self, answers: &[(Uuid, Option<&Profile>)]) {
+    pub async fn put(&self, answers: &[(UserId, Option<&Profile>)]) {
         let cmds = answers
             .iter()
             .map(|(user, profile)| {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::apply::push_frame;
 use super::missing::{self, Missing, Want};
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
 use crate::domain::events;
 use crate::metrics as m;
+use crate::model::{ConversationId, UserId};
 use crate::store::members::Membership;
 
 /// Users read from PostgreSQL per query when many resync at once.
@@ -21,7 +21,7 @@ const RESYNC_CHUNK: usize = 500;
 
 impl Hub {
     /// The first device of `user` connected: subscribe, drain by cursor, go live.
-    pub(super) async fn initial_sync(self: std::sync::Arc<Self>, user: Uuid) {
+    pub(super) async fn initial_sync(self: std::sync::Arc<Self>, user: UserId) {
         self.wait_flushed(user).await;
         let (tx, rx) = oneshot::channel();
         let already = {
@@ -87,7 +87,7 @@ impl Hub {
     }
 
     /// Repairs `users` from PostgreSQL (after a gap, or for everyone after Redis came back).
-    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<Uuid>) {
+    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<UserId>) {
         for user in &users {
             let mut shard = self.shard(*user);
             if let Some(e) = shard.users.get_mut(user)
@@ -113,7 +113,7 @@ impl Hub {
                     }
                 }
             };
-            let mut by_user: HashMap<Uuid, Vec<Membership>> = HashMap::new();
+            let mut by_user: HashMap<UserId, Vec<Membership>> = HashMap::new();
             for m in memberships {
                 by_user.entry(m.user_id).or_default().push(m);
             }
@@ -154,7 +154,7 @@ impl Hub {
     }
 
     /// Waits until a previous session's cursors for `user` are stored.
-    async fn wait_flushed(&self, user: Uuid) {
+    async fn wait_flushed(&self, user: UserId) {
         let rx = self
             .flushing
             .lock()
@@ -171,14 +171,14 @@ impl Hub {
     /// live. Live events stay buffered until then, so the order holds.
     async fn finish_sync(
         &self,
-        user: Uuid,
+        user: UserId,
         memberships: &[Membership],
         missing: Missing,
         offline: bool,
     ) {
         // 1. Cursors, and which messages are new to this user's devices here.
         let mut outgoing: Vec<(bytes::Bytes, MessageTag)> = Vec::new();
-        let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
+        let mut touched: HashMap<ConversationId, (i64, crate::model::Timestamp, Option<String>)> =
             HashMap::new();
         let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
             let mut shard = self.shard(user);

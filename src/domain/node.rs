@@ -63,7 +63,7 @@ impl Services {
 
     /// A WebSocket token for `user` and the `ws_url` of the live node with the fewest
     /// connections (this node when the registry is empty or unavailable).
-    pub async fn ws_token(&self, user: uuid::Uuid) -> WsToken {
+    pub async fn ws_token(&self, user: crate::model::UserId) -> WsToken {
         let ttl = self.config.ws_token_ttl;
         let token = self.tokens.issue(user, false, ttl);
         let ws_url = match self.registry.live().await {

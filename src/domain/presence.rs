@@ -3,12 +3,11 @@
 //! logout (every device of a user closed, on every node). Telling private partners that a
 //! user came online or went offline is [`Services::presence_changed`].
 
-use uuid::Uuid;
-
 use super::Services;
 use super::routing::Routed;
 use crate::cluster::presence::Added;
 use crate::error::Result;
+use crate::model::UserId;
 
 /// How registering a device went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub enum Registered {
 impl Services {
     /// Registers connection `conn` of `user` (and the online status, when the setting is
     /// on); refuses a device over the cluster-wide limit.
-    pub async fn register_device(&self, user: Uuid, conn: u64) -> Result<Registered> {
+    pub async fn register_device(&self, user: UserId, conn: u64) -> Result<Registered> {
         let online_enabled = self.settings.get().online_status;
         Ok(
             match self.presence.add_device(user, conn, online_enabled).await? {
@@ -40,13 +39,13 @@ impl Services {
 
     /// Unregisters connection `conn` of `user`. True when it was the user's last device
     /// anywhere (the user went offline).
-    pub async fn unregister_device(&self, user: Uuid, conn: u64) -> Result<bool> {
+    pub async fn unregister_device(&self, user: UserId, conn: u64) -> Result<bool> {
         self.presence.remove_device(user, conn).await
     }
 
     /// A client's `heartbeat`: refreshes the user's online status in the background (when
     /// the setting is on).
-    pub fn heartbeat(&self, user: Uuid) {
+    pub fn heartbeat(&self, user: UserId) {
         if self.settings.get().online_status {
             let presence = self.presence.clone();
             tokio::spawn(async move {
@@ -57,7 +56,7 @@ impl Services {
 
     /// Refreshes the online status of `users` (this node's users), in chunks, when the
     /// setting is on; stops at the first failure (logged).
-    pub async fn refresh_presence(&self, users: &[Uuid]) {
+    pub async fn refresh_presence(&self, users: &[UserId]) {
         if !self.settings.get().online_status {
             return;
         }
@@ -70,7 +69,7 @@ impl Services {
     }
 
     /// Logout: closes every connection of `user` on every node.
-    pub async fn logout(&self, user: Uuid) {
+    pub async fn logout(&self, user: UserId) {
         let env = self.envelope(&Routed::Logout);
         self.bus.route(user, env).await;
     }

@@ -9,19 +9,18 @@ pub mod agent;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use super::Services;
 use crate::cluster::profiles::Cached;
 use crate::model::Profile;
+use crate::model::UserId;
 
 /// Known profiles by user.
-pub type Profiles = HashMap<Uuid, Arc<Profile>>;
+pub type Profiles = HashMap<UserId, Arc<Profile>>;
 
 impl Services {
     /// The profiles of `users` that are known: from the Redis cache, then from the agent.
     /// Empty when `AGENT_URL` is unset; never an error.
-    pub async fn profiles(&self, users: &[Uuid]) -> Profiles {
+    pub async fn profiles(&self, users: &[UserId]) -> Profiles {
         let mut found = Profiles::new();
         let Some(base) = self.config.agent_url.as_deref() else {
             return found;

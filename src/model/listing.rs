@@ -4,15 +4,15 @@
 
 use uuid::Uuid;
 
-use super::{ConversationKind, Role, Timestamp};
+use super::{ConversationId, ConversationKind, MessageId, MessageType, Role, Timestamp, UserId};
 
 /// The last message of a conversation, as far as lists need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastMessage {
     /// Its sender.
-    pub sender_id: Uuid,
+    pub sender_id: UserId,
     /// Its type.
-    pub message_type: String,
+    pub message_type: MessageType,
     /// Its text.
     pub content: Option<String>,
     /// Recalled by its sender.
@@ -23,7 +23,7 @@ pub struct LastMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationRow {
     /// Conversation id.
-    pub id: Uuid,
+    pub id: ConversationId,
     /// Private or group.
     pub kind: ConversationKind,
     /// Group name (groups only).
@@ -35,11 +35,11 @@ pub struct ConversationRow {
     /// Time of the newest message.
     pub last_message_at: Option<Timestamp>,
     /// The newest message.
-    pub last_message_id: Option<Uuid>,
+    pub last_message_id: Option<MessageId>,
     /// Highest seq.
     pub last_seq: i64,
     /// First-message limit: who spoke first.
-    pub first_sender_id: Option<Uuid>,
+    pub first_sender_id: Option<UserId>,
     /// First-message limit: the other side wrote back.
     pub replied: bool,
     /// The viewing member's read cursor.
@@ -54,9 +54,9 @@ pub struct MemberRow {
     /// Row id.
     pub id: Uuid,
     /// Conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// The member.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// Role.
     pub role: Role,
     /// Never changed by any route.
@@ -70,7 +70,7 @@ pub struct MemberRow {
     /// `last_seq - read_seq`.
     pub unread_count: i64,
     /// The message the read cursor points at.
-    pub last_read_message_id: Option<Uuid>,
+    pub last_read_message_id: Option<MessageId>,
     /// When the read cursor last moved.
     pub last_read_at: Option<Timestamp>,
 }

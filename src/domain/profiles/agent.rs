@@ -14,9 +14,9 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::model::Profile;
+use crate::model::UserId;
 
 /// Budget of one call to the agent, connection included.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,7 +27,7 @@ const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// The profiles the agent at `base` knows among `users`; `None` when it failed, timed
 /// out or is being left alone after a recent failure (logged here).
-pub async fn call(base: &str, users: &[Uuid]) -> Option<HashMap<Uuid, Profile>> {
+pub async fn call(base: &str, users: &[UserId]) -> Option<HashMap<UserId, Profile>> {
     if backing_off(base) {
         return None;
     }
@@ -132,7 +132,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// One batch call to the agent.
-async fn fetch(base: &str, users: &[Uuid]) -> Result<HashMap<Uuid, Profile>, String> {
+async fn fetch(base: &str, users: &[UserId]) -> Result<HashMap<UserId, Profile>, String> {
     let target = parse_base(base)?;
     let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
         .await
@@ -167,7 +167,7 @@ async fn fetch(base: &str, users: &[Uuid]) -> Result<HashMap<Uuid, Profile>, Str
 }
 
 /// Reads the agent's answer; `code` must be 0.
-fn parse_answer(bytes: &[u8]) -> Result<HashMap<Uuid, Profile>, String> {
+fn parse_answer(bytes: &[u8]) -> Result<HashMap<UserId, Profile>, String> {
     #[derive(Deserialize)]
     struct Answer {
         code: i64,
@@ -182,7 +182,7 @@ fn parse_answer(bytes: &[u8]) -> Result<HashMap<Uuid, Profile>, String> {
         .data
         .unwrap_or_default()
         .iter()
-        .filter_map(|(k, v)| Some((Uuid::try_parse(k).ok()?, profile_from_value(v)?)))
+        .filter_map(|(k, v)| Some((k.parse::<UserId>().ok()?, profile_from_value(v)?)))
         .collect())
 }
 
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn answers() {
-        let u = Uuid::new_v4();
+        let u = UserId::new_v4();
         let ok = format!(
             r#"{{"code":0,"data":{{"{u}":{{"name":"Ann","avatar_url":"a.png","domain":"ann","full_position":7}},"nope":{{}}}}}}"#
         );
