@@ -9,10 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 /// A message's type; stored and sent on the wire as its string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MessageType {
     /// `text`: `content` required.
-    #[default]
     Text,
     /// `image`: `metadata.url` (or `image_url`) required.
     Image,
@@ -58,6 +57,13 @@ impl MessageType {
     /// One of the four types a send may use.
     pub fn is_known(&self) -> bool {
         !matches!(self, MessageType::Other(_))
+    }
+}
+
+/// The empty type: what a send that names none has, refused like any unknown type.
+impl Default for MessageType {
+    fn default() -> Self {
+        MessageType::Other(String::new())
     }
 }
 
@@ -140,6 +146,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&old).unwrap(), "file");
         let read: MessageType = serde_json::from_value("image".into()).unwrap();
         assert_eq!(read, MessageType::Image);
+        assert!(!MessageType::default().is_known());
     }
 
     #[test]
