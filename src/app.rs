@@ -15,15 +15,13 @@ use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
 use crate::cluster::bus::{Bus, LocalSink};
-use crate::cluster::presence::Presence;
-use crate::cluster::registry::Registry;
 use crate::cluster::{self, Keys};
 use crate::config::{Config, redact_url};
-use crate::delivery::Hub;
-use crate::domain::Services;
+use crate::delivery::{self, Hub};
 use crate::domain::members::MemberCache;
 use crate::domain::settings::{self, SettingsCache, Snapshot};
 use crate::domain::writer::{self, Writer};
+use crate::domain::{Parts, Services};
 use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 use crate::{http, ws};
@@ -57,9 +55,12 @@ pub async fn run(
     wait_for_postgres(&store, config.startup_timeout).await?;
     prepare_schema(&store, &config).await?;
 
-    let services = build_services(config.clone(), store).await?;
-    let bus = services.bus.clone();
-    let hub = Hub::new(services.clone());
+    let Built { services, bus } = build(config.clone(), store.clone()).await?;
+    let hub = Hub::new(delivery::Deps {
+        services: services.clone(),
+        store: store.clone(),
+        bus: bus.clone(),
+    });
     bus.start_subscriber(
         &config.redis,
         hub.clone() as Arc<dyn LocalSink>,
@@ -84,7 +85,7 @@ pub async fn run(
     };
 
     let local = listener.local_addr().ok();
-    let snap = services.settings.get();
+    let snap = services.settings();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         node_id = %config.node_id,
@@ -113,14 +114,24 @@ pub async fn run(
     stop.await;
     drain(&hub, &shutdown, grace).await;
     let _ = server.await;
-    services.store.close();
+    store.close();
     tracing::info!(node_id = %config.node_id, "dinq-message stopped");
     Ok(())
+}
+
+/// The domain services of a node and the bus they publish on (the hub subscribes with it).
+struct Built {
+    services: Services,
+    bus: Bus,
 }
 
 /// Connects Redis and builds every domain service of a node on `store` (whose schema is
 /// ready): the bus, the writer, caches and the settings read from PostgreSQL.
 pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Services, StartError> {
+    Ok(build(config, store).await?.services)
+}
+
+async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
     let connect_redis = || async {
         cluster::connect(&config.redis, config.startup_timeout)
             .await
@@ -168,20 +179,19 @@ pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Service
             indexer: crate::domain::search_index::SearchIndexer::start(store.clone()),
         },
     );
-    Ok(Services {
+    let services = Services::new(Parts {
         tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
-        presence: Presence::new(redis.clone(), keys.clone(), &config.node_id),
-        registry: Registry::new(redis.clone(), keys.clone()),
         config,
         store,
         reader,
         redis,
         keys,
         settings,
-        bus,
+        bus: bus.clone(),
         members,
         writer,
-    })
+    });
+    Ok(Built { services, bus })
 }
 
 /// The shutdown sequence: not ready, out of the registry, clients told to reconnect
@@ -189,8 +199,7 @@ pub async fn build_services(config: Arc<Config>, store: Store) -> Result<Service
 async fn drain(hub: &Arc<Hub>, shutdown: &Shutdown, grace: Duration) {
     let started = tokio::time::Instant::now();
     shutdown.trigger();
-    let services = hub.services();
-    if let Err(e) = services.registry.remove(&services.config.node_id).await {
+    if let Err(e) = hub.services().leave_registry().await {
         tracing::warn!(error = %e, "could not leave the registry");
     }
     let spread = (grace / 3).min(Duration::from_secs(5));

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Code, Error};
+use crate::model::UserId;
 
 /// Who is calling, as proven by a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     /// The `user_id` claim.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// Admin by claim or by configuration.
     pub is_admin: bool,
 }
@@ -83,11 +84,14 @@ impl Tokens {
         }
         let is_admin =
             data.claims.role.as_deref() == Some("admin") || self.inner.admins.contains(&user_id);
-        Ok(Caller { user_id, is_admin })
+        Ok(Caller {
+            user_id: UserId::from_uuid(user_id),
+            is_admin,
+        })
     }
 
     /// Signs a token for `user_id` valid for `ttl`, with `role: "admin"` when asked.
-    pub fn issue(&self, user_id: Uuid, admin: bool, ttl: Duration) -> String {
+    pub fn issue(&self, user_id: UserId, admin: bool, ttl: Duration) -> String {
         let exp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -158,7 +162,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = tokens();
-        let id = Uuid::new_v4();
+        let id = UserId::new_v4();
         let caller = t
             .verify(&t.issue(id, false, Duration::from_secs(60)))
             .unwrap();
@@ -180,7 +184,7 @@ mod tests {
         let id = Uuid::new_v4();
         let t = Tokens::new("secret", HashSet::from([id]));
         assert!(
-            t.verify(&t.issue(id, false, Duration::from_secs(60)))
+            t.verify(&t.issue(id.into(), false, Duration::from_secs(60)))
                 .unwrap()
                 .is_admin
         );
@@ -277,7 +281,7 @@ mod tests {
     #[test]
     fn header_rules() {
         let t = tokens();
-        let good = t.issue(Uuid::new_v4(), false, Duration::from_secs(60));
+        let good = t.issue(UserId::new_v4(), false, Duration::from_secs(60));
         let msg = |h: Option<&str>| {
             t.from_authorization(h.map(str::as_bytes))
                 .unwrap_err()

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::Tokens;
 use crate::config::{Config, Env, ProcessEnv};
+use crate::model::UserId;
 
 const USAGE: &str = "usage:
   dinq-message                      run a node (configuration from the environment and .env)
@@ -83,7 +84,7 @@ fn serve(env: &dyn Env) -> ExitCode {
                 return ExitCode::from(69);
             }
         };
-        match crate::run(config, listener, crate::shutdown::signal()).await {
+        match crate::app::run(config, listener, crate::shutdown::signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "start-up failed");
@@ -125,7 +126,7 @@ fn token(args: &[String], env: &dyn Env) -> ExitCode {
     };
     println!(
         "{}",
-        Tokens::new(&secret, Default::default()).issue(user, admin, ttl)
+        Tokens::new(&secret, Default::default()).issue(UserId::from_uuid(user), admin, ttl)
     );
     ExitCode::SUCCESS
 }

@@ -8,6 +8,7 @@ mod dispatch;
 mod envelope;
 pub mod keys;
 pub mod presence;
+pub mod profiles;
 pub mod registry;
 mod sharded;
 mod subscriber;

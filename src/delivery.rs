@@ -36,13 +36,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
-use uuid::Uuid;
 
-use crate::cluster::bus::LocalSink;
+use crate::cluster::bus::{Bus, LocalSink};
 use crate::domain::Services;
 use crate::domain::presence::Registered;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
+use crate::model::{ConversationId, UserId};
+use crate::store::Store;
 
 const SHARDS: usize = 64;
 /// Live events buffered for one syncing user before the buffer is dropped and the user
@@ -61,7 +62,7 @@ enum Phase {
 struct UserEntry {
     devices: Vec<Device>,
     phase: Phase,
-    convs: HashMap<Uuid, Cursor>,
+    convs: HashMap<ConversationId, Cursor>,
     subscribed: bool,
     sub_waiters: Vec<oneshot::Sender<()>>,
     /// Devices waiting for the current sync to finish before their handshake completes.
@@ -71,14 +72,26 @@ struct UserEntry {
 
 #[derive(Default)]
 struct Shard {
-    users: HashMap<Uuid, UserEntry>,
-    dirty: HashSet<Uuid>,
+    users: HashMap<UserId, UserEntry>,
+    dirty: HashSet<UserId>,
+}
+
+/// What the hub is built from; the composition root (`app.rs`) fills it in.
+pub struct Deps {
+    /// The product's rules (device registration, envelopes, notifications, control).
+    pub services: Services,
+    /// PostgreSQL: cursors stored, missed messages read.
+    pub store: Store,
+    /// Per-user channels: subscriptions and routing to this user's other nodes.
+    pub bus: Bus,
 }
 
 /// The hub. Shared as `Arc<Hub>`.
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     services: Services,
+    store: Store,
+    bus: Bus,
     origin: u64,
     next_conn: AtomicU64,
     connections: AtomicUsize,
@@ -86,7 +99,7 @@ pub struct Hub {
     sessions: AtomicUsize,
     sessions_done: Notify,
     /// Users whose last device left and whose cursors are being stored.
-    flushing: Mutex<HashMap<Uuid, watch::Receiver<bool>>>,
+    flushing: Mutex<HashMap<UserId, watch::Receiver<bool>>>,
     me: Weak<Hub>,
 }
 
@@ -101,7 +114,7 @@ struct Effects {
 
 /// A read cursor moved here by viewing.
 struct ReadMoved {
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     read_seq: i64,
     /// The conversation's newest seq (for the unread count).
     last_seq: i64,
@@ -109,11 +122,13 @@ struct ReadMoved {
 
 impl Hub {
     /// A hub for this node.
-    pub fn new(services: Services) -> Arc<Hub> {
-        let origin = crate::cluster::bus::origin_of(&services.config.node_id);
+    pub fn new(deps: Deps) -> Arc<Hub> {
+        let origin = crate::cluster::bus::origin_of(&deps.services.config().node_id);
         Arc::new_cyclic(|me| Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            services,
+            services: deps.services,
+            store: deps.store,
+            bus: deps.bus,
             origin,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -128,7 +143,7 @@ impl Hub {
         self.me.upgrade().expect("hub is alive while used")
     }
 
-    fn shard(&self, user: Uuid) -> MutexGuard<'_, Shard> {
+    fn shard(&self, user: UserId) -> MutexGuard<'_, Shard> {
         let i = (user.as_u128() % SHARDS as u128) as usize;
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -142,7 +157,7 @@ impl Hub {
     /// subscribed and pending messages are drained before live events flow. The returned
     /// receiver completes when the device is live (the handshake waits for it, so whatever
     /// is committed after the client sees `101` arrives as a live `message`).
-    pub fn add_device(&self, user: Uuid, device: Device) -> oneshot::Receiver<()> {
+    pub fn add_device(&self, user: UserId, device: Device) -> oneshot::Receiver<()> {
         self.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::WS_CONNECTIONS).increment(1.0);
         let (tx, rx) = oneshot::channel();
@@ -180,7 +195,7 @@ impl Hub {
             }
         };
         if first {
-            self.services.bus.user_changed(user);
+            self.bus.user_changed(user);
             tokio::spawn(self.arc().initial_sync(user));
         }
         rx
@@ -190,7 +205,7 @@ impl Hub {
     /// before returning (so a reconnect anywhere finds them) and unsubscribes. `clean`: the
     /// connection closed with a close handshake, so what was written was received; otherwise
     /// only what was written long enough ago counts as delivered (see `cursors`).
-    pub async fn remove_device(&self, user: Uuid, conn: u64, clean: bool) {
+    pub async fn remove_device(&self, user: UserId, conn: u64, clean: bool) {
         let removed = {
             let mut shard = self.shard(user);
             let Some(entry) = shard.users.get_mut(&user) else {
@@ -213,7 +228,7 @@ impl Hub {
         let Some(entry) = removed else {
             return;
         };
-        self.services.bus.user_changed(user);
+        self.bus.user_changed(user);
         let (tx, rx) = watch::channel(false);
         self.flushing
             .lock()
@@ -242,7 +257,7 @@ impl Hub {
     /// Registers every local device in presence again (after this node was reaped while
     /// alive) and announces the users who were taken offline.
     pub async fn reregister_presence(&self) {
-        let devices: Vec<(Uuid, u64)> = self
+        let devices: Vec<(UserId, u64)> = self
             .shards
             .iter()
             .flat_map(|s| {
@@ -279,7 +294,7 @@ impl Hub {
     }
 
     /// Users with devices here.
-    pub fn local_users(&self) -> Vec<Uuid> {
+    pub fn local_users(&self) -> Vec<UserId> {
         self.shards
             .iter()
             .flat_map(|s| {
@@ -297,7 +312,7 @@ impl Hub {
     /// more effects).
     fn after_effects(
         self: Arc<Self>,
-        user: Uuid,
+        user: UserId,
         effects: Effects,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
@@ -308,7 +323,7 @@ impl Hub {
                     last_seq: moved.last_seq,
                 });
                 // Other nodes holding devices of this user; our own copy is dropped by origin.
-                self.services.bus.route_remote(user, env).await;
+                self.bus.route_remote(user, env).await;
             }
             if effects.resync {
                 self.resync(vec![user]).await;
@@ -318,7 +333,7 @@ impl Hub {
 }
 
 impl LocalSink for Hub {
-    fn deliver(&self, user: Uuid, origin: u64, body: Bytes) {
+    fn deliver(&self, user: UserId, origin: u64, body: Bytes) {
         let Some(routed) = Routed::decode(body) else {
             tracing::debug!(%user, "malformed envelope dropped");
             return;
@@ -347,15 +362,15 @@ impl LocalSink for Hub {
         tokio::spawn(self.arc().after_effects(user, effects));
     }
 
-    fn wants(&self, user: Uuid) -> bool {
+    fn wants(&self, user: UserId) -> bool {
         self.shard(user).users.contains_key(&user)
     }
 
-    fn users(&self) -> Vec<Uuid> {
+    fn users(&self) -> Vec<UserId> {
         self.local_users()
     }
 
-    fn subscribed(&self, users: &[Uuid]) {
+    fn subscribed(&self, users: &[UserId]) {
         for user in users {
             let mut shard = self.shard(*user);
             if let Some(e) = shard.users.get_mut(user) {
@@ -369,11 +384,11 @@ impl LocalSink for Hub {
 
     fn reconnected(&self) {
         // Whatever was published while the subscription was down is in PostgreSQL.
-        self.services.members.clear();
+        self.services.control_interrupted();
         self.repair(self.local_users());
     }
 
-    fn repair(&self, users: Vec<Uuid>) {
+    fn repair(&self, users: Vec<UserId>) {
         if users.is_empty() {
             return;
         }

@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod events;
 pub mod groups;
 pub mod members;
+pub mod node;
 pub mod notifications;
 pub mod presence;
 pub mod profiles;
@@ -21,33 +22,52 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Instant;
 
-use uuid::Uuid;
-
 use crate::auth::Tokens;
-use crate::cluster::Keys;
 use crate::cluster::bus::Bus;
 use crate::cluster::presence::Presence;
+use crate::cluster::profiles::ProfileCache;
 use crate::cluster::registry::Registry;
+use crate::cluster::{Keys, Redis};
 use crate::config::Config;
 use crate::error::Result;
+use crate::model::{ConversationId, UserId};
 use crate::store::Store;
 use members::MemberCache;
 use send::Draft;
-use settings::SettingsCache;
+use settings::{SettingsCache, Snapshot};
 use writer::{Job, Reply, Writer};
 
-/// Handles to everything the domain needs; cheap to clone.
+/// The domain's services, shared by HTTP, WebSocket and delivery; cheap to clone. Callers
+/// use its methods; what it is built from stays inside (see [`Parts`]).
 #[derive(Clone)]
 pub struct Services {
+    config: Arc<Config>,
+    store: Store,
+    /// Where message history and search read: the read replica of `DATABASE_READ_URL`, or
+    /// `store` itself.
+    reader: Store,
+    /// The multiplexed Redis command connection (pinged by [`Services::readiness`]).
+    redis: Redis,
+    tokens: Tokens,
+    settings: SettingsCache,
+    bus: Bus,
+    presence: Presence,
+    registry: Registry,
+    profile_cache: ProfileCache,
+    members: Arc<MemberCache>,
+    writer: Writer,
+}
+
+/// What [`Services`] is built from; the composition root (`app.rs`) fills it in.
+pub struct Parts {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// PostgreSQL.
     pub store: Store,
-    /// Where message history and search read: the read replica of `DATABASE_READ_URL`, or
-    /// `store` itself.
+    /// Where history and search read (a read replica, or `store`).
     pub reader: Store,
     /// The multiplexed Redis command connection.
-    pub redis: crate::cluster::Redis,
+    pub redis: Redis,
     /// Redis key names.
     pub keys: Keys,
     /// Token verification and issuing.
@@ -56,10 +76,6 @@ pub struct Services {
     pub settings: SettingsCache,
     /// Per-user channels and the control channel.
     pub bus: Bus,
-    /// Cluster-wide presence and the device limit.
-    pub presence: Presence,
-    /// The node registry.
-    pub registry: Registry,
     /// Member lists and private pairs.
     pub members: Arc<MemberCache>,
     /// The batching writer.
@@ -67,9 +83,51 @@ pub struct Services {
 }
 
 impl Services {
+    /// The services of this node, from their parts.
+    pub fn new(p: Parts) -> Services {
+        Services {
+            presence: Presence::new(p.redis.clone(), p.keys.clone(), &p.config.node_id),
+            registry: Registry::new(p.redis.clone(), p.keys.clone()),
+            profile_cache: ProfileCache::new(p.redis.clone(), p.keys),
+            config: p.config,
+            store: p.store,
+            reader: p.reader,
+            redis: p.redis,
+            tokens: p.tokens,
+            settings: p.settings,
+            bus: p.bus,
+            members: p.members,
+            writer: p.writer,
+        }
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Token verification and issuing.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Arc<Snapshot> {
+        self.settings.get()
+    }
+
+    /// The control channel may have lost messages (the subscription was down): forget the
+    /// cached member lists, whose invalidations travel there. Settings catch up by their
+    /// periodic reload.
+    pub fn control_interrupted(&self) {
+        self.members.clear();
+    }
+}
+
+impl Services {
     /// Sends a message: static checks, the private conversation resolved (and created on
     /// the first message), then the batching writer. `reply` gets the outcome.
-    pub async fn send(&self, sender: Uuid, draft: Draft, received: Instant, reply: Reply) {
+    pub async fn send(&self, sender: UserId, draft: Draft, received: Instant, reply: Reply) {
         if let Err(e) = send::validate(&draft, sender, &self.settings.get()) {
             metrics::counter!(crate::metrics::MESSAGES_REJECTED, "code" => e.code()).increment(1);
             return reply(Err(e));
@@ -94,7 +152,7 @@ impl Services {
     }
 
     /// The private conversation of two users, created when missing. Returns its id.
-    pub async fn private_conversation(&self, a: Uuid, b: Uuid) -> Result<Uuid> {
+    pub async fn private_conversation(&self, a: UserId, b: UserId) -> Result<ConversationId> {
         if let Some(id) = self.members.private_pair(a, b) {
             return Ok(id);
         }
@@ -142,7 +200,7 @@ impl Services {
         } else if let Some(id) = message.strip_prefix(CONTROL_MEMBERS) {
             match std::str::from_utf8(id)
                 .ok()
-                .and_then(|s| Uuid::try_parse(s).ok())
+                .and_then(|s| s.parse::<ConversationId>().ok())
             {
                 Some(conv) => self.members.invalidate(conv),
                 None => tracing::debug!("malformed members control message"),

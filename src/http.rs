@@ -77,7 +77,7 @@ struct Tracker {
 
 /// Serves HTTP on `listener` until shutdown, then drains open connections within `grace`.
 pub async fn serve(listener: TcpListener, ctx: Ctx, grace: Duration) {
-    let send_buffer = ctx.services.config.socket_send_buffer;
+    let send_buffer = ctx.services.config().socket_send_buffer;
     let tracker = Arc::new(Tracker::default());
     let stop = ctx.shutdown.wait();
     tokio::pin!(stop);
@@ -170,7 +170,7 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
     let (template, mut resp) = match router::resolve_with(
         &method,
         req.uri().path(),
-        ctx.services.config.dev_ui,
+        ctx.services.config().dev_ui,
     ) {
         Match::NotFound => (
             "unmatched",
@@ -261,7 +261,7 @@ fn authenticate(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let caller = ctx.services.tokens.from_authorization(header)?;
+    let caller = ctx.services.tokens().from_authorization(header)?;
     if route.access == Access::Admin && !caller.is_admin {
         return Err(Error::forbidden(
             Code::AdminRequired,

@@ -1,4 +1,6 @@
-//! Plain value types shared by every layer: timestamps and small records.
+//! Plain value types shared by every layer: timestamps, typed ids ([`UserId`],
+//! [`ConversationId`], [`MessageId`]), the [`MessageType`], and small records (a stored
+//! message, what lists read, profiles, templates).
 //!
 //! [`Timestamp`] is microseconds since the Unix epoch; it maps to PostgreSQL `timestamptz`
 //! without a date library and serializes as RFC 3339 UTC (`2026-01-02T03:04:05.123456Z`,
@@ -10,6 +12,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
+
+mod ids;
+mod listing;
+mod message_type;
+mod profile;
+mod template;
+
+pub use ids::{ConversationId, MessageId, UserId};
+pub use listing::{ConversationRow, LastMessage, MemberRow, Page};
+pub use message_type::MessageType;
+pub use profile::Profile;
+pub use template::Template;
 
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -172,21 +186,21 @@ impl Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// UUIDv7 for new messages (UUIDv4 for rows of the original service).
-    pub id: uuid::Uuid,
+    pub id: MessageId,
     /// Its conversation.
-    pub conversation_id: uuid::Uuid,
+    pub conversation_id: ConversationId,
     /// Position in the conversation, from 1.
     pub seq: i64,
     /// Who sent it.
-    pub sender_id: uuid::Uuid,
+    pub sender_id: UserId,
     /// `text`, `image`, `video` or `emoji` (old rows may hold anything).
-    pub message_type: String,
+    pub message_type: MessageType,
     /// Text, if any.
     pub content: Option<String>,
     /// Free JSON object, if any.
     pub metadata: Option<serde_json::Value>,
     /// Message being replied to.
-    pub reply_to_message_id: Option<uuid::Uuid>,
+    pub reply_to_message_id: Option<MessageId>,
     /// Recalled by its sender.
     pub is_recalled: bool,
     /// When it was recalled.

@@ -26,6 +26,7 @@ mod http_notification_events;
 mod http_notifications;
 mod http_relationships;
 mod http_search;
+mod layers;
 mod loadtest_smoke;
 mod migrations;
 mod partitions;

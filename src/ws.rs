@@ -50,7 +50,7 @@ pub async fn upgrade(
     if token.is_empty() {
         return Err(Error::unauthorized(Code::MissingToken, "missing token"));
     }
-    let caller = hub.services().tokens.verify(token).map_err(|e| {
+    let caller = hub.services().tokens().verify(token).map_err(|e| {
         tracing::debug!(error = %e, "WebSocket token refused");
         Error::invalid_token()
     })?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::registry::{self, NodeInfo};
+use crate::cluster::registry;
 use crate::delivery::Hub;
 use crate::model::Timestamp;
 use crate::shutdown::Shutdown;
@@ -50,18 +50,7 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
     let h = hub.clone();
     every(shutdown, PRESENCE_REFRESH, move || {
         let h = h.clone();
-        async move {
-            let services = h.services();
-            if !services.settings.get().online_status {
-                return;
-            }
-            for chunk in h.local_users().chunks(1000) {
-                if let Err(e) = services.presence.refresh_online(chunk).await {
-                    tracing::warn!(error = %e, "presence refresh failed");
-                    return;
-                }
-            }
-        }
+        async move { h.services().refresh_presence(&h.local_users()).await }
     });
 
     let h = hub.clone();
@@ -74,7 +63,7 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
         async move {
             let from = *since.lock().unwrap_or_else(|e| e.into_inner());
             let started = Timestamp::now();
-            let result = crate::domain::search_index::sweep(&h.services().store, from).await;
+            let result = h.services().sweep_search_index(from).await;
             if result.is_ok() {
                 *since.lock().unwrap_or_else(|e| e.into_inner()) =
                     Timestamp(started.micros() - 60 * 1_000_000);
@@ -112,17 +101,10 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
             if sd.is_shutting_down() {
                 return;
             }
-            let services = h.services();
-            let info = NodeInfo {
-                node_id: services.config.node_id.clone(),
-                ws_url: services.config.ws_public_url.clone(),
-                connections: h.connections() as u64,
-                heartbeat_ms: registry::now_ms(),
-                started_ms,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                accepting: sd.is_ready(),
-            };
-            match services.registry.heartbeat(&info).await {
+            let heartbeat =
+                h.services()
+                    .registry_heartbeat(h.connections() as u64, started_ms, sd.is_ready());
+            match heartbeat.await {
                 Ok(created) => {
                     let was_first = first.swap(false, std::sync::atomic::Ordering::SeqCst);
                     if created && !was_first {
@@ -136,37 +118,7 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
                 }
                 Err(e) => tracing::warn!(error = %e, "registry heartbeat failed"),
             }
-            reap_dead_nodes(&h).await;
+            h.services().reap_dead_nodes().await;
         }
     });
-}
-
-/// Takes the users of nodes whose heartbeat stopped offline (one live node does it).
-async fn reap_dead_nodes(hub: &Hub) {
-    let services = hub.services();
-    let Ok(nodes) = services.registry.all().await else {
-        return;
-    };
-    let now = registry::now_ms();
-    for dead in nodes
-        .iter()
-        .filter(|n| n.age(now) > registry::DEAD_AFTER && n.node_id != services.config.node_id)
-    {
-        match services.registry.lock_reaper(&dead.node_id).await {
-            Ok(true) => {}
-            _ => continue,
-        }
-        tracing::warn!(node = %dead.node_id, "node stopped heartbeating; taking its users offline");
-        match services.presence.remove_node(&dead.node_id).await {
-            Ok(offline) => {
-                for user in offline {
-                    if let Err(e) = services.presence_changed(user, false).await {
-                        tracing::warn!(%user, error = %e, "offline announcement failed");
-                    }
-                }
-                let _ = services.registry.remove(&dead.node_id).await;
-            }
-            Err(e) => tracing::warn!(node = %dead.node_id, error = %e, "dead node cleanup failed"),
-        }
-    }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use super::dispatch::Dispatch;
 use super::envelope::{self, HEADER_LEN};
@@ -25,12 +24,13 @@ use super::wishes::Wishes;
 use super::{Keys, Redis};
 use crate::config::RedisConfig;
 use crate::metrics as m;
+use crate::model::UserId;
 
 pub use super::dispatch::LocalSink;
 pub use super::envelope::origin_of;
 
 enum Target {
-    User(Uuid),
+    User(UserId),
     Control,
 }
 
@@ -69,7 +69,7 @@ impl Bus {
 
     /// Delivers `envelope` (made by [`Bus::envelope`]) to `user` wherever they are
     /// connected.
-    pub async fn route(&self, user: Uuid, envelope: Bytes) {
+    pub async fn route(&self, user: UserId, envelope: Bytes) {
         if let Some(sink) = self.inner.sink.get().and_then(Weak::upgrade)
             && sink.wants(user)
             && envelope.len() >= HEADER_LEN
@@ -84,7 +84,7 @@ impl Bus {
     }
 
     /// Delivers `envelope` to `user`'s devices on other nodes only.
-    pub async fn route_remote(&self, user: Uuid, envelope: Bytes) {
+    pub async fn route_remote(&self, user: UserId, envelope: Bytes) {
         self.publish(Target::User(user), envelope).await;
     }
 
@@ -109,7 +109,7 @@ impl Bus {
     }
 
     /// Tells the subscriber that `user`'s wish for a subscription may have changed.
-    pub fn user_changed(&self, user: Uuid) {
+    pub fn user_changed(&self, user: UserId) {
         self.inner.wishes.changed(user);
     }
 

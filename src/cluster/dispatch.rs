@@ -4,28 +4,28 @@
 //! as a user's event or a control message.
 
 use bytes::Bytes;
-use uuid::Uuid;
 
 use super::Keys;
 use super::envelope;
 use crate::metrics as m;
+use crate::model::UserId;
 
 /// What the bus delivers to and asks of this node's connections (implemented by the hub).
 pub trait LocalSink: Send + Sync + 'static {
     /// An envelope's body for `user`, published by the node whose origin hash is `origin`
     /// (this node's own when it comes from [`super::bus::Bus::route`]).
-    fn deliver(&self, user: Uuid, origin: u64, body: Bytes);
+    fn deliver(&self, user: UserId, origin: u64, body: Bytes);
     /// True while `user` has devices on this node (so their channel should be subscribed).
-    fn wants(&self, user: Uuid) -> bool;
+    fn wants(&self, user: UserId) -> bool;
     /// Every user with devices on this node.
-    fn users(&self) -> Vec<Uuid>;
+    fn users(&self) -> Vec<UserId>;
     /// These users' channels are subscribed now.
-    fn subscribed(&self, users: &[Uuid]);
+    fn subscribed(&self, users: &[UserId]);
     /// The subscription connection was lost and is back: live events may have been missed.
     fn reconnected(&self);
     /// These users' subscriptions were ended by Redis and are back: repair what they may
     /// have missed.
-    fn repair(&self, users: Vec<Uuid>);
+    fn repair(&self, users: Vec<UserId>);
     /// The body of a message on the control channel.
     fn control(&self, message: Bytes);
 }
@@ -74,18 +74,18 @@ impl Dispatch {
     }
 
     /// The user of a channel named by [`Keys::user_channel`] (hash-tagged or not).
-    pub(super) fn user_of(&self, channel: &str) -> Option<Uuid> {
+    pub(super) fn user_of(&self, channel: &str) -> Option<UserId> {
         parse_user_channel(channel, self.keys.prefix())
     }
 }
 
-fn parse_user_channel(channel: &str, prefix: &str) -> Option<Uuid> {
+fn parse_user_channel(channel: &str, prefix: &str) -> Option<UserId> {
     let id = channel.strip_prefix(prefix)?.strip_prefix("u:")?;
     let id = id
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
         .unwrap_or(id);
-    Uuid::try_parse(id).ok()
+    id.parse::<UserId>().ok()
 }
 
 #[cfg(test)]
@@ -97,23 +97,23 @@ mod tests {
     /// Records what reaches the sink.
     #[derive(Default)]
     struct Recorder {
-        delivered: Mutex<Vec<(Uuid, u64, Bytes)>>,
+        delivered: Mutex<Vec<(UserId, u64, Bytes)>>,
         control: Mutex<Vec<Bytes>>,
     }
 
     impl LocalSink for Recorder {
-        fn deliver(&self, user: Uuid, origin: u64, body: Bytes) {
+        fn deliver(&self, user: UserId, origin: u64, body: Bytes) {
             self.delivered.lock().unwrap().push((user, origin, body));
         }
-        fn wants(&self, _: Uuid) -> bool {
+        fn wants(&self, _: UserId) -> bool {
             true
         }
-        fn users(&self) -> Vec<Uuid> {
+        fn users(&self) -> Vec<UserId> {
             Vec::new()
         }
-        fn subscribed(&self, _: &[Uuid]) {}
+        fn subscribed(&self, _: &[UserId]) {}
         fn reconnected(&self) {}
-        fn repair(&self, _: Vec<Uuid>) {}
+        fn repair(&self, _: Vec<UserId>) {}
         fn control(&self, message: Bytes) {
             self.control.lock().unwrap().push(message);
         }
@@ -131,7 +131,7 @@ mod tests {
         for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
             let dispatch = Dispatch::new(here, keys.clone());
             let sink = Recorder::default();
-            let user = Uuid::new_v4();
+            let user = UserId::new_v4();
             let channel = keys.user_channel(user);
             dispatch.on_message(&sink, &channel, envelope(there, b"event"));
             dispatch.on_message(&sink, &channel, envelope(here, b"echo"));
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn channel_names_round_trip() {
-        let user = Uuid::new_v4();
+        let user = UserId::new_v4();
         for keys in [Keys::new("p:"), Keys::for_cluster("p:")] {
             let name = keys.user_channel(user);
             let mut buf = b"stale".to_vec();

@@ -5,7 +5,7 @@
 //! (`online:{<uuid>}`, `devices:{<uuid>}`, `u:{<uuid>}`), so a user's presence keys and
 //! channel live in one slot and the device script touches one shard.
 
-use uuid::Uuid;
+use crate::model::UserId;
 
 /// Builds every key and channel name with the configured prefix.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +37,7 @@ impl Keys {
         self.tagged
     }
 
-    fn per_user(&self, kind: &str, user: Uuid) -> String {
+    fn per_user(&self, kind: &str, user: UserId) -> String {
         if self.tagged {
             format!("{}{kind}:{{{user}}}", self.prefix)
         } else {
@@ -51,28 +51,33 @@ impl Keys {
     }
 
     /// `online:{user}`: "1" with a 30 s TTL while the user has a live device (original name).
-    pub fn online(&self, user: Uuid) -> String {
+    pub fn online(&self, user: UserId) -> String {
         self.per_user("online", user)
     }
 
     /// `devices:{user}`: hash of connection id → node id, for the cluster-wide device limit.
-    pub fn devices(&self, user: Uuid) -> String {
+    pub fn devices(&self, user: UserId) -> String {
         self.per_user("devices", user)
     }
 
     /// `u:{user}`: the user's Pub/Sub channel.
-    pub fn user_channel(&self, user: Uuid) -> String {
+    pub fn user_channel(&self, user: UserId) -> String {
         self.per_user("u", user)
     }
 
     /// [`Keys::user_channel`] written into `buf` (cleared first), so the publisher does not
     /// allocate a name per publish.
-    pub fn user_channel_into(&self, buf: &mut Vec<u8>, user: Uuid) {
+    pub fn user_channel_into(&self, buf: &mut Vec<u8>, user: UserId) {
         buf.clear();
         buf.extend_from_slice(self.prefix.as_bytes());
         buf.extend_from_slice(if self.tagged { b"u:{" } else { b"u:" });
         let mut tmp = [0u8; 36];
-        buf.extend_from_slice(user.hyphenated().encode_lower(&mut tmp).as_bytes());
+        buf.extend_from_slice(
+            user.as_uuid()
+                .hyphenated()
+                .encode_lower(&mut tmp)
+                .as_bytes(),
+        );
         if self.tagged {
             buf.push(b'}');
         }
@@ -99,7 +104,7 @@ impl Keys {
     }
 
     /// Cached profile of a user from the agent service.
-    pub fn profile(&self, user: Uuid) -> String {
+    pub fn profile(&self, user: UserId) -> String {
         format!("{}dinq:profile:{user}", self.prefix)
     }
 }

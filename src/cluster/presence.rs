@@ -11,10 +11,10 @@
 //! another leaves always ends up in the set (see [`Presence::remove_device`]).
 
 use redis::Script;
-use uuid::Uuid;
 
 use super::{Keys, Redis};
 use crate::error::Result;
+use crate::model::UserId;
 
 /// Devices one user may have connected over the whole cluster.
 pub const MAX_DEVICES: usize = 18;
@@ -84,7 +84,7 @@ impl Presence {
     /// Registers a device of `user`; refuses the 19th across the cluster.
     pub async fn add_device(
         &self,
-        user: Uuid,
+        user: UserId,
         conn_id: u64,
         online_enabled: bool,
     ) -> Result<Added> {
@@ -109,7 +109,7 @@ impl Presence {
     }
 
     /// Unregisters a device. Returns true when it was the user's last device anywhere.
-    pub async fn remove_device(&self, user: Uuid, conn_id: u64) -> Result<bool> {
+    pub async fn remove_device(&self, user: UserId, conn_id: u64) -> Result<bool> {
         let mut redis = self.redis.clone();
         let (left, here): (i64, i64) = self
             .remove
@@ -139,7 +139,7 @@ impl Presence {
     }
 
     /// Puts `user` into this node's set of users with devices.
-    async fn mark_here(&self, user: Uuid) -> Result<()> {
+    async fn mark_here(&self, user: UserId) -> Result<()> {
         redis::cmd("SADD")
             .arg(self.keys.node_users(&self.node_id))
             .arg(user.to_string())
@@ -149,7 +149,7 @@ impl Presence {
     }
 
     /// Refreshes `online:{user}` for each of `users` (pipelined).
-    pub async fn refresh_online(&self, users: &[Uuid]) -> Result<()> {
+    pub async fn refresh_online(&self, users: &[UserId]) -> Result<()> {
         if users.is_empty() {
             return Ok(());
         }
@@ -169,7 +169,7 @@ impl Presence {
     }
 
     /// Which of `users` are online (their `online:` key is `"1"`).
-    pub async fn online(&self, users: &[Uuid]) -> Result<Vec<bool>> {
+    pub async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -186,7 +186,7 @@ impl Presence {
     }
 
     /// Number of devices `user` has over the cluster.
-    pub async fn device_count(&self, user: Uuid) -> Result<usize> {
+    pub async fn device_count(&self, user: UserId) -> Result<usize> {
         let mut redis = self.redis.clone();
         Ok(redis::cmd("HLEN")
             .arg(self.keys.devices(user))
@@ -196,7 +196,7 @@ impl Presence {
 
     /// Removes every device `node` registered (after it died). Returns the users who are
     /// now offline everywhere.
-    pub async fn remove_node(&self, node: &str) -> Result<Vec<Uuid>> {
+    pub async fn remove_node(&self, node: &str) -> Result<Vec<UserId>> {
         let mut redis = self.redis.clone();
         let users: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.node_users(node))
@@ -204,7 +204,7 @@ impl Presence {
             .await?;
         let prefix = format!("{node}/");
         let mut offline = Vec::new();
-        for user in users.iter().filter_map(|u| Uuid::try_parse(u).ok()) {
+        for user in users.iter().filter_map(|u| u.parse::<UserId>().ok()) {
             let key = self.keys.devices(user);
             let fields: Vec<String> = redis::cmd("HKEYS")
                 .arg(&key)

@@ -29,9 +29,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::model::UserId;
 use futures_util::stream::{self, StreamExt};
 use redis::cluster_async::ClusterConnection;
-use uuid::Uuid;
 
 use super::Keys;
 use super::conn::cluster_builder;
@@ -114,7 +114,7 @@ pub(super) async fn subscribe_loop(
         }
         delay = Duration::from_millis(100);
         sink.subscribed(&users);
-        let mut subscribed: HashSet<Uuid> = users.into_iter().collect();
+        let mut subscribed: HashSet<UserId> = users.into_iter().collect();
         if first {
             first = false;
             tracing::info!("Redis Cluster subscriber connected");
@@ -142,7 +142,7 @@ pub(super) async fn subscribe_loop(
                         tracing::warn!("every Redis Cluster subscription in doubt (a shard connection or a push dropped); resubscribing");
                         break;
                     }
-                    let again: Vec<Uuid> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
+                    let again: Vec<UserId> = taken.users.into_iter().filter(|u| sink.wants(*u)).collect();
                     let channels = again.iter().map(|u| keys.user_channel(*u)).collect();
                     if each(&conn, "SSUBSCRIBE", channels).await.is_err() {
                         break;
@@ -174,7 +174,7 @@ async fn reconcile(
     keys: &Keys,
     wishes: &Wishes,
     sink: &dyn LocalSink,
-    subscribed: &mut HashSet<Uuid>,
+    subscribed: &mut HashSet<UserId>,
 ) -> redis::RedisResult<()> {
     let (mut add, mut remove) = (Vec::new(), Vec::new());
     for user in wishes.take() {

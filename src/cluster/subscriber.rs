@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 use super::dispatch::{Dispatch, LocalSink};
 use super::wishes::Wishes;
 use crate::metrics as m;
+use crate::model::UserId;
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 500;
@@ -81,7 +81,7 @@ pub(super) async fn subscribe_loop(
                 with_timeout(sink_cmd.subscribe(&channels)).await?;
                 sink.subscribed(chunk);
             }
-            Ok::<_, redis::RedisError>(users.into_iter().collect::<HashSet<Uuid>>())
+            Ok::<_, redis::RedisError>(users.into_iter().collect::<HashSet<UserId>>())
         }
         .await;
         let mut subscribed = match result {

@@ -7,19 +7,20 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
-use uuid::Uuid;
+
+use crate::model::UserId;
 
 /// The users whose wish for a subscription may have changed, and a wake-up for the
 /// subscriber.
 #[derive(Default)]
 pub(super) struct Wishes {
-    changed: Mutex<HashSet<Uuid>>,
+    changed: Mutex<HashSet<UserId>>,
     notify: Notify,
 }
 
 impl Wishes {
     /// `user`'s wish may have changed; wakes the subscriber.
-    pub(super) fn changed(&self, user: Uuid) {
+    pub(super) fn changed(&self, user: UserId) {
         self.changed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -28,7 +29,7 @@ impl Wishes {
     }
 
     /// The users reported since the last call.
-    pub(super) fn take(&self) -> Vec<Uuid> {
+    pub(super) fn take(&self) -> Vec<UserId> {
         self.changed
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -5,20 +5,20 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
-use uuid::Uuid;
 
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, ReadMoved, UserEntry, close};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
+use crate::model::UserId;
 
 impl Hub {
     /// Applies `routed` to a live user (shard lock held by the caller).
     pub(super) fn apply(
         &self,
-        user: Uuid,
+        user: UserId,
         entry: &mut UserEntry,
-        dirty: &mut HashSet<Uuid>,
+        dirty: &mut HashSet<UserId>,
         origin: u64,
         routed: Routed,
     ) -> Effects {

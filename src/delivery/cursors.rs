@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
 use super::Hub;
+use crate::model::{ConversationId, UserId};
 use crate::store::members::Position;
 
 /// How long a written seq stays written before it counts as delivered.
@@ -68,8 +67,8 @@ pub type Positions = Vec<Position>;
 /// that differ from what was stored: (delivery, read). The second value is true when
 /// something is still waiting to be confirmed (the user must be looked at again).
 pub fn to_store(
-    user: Uuid,
-    convs: &mut HashMap<Uuid, Cursor>,
+    user: UserId,
+    convs: &mut HashMap<ConversationId, Cursor>,
     mode: Mode,
 ) -> (Positions, Positions) {
     let (d, r, _) = to_store_at(user, convs, mode, Instant::now());
@@ -77,8 +76,8 @@ pub fn to_store(
 }
 
 fn to_store_at(
-    user: Uuid,
-    convs: &mut HashMap<Uuid, Cursor>,
+    user: UserId,
+    convs: &mut HashMap<ConversationId, Cursor>,
     mode: Mode,
     now: Instant,
 ) -> (Positions, Positions, bool) {
@@ -120,7 +119,7 @@ fn to_store_at(
 
 impl Hub {
     /// A frame written to a socket: advances the written position of a non-ack device.
-    pub fn written(&self, user: Uuid, conversation: Uuid, seq: i64) {
+    pub fn written(&self, user: UserId, conversation: ConversationId, seq: i64) {
         let mut shard = self.shard(user);
         let Some(e) = shard.users.get_mut(&user) else {
             return;
@@ -134,7 +133,7 @@ impl Hub {
     }
 
     /// An `ack` frame: the device has everything up to `seq` in the conversation.
-    pub fn ack(&self, user: Uuid, conversation: Uuid, seq: i64) {
+    pub fn ack(&self, user: UserId, conversation: ConversationId, seq: i64) {
         let mut shard = self.shard(user);
         let Some(e) = shard.users.get_mut(&user) else {
             return;
@@ -166,7 +165,7 @@ impl Hub {
         let now = Instant::now();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let dirty: Vec<uuid::Uuid> = shard.dirty.drain().collect();
+            let dirty: Vec<UserId> = shard.dirty.drain().collect();
             for user in dirty {
                 let Some(e) = shard.users.get_mut(&user) else {
                     continue;
@@ -204,7 +203,7 @@ impl Hub {
         }
     }
 
-    fn with_cursor(&self, user: Uuid, conv: Uuid, f: impl FnOnce(&mut Cursor)) {
+    fn with_cursor(&self, user: UserId, conv: ConversationId, f: impl FnOnce(&mut Cursor)) {
         if let Some(c) = self
             .shard(user)
             .users
@@ -224,7 +223,7 @@ impl Hub {
         if delivered.is_empty() && read.is_empty() {
             return Ok(());
         }
-        let conn = self.services.store.conn().await?;
+        let conn = self.store.conn().await?;
         crate::store::members::advance_delivered(&conn, delivered).await?;
         crate::store::members::advance_read_seq(&conn, read).await?;
         Ok(())
@@ -237,8 +236,8 @@ mod tests {
 
     #[test]
     fn written_seqs_are_confirmed_after_a_delay_or_a_handshake() {
-        let user = Uuid::new_v4();
-        let conv = Uuid::new_v4();
+        let user = UserId::new_v4();
+        let conv = ConversationId::new_v4();
         let mut convs = HashMap::from([(conv, Cursor::at(3, 3))]);
         convs.get_mut(&conv).unwrap().written = 7;
         let t0 = Instant::now();

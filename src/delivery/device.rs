@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
-use uuid::Uuid;
 
 use super::Hub;
 use crate::model::Timestamp;
+use crate::model::{ConversationId, UserId};
 
 /// Close codes (RFC 6455 §7.4.1) and when we use them.
 pub mod close {
@@ -36,7 +36,7 @@ pub mod close {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageTag {
     /// The message's conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Its seq there.
     pub seq: i64,
     /// When it was stored.
@@ -96,7 +96,7 @@ pub struct Device {
     /// Delivery cursor moves only by `ack` frames from this device.
     pub ack_mode: bool,
     /// Conversation this device is viewing.
-    pub viewing: Option<Uuid>,
+    pub viewing: Option<ConversationId>,
     /// Closing: no more frames.
     pub dead: bool,
     /// Closes it.
@@ -142,7 +142,7 @@ impl Hub {
     }
 
     /// Sets the conversation a device is viewing.
-    pub fn set_viewing(&self, user: Uuid, conn: u64, conversation: Option<Uuid>) {
+    pub fn set_viewing(&self, user: UserId, conn: u64, conversation: Option<ConversationId>) {
         let mut shard = self.shard(user);
         if let Some(d) = shard
             .users

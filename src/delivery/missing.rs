@@ -6,10 +6,9 @@
 
 use std::collections::HashMap;
 
-use uuid::Uuid;
-
 use crate::domain::events::Truncated;
 use crate::error::Result;
+use crate::model::{ConversationId, UserId};
 use crate::model::{Message, Timestamp};
 use crate::store::members::Membership;
 use crate::store::{self, Store};
@@ -28,7 +27,7 @@ pub struct Missing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Want {
     /// The conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// The user has everything up to this seq (delivered, or pushed here).
     pub after: i64,
     /// The conversation's newest seq.
@@ -36,7 +35,7 @@ pub struct Want {
 }
 
 /// The memberships of `users`: where each stands in each of their conversations.
-pub async fn memberships(store: &Store, users: &[Uuid]) -> Result<Vec<Membership>> {
+pub async fn memberships(store: &Store, users: &[UserId]) -> Result<Vec<Membership>> {
     let conn = store.conn().await?;
     store::members::memberships(&conn, users).await
 }
@@ -59,13 +58,13 @@ pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Miss
             truncated,
         });
     }
-    let convs: Vec<Uuid> = wants.iter().map(|w| w.conversation_id).collect();
+    let convs: Vec<ConversationId> = wants.iter().map(|w| w.conversation_id).collect();
     let afters: Vec<i64> = wants.iter().map(|w| w.after).collect();
     let conn = store.conn().await?;
     let fetched = store::messages::pending(&conn, &convs, &afters, limit as i64).await?;
     drop(conn);
     let fetched = order_for_delivery(fetched, limit);
-    let mut oldest_taken: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    let mut oldest_taken: HashMap<ConversationId, (i64, i64)> = HashMap::new();
     for m in &fetched {
         let e = oldest_taken.entry(m.conversation_id).or_insert((m.seq, 0));
         e.0 = e.0.min(m.seq);
@@ -99,7 +98,7 @@ pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Miss
 pub fn order_for_delivery(mut fetched: Vec<Message>, limit: usize) -> Vec<Message> {
     fetched.sort_by_key(|m| (m.conversation_id, m.seq));
     let mut order: Vec<(Timestamp, usize)> = Vec::with_capacity(fetched.len());
-    let mut running: Option<(Uuid, Timestamp)> = None;
+    let mut running: Option<(ConversationId, Timestamp)> = None;
     for (i, m) in fetched.iter().enumerate() {
         let at = match running {
             Some((conv, t)) if conv == m.conversation_id && t > m.created_at => t,
@@ -122,12 +121,12 @@ pub fn order_for_delivery(mut fetched: Vec<Message>, limit: usize) -> Vec<Messag
 mod tests {
     use super::*;
 
-    fn msg(conv: Uuid, seq: i64, at: i64) -> Message {
+    fn msg(conv: ConversationId, seq: i64, at: i64) -> Message {
         Message {
-            id: Uuid::new_v4(),
+            id: crate::model::MessageId::new_v4(),
             conversation_id: conv,
             seq,
-            sender_id: Uuid::nil(),
+            sender_id: UserId::nil(),
             message_type: "text".into(),
             content: None,
             metadata: None,
@@ -141,7 +140,7 @@ mod tests {
 
     #[test]
     fn seq_order_wins_over_skewed_times() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (ConversationId::new_v4(), ConversationId::new_v4());
         // Seq 42 was stamped before 41 (its node's transaction started earlier).
         let fetched = vec![
             msg(a, 43, 300),
@@ -149,7 +148,7 @@ mod tests {
             msg(a, 42, 150),
             msg(b, 1, 250),
         ];
-        let out: Vec<(Uuid, i64)> = order_for_delivery(fetched, 10)
+        let out: Vec<(ConversationId, i64)> = order_for_delivery(fetched, 10)
             .iter()
             .map(|m| (m.conversation_id, m.seq))
             .collect();
@@ -160,7 +159,7 @@ mod tests {
             msg(a, 42, 150),
             msg(b, 1, 250),
         ];
-        let newest: Vec<(Uuid, i64)> = order_for_delivery(fetched, 2)
+        let newest: Vec<(ConversationId, i64)> = order_for_delivery(fetched, 2)
             .iter()
             .map(|m| (m.conversation_id, m.seq))
             .collect();

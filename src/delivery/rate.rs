@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use uuid::Uuid;
-
 use super::Hub;
+use crate::model::UserId;
 
 /// One user's send budget.
 pub(super) struct Bucket {
@@ -41,7 +40,7 @@ impl Bucket {
 impl Hub {
     /// Takes one token from the user's send budget (`per_second`, burst twice that; 0 means
     /// unlimited). False when the user is over the limit.
-    pub fn allow_send(&self, user: Uuid, per_second: u64) -> bool {
+    pub fn allow_send(&self, user: UserId, per_second: u64) -> bool {
         if per_second == 0 {
             return true;
         }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::apply::push_frame;
 use super::missing::{self, Missing, Want};
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
 use crate::domain::events;
 use crate::metrics as m;
+use crate::model::{ConversationId, UserId};
 use crate::store::members::Membership;
 
 /// Users read from PostgreSQL per query when many resync at once.
@@ -21,7 +21,7 @@ const RESYNC_CHUNK: usize = 500;
 
 impl Hub {
     /// The first device of `user` connected: subscribe, drain by cursor, go live.
-    pub(super) async fn initial_sync(self: std::sync::Arc<Self>, user: Uuid) {
+    pub(super) async fn initial_sync(self: std::sync::Arc<Self>, user: UserId) {
         self.wait_flushed(user).await;
         let (tx, rx) = oneshot::channel();
         let already = {
@@ -44,9 +44,9 @@ impl Hub {
             // Redis returns repairs whatever was published meanwhile.
             tracing::warn!(%user, "subscription not confirmed in time; draining anyway");
         }
-        let limit = self.services.settings.get().offline_max_per_connect as usize;
+        let limit = self.services.settings().offline_max_per_connect as usize;
         let result = async {
-            let memberships = missing::memberships(&self.services.store, &[user]).await?;
+            let memberships = missing::memberships(&self.store, &[user]).await?;
             let wants: Vec<Want> = memberships
                 .iter()
                 .map(|m| Want {
@@ -55,7 +55,7 @@ impl Hub {
                     last_seq: m.last_seq,
                 })
                 .collect();
-            let missing = missing::missing(&self.services.store, &wants, limit).await?;
+            let missing = missing::missing(&self.store, &wants, limit).await?;
             Ok::<_, crate::error::Error>((memberships, missing))
         }
         .await;
@@ -87,7 +87,7 @@ impl Hub {
     }
 
     /// Repairs `users` from PostgreSQL (after a gap, or for everyone after Redis came back).
-    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<Uuid>) {
+    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<UserId>) {
         for user in &users {
             let mut shard = self.shard(*user);
             if let Some(e) = shard.users.get_mut(user)
@@ -99,11 +99,11 @@ impl Hub {
                 };
             }
         }
-        let limit = self.services.settings.get().offline_max_per_connect.max(1) as usize;
+        let limit = self.services.settings().offline_max_per_connect.max(1) as usize;
         for chunk in users.chunks(RESYNC_CHUNK) {
             let mut attempt = 0u32;
             let memberships = loop {
-                match missing::memberships(&self.services.store, chunk).await {
+                match missing::memberships(&self.store, chunk).await {
                     Ok(ms) => break ms,
                     Err(e) => {
                         attempt += 1;
@@ -113,7 +113,7 @@ impl Hub {
                     }
                 }
             };
-            let mut by_user: HashMap<Uuid, Vec<Membership>> = HashMap::new();
+            let mut by_user: HashMap<UserId, Vec<Membership>> = HashMap::new();
             for m in memberships {
                 by_user.entry(m.user_id).or_default().push(m);
             }
@@ -139,7 +139,7 @@ impl Hub {
                         .collect()
                 };
                 let missing = loop {
-                    match missing::missing(&self.services.store, &wants, limit).await {
+                    match missing::missing(&self.store, &wants, limit).await {
                         Ok(mi) => break mi,
                         Err(e) => {
                             tracing::warn!(%user, error = %e, "resync fetch failed; retrying");
@@ -154,7 +154,7 @@ impl Hub {
     }
 
     /// Waits until a previous session's cursors for `user` are stored.
-    async fn wait_flushed(&self, user: Uuid) {
+    async fn wait_flushed(&self, user: UserId) {
         let rx = self
             .flushing
             .lock()
@@ -171,14 +171,14 @@ impl Hub {
     /// live. Live events stay buffered until then, so the order holds.
     async fn finish_sync(
         &self,
-        user: Uuid,
+        user: UserId,
         memberships: &[Membership],
         missing: Missing,
         offline: bool,
     ) {
         // 1. Cursors, and which messages are new to this user's devices here.
         let mut outgoing: Vec<(bytes::Bytes, MessageTag)> = Vec::new();
-        let mut touched: HashMap<Uuid, (i64, crate::model::Timestamp, Option<String>)> =
+        let mut touched: HashMap<ConversationId, (i64, crate::model::Timestamp, Option<String>)> =
             HashMap::new();
         let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
             let mut shard = self.shard(user);

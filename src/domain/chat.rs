@@ -4,13 +4,12 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use uuid::Uuid;
 
 use super::Services;
 use super::events;
 use super::routing::Routed;
 use crate::error::{Code, Error, Result};
-use crate::model::Message;
+use crate::model::{ConversationId, Message, MessageId, MessageType, UserId};
 use crate::store;
 use crate::store::messages::Recall;
 
@@ -23,7 +22,7 @@ impl Services {
     }
 
     /// Routes one envelope to each of `users`.
-    pub async fn route_all(&self, users: &[Uuid], envelope: &Bytes) {
+    pub async fn route_all(&self, users: &[UserId], envelope: &Bytes) {
         for user in users {
             self.bus.route(*user, envelope.clone()).await;
         }
@@ -31,7 +30,12 @@ impl Services {
 
     /// `typing`: to the other members and the typist's other devices. Ignored when the
     /// setting is off; refused for non-members.
-    pub async fn typing(&self, user: Uuid, conversation: Uuid, conn: u64) -> Result<()> {
+    pub async fn typing(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        conn: u64,
+    ) -> Result<()> {
         if !self.settings.get().typing {
             return Ok(());
         }
@@ -45,7 +49,7 @@ impl Services {
             frame: events::typing(conversation, user),
             except: conn,
         });
-        let users: Vec<Uuid> = members.list.iter().map(|(u, _)| *u).collect();
+        let users: Vec<UserId> = members.list.iter().map(|(u, _)| *u).collect();
         self.route_all(&users, &env).await;
         Ok(())
     }
@@ -54,9 +58,9 @@ impl Services {
     /// reader learns the new unread count and (setting on) the other members get a receipt.
     pub async fn read(
         &self,
-        user: Uuid,
-        conversation: Uuid,
-        message: Uuid,
+        user: UserId,
+        conversation: ConversationId,
+        message: MessageId,
         conn: u64,
     ) -> Result<()> {
         let outcome = {
@@ -84,7 +88,7 @@ impl Services {
                         frame: events::read(conversation, message, user),
                         except: conn,
                     });
-                    let others: Vec<Uuid> = members
+                    let others: Vec<UserId> = members
                         .list
                         .iter()
                         .map(|(u, _)| *u)
@@ -99,7 +103,7 @@ impl Services {
 
     /// Recalls `message` for `user` (its sender, still a member, within the window) and
     /// tells every member: `recalled`, then `conversation_update`.
-    pub async fn recall(&self, user: Uuid, message: Uuid) -> Result<Message> {
+    pub async fn recall(&self, user: UserId, message: MessageId) -> Result<Message> {
         let window = self.settings.get().recall_window_seconds as i64;
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
@@ -146,8 +150,8 @@ impl Services {
             )
             .await?;
         tx.commit().await?;
-        let last_type: Option<String> = last.get(2);
-        let preview = last_type.as_deref().and_then(|t| {
+        let last_type: Option<MessageType> = last.get(2);
+        let preview = last_type.as_ref().and_then(|t| {
             events::preview(t, last.get::<_, Option<String>>(3).as_deref(), last.get(4))
         });
         let env = self.envelope(&Routed::Recall {
@@ -157,13 +161,13 @@ impl Services {
             last_message_time: last.get(1),
             preview,
         });
-        let users: Vec<Uuid> = members.iter().map(|(_, u, _)| *u).collect();
+        let users: Vec<UserId> = members.iter().map(|(_, u, _)| *u).collect();
         self.route_all(&users, &env).await;
         Ok(recalled)
     }
 
     /// Tells `user`'s private partners that they came online or went offline.
-    pub async fn presence_changed(&self, user: Uuid, online: bool) -> Result<()> {
+    pub async fn presence_changed(&self, user: UserId, online: bool) -> Result<()> {
         if !self.settings.get().online_status {
             return Ok(());
         }

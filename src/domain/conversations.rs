@@ -9,15 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use super::Services;
 use super::events;
-use super::profiles::{Profile, Profiles};
+use super::profiles::Profiles;
 use crate::error::{Code, Error, Result};
-use crate::model::{ConversationKind, Message};
+use crate::model::Profile;
+use crate::model::{ConversationId, ConversationKind, Message, UserId};
+use crate::model::{ConversationRow, MemberRow, Page};
 use crate::store::conversations::get_or_create_private;
-use crate::store::listing::{self, ConversationRow, MemberRow, Page};
+use crate::store::listing;
 
 /// One conversation of a list, with everything the list item shows.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ pub struct Listed {
     /// Preview of the last message; `None` when there is none or it was recalled.
     pub last_message_text: Option<String>,
     /// Private: the other member and whether they are online (empty when the setting is off).
-    pub online_status: Vec<(Uuid, bool)>,
+    pub online_status: Vec<(UserId, bool)>,
     /// Active members with their profiles when known.
     pub members: Vec<(MemberRow, Option<Arc<Profile>>)>,
     /// Whether the caller may send now (first-message limit).
@@ -42,7 +42,7 @@ pub struct Found {
     /// The conversation and the caller's cursor.
     pub conversation: ConversationRow,
     /// The partner.
-    pub other: Uuid,
+    pub other: UserId,
     /// The partner's profile (it matched, so it is known).
     pub profile: Arc<Profile>,
     /// The caller's unread count.
@@ -57,7 +57,7 @@ pub struct History {
     /// Whether the caller may send now.
     pub can_send: bool,
     /// Private: the other member's presence.
-    pub online_status: Vec<(Uuid, bool)>,
+    pub online_status: Vec<(UserId, bool)>,
 }
 
 /// The first-message limit (PROTOCOL.md §5.4 as DECISIONS.md keeps it): in a private
@@ -65,9 +65,9 @@ pub struct History {
 pub fn can_send(
     limit_on: bool,
     kind: ConversationKind,
-    first_sender: Option<Uuid>,
+    first_sender: Option<UserId>,
     replied: bool,
-    user: Uuid,
+    user: UserId,
 ) -> bool {
     !(limit_on && kind == ConversationKind::Private && first_sender == Some(user) && !replied)
 }
@@ -96,10 +96,10 @@ fn contains_ci(haystack: &str, needle_lower: &str) -> bool {
 
 /// Assembles one list item from its parts.
 fn listed(
-    user: Uuid,
+    user: UserId,
     c: ConversationRow,
     members: Vec<MemberRow>,
-    online: &HashMap<Uuid, bool>,
+    online: &HashMap<UserId, bool>,
     profiles: &Profiles,
     limit_on: bool,
 ) -> Listed {
@@ -133,7 +133,7 @@ impl Services {
     /// only private ones whose partner's profile name or domain contains it.
     pub async fn conversation_list(
         &self,
-        user: Uuid,
+        user: UserId,
         limit: i64,
         offset: i64,
         search: Option<&str>,
@@ -150,9 +150,9 @@ impl Services {
             let db = self.store.conn().await?;
             listing::private_partners(&db, user, false).await?
         };
-        let others: Vec<Uuid> = partners.iter().map(|(_, o)| *o).collect();
+        let others: Vec<UserId> = partners.iter().map(|(_, o)| *o).collect();
         let profiles = self.profiles(&others).await;
-        let page: Vec<Uuid> = partners
+        let page: Vec<ConversationId> = partners
             .iter()
             .filter(|(_, o)| {
                 profiles
@@ -167,7 +167,11 @@ impl Services {
     }
 
     /// The caller's view of each of `ids` they are an active member of, in list order.
-    pub async fn conversation_views(&self, user: Uuid, ids: &[Uuid]) -> Result<Vec<Listed>> {
+    pub async fn conversation_views(
+        &self,
+        user: UserId,
+        ids: &[ConversationId],
+    ) -> Result<Vec<Listed>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -180,26 +184,26 @@ impl Services {
     }
 
     /// Adds members, presence, profiles, previews and `can_send` to a page of rows.
-    async fn enrich(&self, user: Uuid, rows: Vec<ConversationRow>) -> Result<Vec<Listed>> {
+    async fn enrich(&self, user: UserId, rows: Vec<ConversationRow>) -> Result<Vec<Listed>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let settings = self.settings.get();
-        let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+        let ids: Vec<ConversationId> = rows.iter().map(|c| c.id).collect();
         let members = {
             let db = self.store.conn().await?;
             listing::members(&db, &ids).await?
         };
-        let mut by_conv: HashMap<Uuid, Vec<MemberRow>> = HashMap::new();
+        let mut by_conv: HashMap<ConversationId, Vec<MemberRow>> = HashMap::new();
         for m in members {
             by_conv.entry(m.conversation_id).or_default().push(m);
         }
-        let private: HashSet<Uuid> = rows
+        let private: HashSet<ConversationId> = rows
             .iter()
             .filter(|c| c.kind == ConversationKind::Private)
             .map(|c| c.id)
             .collect();
-        let mut watched: Vec<Uuid> = if settings.online_status {
+        let mut watched: Vec<UserId> = if settings.online_status {
             by_conv
                 .iter()
                 .filter(|(c, _)| private.contains(c))
@@ -211,7 +215,7 @@ impl Services {
         };
         watched.sort_unstable();
         watched.dedup();
-        let everyone: Vec<Uuid> = by_conv
+        let everyone: Vec<UserId> = by_conv
             .values()
             .flat_map(|ms| ms.iter().map(|m| m.user_id))
             .collect();
@@ -233,7 +237,7 @@ impl Services {
     }
 
     /// Presence of `users` as a map; a Redis failure reads as "offline" (logged).
-    async fn online_map(&self, users: &[Uuid]) -> HashMap<Uuid, bool> {
+    async fn online_map(&self, users: &[UserId]) -> HashMap<UserId, bool> {
         match self.presence.online(users).await {
             Ok(flags) => users.iter().copied().zip(flags).collect(),
             Err(e) => {
@@ -248,7 +252,7 @@ impl Services {
     /// of matches.
     pub async fn search_private_conversations(
         &self,
-        user: Uuid,
+        user: UserId,
         term: &str,
         limit: i64,
         offset: i64,
@@ -258,10 +262,10 @@ impl Services {
             let db = self.store.conn().await?;
             listing::private_partners(&db, user, true).await?
         };
-        let others: Vec<Uuid> = partners.iter().map(|(_, o)| *o).collect();
+        let others: Vec<UserId> = partners.iter().map(|(_, o)| *o).collect();
         let profiles = self.profiles(&others).await;
         let mut seen = HashSet::new();
-        let matches: Vec<(Uuid, Uuid, Arc<Profile>)> = partners
+        let matches: Vec<(ConversationId, UserId, Arc<Profile>)> = partners
             .into_iter()
             .filter_map(|(c, o)| {
                 let p = profiles.get(&o)?;
@@ -269,7 +273,7 @@ impl Services {
             })
             .collect();
         let total = matches.len();
-        let page: Vec<(Uuid, Uuid, Arc<Profile>)> = matches
+        let page: Vec<(ConversationId, UserId, Arc<Profile>)> = matches
             .into_iter()
             .skip(offset as usize)
             .take(limit as usize)
@@ -277,8 +281,8 @@ impl Services {
         if page.is_empty() {
             return Ok((Vec::new(), total));
         }
-        let ids: Vec<Uuid> = page.iter().map(|(c, _, _)| *c).collect();
-        let mut rows: HashMap<Uuid, ConversationRow> = {
+        let ids: Vec<ConversationId> = page.iter().map(|(c, _, _)| *c).collect();
+        let mut rows: HashMap<ConversationId, ConversationRow> = {
             let db = self.store.conn().await?;
             listing::by_ids(&db, user, &ids)
                 .await?
@@ -305,8 +309,8 @@ impl Services {
     /// created when missing. Returns the caller's view and whether it was created now.
     pub async fn open_private_conversation(
         &self,
-        user: Uuid,
-        other: Uuid,
+        user: UserId,
+        other: UserId,
     ) -> Result<(Listed, bool)> {
         if other.is_nil() {
             return Err(Error::bad_request(
@@ -341,8 +345,8 @@ impl Services {
     /// `GET /conversations/:id/messages`: one page, oldest first, for an active member.
     pub async fn conversation_history(
         &self,
-        user: Uuid,
-        conversation: Uuid,
+        user: UserId,
+        conversation: ConversationId,
         page: Page,
         limit: i64,
     ) -> Result<History> {
@@ -380,7 +384,11 @@ impl Services {
     }
 
     /// `POST /conversations/:id/hide`: hidden for the caller until the next message.
-    pub async fn hide_conversation(&self, user: Uuid, conversation: Uuid) -> Result<()> {
+    pub async fn hide_conversation(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<()> {
         let db = self.store.conn().await?;
         if listing::hide(&db, conversation, user).await? {
             Ok(())
@@ -396,12 +404,12 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LastMessage;
     use crate::model::Timestamp;
-    use crate::store::listing::LastMessage;
 
     fn row(at: Option<i64>, created: i64) -> ConversationRow {
         ConversationRow {
-            id: Uuid::new_v4(),
+            id: ConversationId::new_v4(),
             kind: ConversationKind::Private,
             group_name: None,
             created_at: Timestamp(created),
@@ -418,7 +426,7 @@ mod tests {
 
     #[test]
     fn first_message_limit() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (UserId::new_v4(), UserId::new_v4());
         let p = ConversationKind::Private;
         assert!(!can_send(true, p, Some(a), false, a));
         assert!(can_send(true, p, Some(a), false, b));
@@ -452,7 +460,7 @@ mod tests {
         let mut r = row(Some(1), 1);
         assert_eq!(list_preview(&r), None);
         let last = |t: &str, recalled| LastMessage {
-            sender_id: Uuid::new_v4(),
+            sender_id: UserId::new_v4(),
             message_type: t.into(),
             content: Some("hello".into()),
             is_recalled: recalled,

@@ -4,10 +4,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::error::Code;
-use crate::model::{Message, Timestamp};
+use crate::model::{ConversationId, Message, MessageId, MessageType, Timestamp, UserId};
 
 #[derive(Serialize)]
 struct Frame<'a, T: Serialize> {
@@ -25,11 +24,11 @@ pub fn frame<T: Serialize>(kind: &str, data: T) -> Bytes {
 #[derive(Serialize)]
 pub struct MessageData<'a> {
     /// Message id.
-    pub id: Uuid,
+    pub id: MessageId,
     /// Conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Sender.
-    pub sender_id: Uuid,
+    pub sender_id: UserId,
     /// Type.
     pub message_type: &'a str,
     /// Text or null.
@@ -41,7 +40,7 @@ pub struct MessageData<'a> {
     /// Commit time.
     pub created_at: Timestamp,
     /// Replied message or null.
-    pub reply_to_message_id: Option<Uuid>,
+    pub reply_to_message_id: Option<MessageId>,
     /// Whether the receiving member may send now (first-message limit).
     pub can_send: bool,
     /// Position in the conversation.
@@ -63,7 +62,7 @@ pub fn message(m: &Message, can_send: bool) -> Bytes {
             id: m.id,
             conversation_id: m.conversation_id,
             sender_id: m.sender_id,
-            message_type: &m.message_type,
+            message_type: m.message_type.as_str(),
             content: if recalled { None } else { m.content.as_deref() },
             metadata: if recalled { None } else { m.metadata.as_ref() },
             status: "sent",
@@ -82,11 +81,11 @@ pub fn message(m: &Message, can_send: bool) -> Bytes {
 #[derive(Serialize)]
 pub struct MessageObject<'a> {
     /// Message id.
-    pub id: Uuid,
+    pub id: MessageId,
     /// Conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Sender.
-    pub sender_id: Uuid,
+    pub sender_id: UserId,
     /// Type.
     pub message_type: &'a str,
     /// Text.
@@ -99,7 +98,7 @@ pub struct MessageObject<'a> {
     pub status: &'static str,
     /// Replied message.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply_to_message_id: Option<Uuid>,
+    pub reply_to_message_id: Option<MessageId>,
     /// Recalled by its sender.
     pub is_recalled: bool,
     /// When recalled.
@@ -121,7 +120,7 @@ impl<'a> From<&'a Message> for MessageObject<'a> {
             id: m.id,
             conversation_id: m.conversation_id,
             sender_id: m.sender_id,
-            message_type: &m.message_type,
+            message_type: m.message_type.as_str(),
             content: if recalled { None } else { m.content.as_deref() },
             metadata: if recalled { None } else { m.metadata.as_ref() },
             status: "sent",
@@ -153,14 +152,14 @@ pub fn error(code: Code, message: &str) -> Bytes {
 
 /// `conversation_update`.
 pub fn conversation_update(
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     last_message_time: Option<Timestamp>,
     last_message_text: Option<&str>,
     unread_count: i64,
 ) -> Bytes {
     #[derive(Serialize)]
     struct Data<'a> {
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         last_message_time: Option<Timestamp>,
         last_message_text: Option<&'a str>,
         unread_count: i64,
@@ -177,10 +176,10 @@ pub fn conversation_update(
 }
 
 /// `unread_count_update`.
-pub fn unread_count_update(conversation_id: Uuid, unread_count: i64) -> Bytes {
+pub fn unread_count_update(conversation_id: ConversationId, unread_count: i64) -> Bytes {
     #[derive(Serialize)]
     struct Data {
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         unread_count: i64,
     }
     frame(
@@ -193,11 +192,11 @@ pub fn unread_count_update(conversation_id: Uuid, unread_count: i64) -> Bytes {
 }
 
 /// `typing`.
-pub fn typing(conversation_id: Uuid, user_id: Uuid) -> Bytes {
+pub fn typing(conversation_id: ConversationId, user_id: UserId) -> Bytes {
     #[derive(Serialize)]
     struct Data {
-        conversation_id: Uuid,
-        user_id: Uuid,
+        conversation_id: ConversationId,
+        user_id: UserId,
     }
     frame(
         "typing",
@@ -209,12 +208,12 @@ pub fn typing(conversation_id: Uuid, user_id: Uuid) -> Bytes {
 }
 
 /// `read` (a receipt).
-pub fn read(conversation_id: Uuid, message_id: Uuid, reader_id: Uuid) -> Bytes {
+pub fn read(conversation_id: ConversationId, message_id: MessageId, reader_id: UserId) -> Bytes {
     #[derive(Serialize)]
     struct Data {
-        conversation_id: Uuid,
-        message_id: Uuid,
-        reader_id: Uuid,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        reader_id: UserId,
     }
     frame(
         "read",
@@ -227,11 +226,11 @@ pub fn read(conversation_id: Uuid, message_id: Uuid, reader_id: Uuid) -> Bytes {
 }
 
 /// `recalled`.
-pub fn recalled(conversation_id: Uuid, message_id: Uuid) -> Bytes {
+pub fn recalled(conversation_id: ConversationId, message_id: MessageId) -> Bytes {
     #[derive(Serialize)]
     struct Data {
-        message_id: Uuid,
-        conversation_id: Uuid,
+        message_id: MessageId,
+        conversation_id: ConversationId,
     }
     frame(
         "recalled",
@@ -243,10 +242,10 @@ pub fn recalled(conversation_id: Uuid, message_id: Uuid) -> Bytes {
 }
 
 /// `online_status_update`.
-pub fn online_status_update(user_id: Uuid, is_online: bool) -> Bytes {
+pub fn online_status_update(user_id: UserId, is_online: bool) -> Bytes {
     #[derive(Serialize)]
     struct Data {
-        user_id: Uuid,
+        user_id: UserId,
         is_online: bool,
     }
     frame("online_status_update", Data { user_id, is_online })
@@ -256,7 +255,7 @@ pub fn online_status_update(user_id: Uuid, is_online: bool) -> Bytes {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Truncated {
     /// The conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Messages not delivered (older than those that were).
     pub skipped: i64,
     /// The newest seq not delivered; page history with `before_seq` = this + 1.
@@ -274,12 +273,16 @@ pub fn offline_truncated(conversations: &[Truncated]) -> Bytes {
 
 /// The preview of a message in conversation lists and `conversation_update`
 /// (PROTOCOL.md §5.3): text cut to 50 characters, a label for media, nothing when recalled.
-pub fn preview(message_type: &str, content: Option<&str>, recalled: bool) -> Option<String> {
+pub fn preview(
+    message_type: &MessageType,
+    content: Option<&str>,
+    recalled: bool,
+) -> Option<String> {
     if recalled {
         return None;
     }
     match message_type {
-        "text" => content.map(|c| {
+        MessageType::Text => content.map(|c| {
             let mut chars = c.chars();
             let head: String = chars.by_ref().take(50).collect();
             if chars.next().is_some() {
@@ -288,10 +291,10 @@ pub fn preview(message_type: &str, content: Option<&str>, recalled: bool) -> Opt
                 head
             }
         }),
-        "image" => Some("[图片]".into()),
-        "video" => Some("[视频]".into()),
-        "emoji" => Some("[表情]".into()),
-        _ => None,
+        MessageType::Image => Some("[图片]".into()),
+        MessageType::Video => Some("[视频]".into()),
+        MessageType::Emoji => Some("[表情]".into()),
+        MessageType::Other(_) => None,
     }
 }
 
@@ -301,20 +304,34 @@ mod tests {
 
     #[test]
     fn previews() {
-        assert_eq!(preview("text", Some("hi"), false).as_deref(), Some("hi"));
+        assert_eq!(
+            preview(&"text".into(), Some("hi"), false).as_deref(),
+            Some("hi")
+        );
         let long = "字".repeat(60);
-        let p = preview("text", Some(&long), false).unwrap();
+        let p = preview(&"text".into(), Some(&long), false).unwrap();
         assert_eq!(p.chars().count(), 53);
         assert!(p.ends_with("..."));
         assert_eq!(
-            preview("text", Some(&"a".repeat(50)), false).unwrap().len(),
+            preview(&"text".into(), Some(&"a".repeat(50)), false)
+                .unwrap()
+                .len(),
             50
         );
-        assert_eq!(preview("image", None, false).as_deref(), Some("[图片]"));
-        assert_eq!(preview("video", None, false).as_deref(), Some("[视频]"));
-        assert_eq!(preview("emoji", None, false).as_deref(), Some("[表情]"));
-        assert_eq!(preview("other", Some("x"), false), None);
-        assert_eq!(preview("text", Some("x"), true), None);
+        assert_eq!(
+            preview(&"image".into(), None, false).as_deref(),
+            Some("[图片]")
+        );
+        assert_eq!(
+            preview(&"video".into(), None, false).as_deref(),
+            Some("[视频]")
+        );
+        assert_eq!(
+            preview(&"emoji".into(), None, false).as_deref(),
+            Some("[表情]")
+        );
+        assert_eq!(preview(&"other".into(), Some("x"), false), None);
+        assert_eq!(preview(&"text".into(), Some("x"), true), None);
     }
 
     #[test]

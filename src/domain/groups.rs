@@ -7,11 +7,11 @@
 //! so their connections start (or stop) counting the conversation at the right seq.
 
 use bytes::Bytes;
-use uuid::Uuid;
 
 use super::routing::Routed;
 use super::{CONTROL_MEMBERS, Services};
 use crate::error::{Code, Error, Result};
+use crate::model::{ConversationId, UserId};
 use crate::model::{ConversationKind, Role};
 use crate::store::groups::{self, Created};
 
@@ -44,9 +44,9 @@ pub fn check_add(kind: ConversationKind, caller: Option<Role>) -> Result<()> {
 /// and admins remove members; admins do not remove other admins; nobody removes the owner.
 pub fn check_remove(
     kind: ConversationKind,
-    caller: Uuid,
+    caller: UserId,
     caller_role: Option<Role>,
-    target: Uuid,
+    target: UserId,
     target_role: Option<Role>,
 ) -> Result<()> {
     if kind != ConversationKind::Group {
@@ -99,12 +99,12 @@ pub fn check_leave(kind: ConversationKind, role: Option<Role>) -> Result<()> {
 /// cannot demote themselves (the group would have no owner).
 pub fn role_changes(
     kind: ConversationKind,
-    caller: Uuid,
+    caller: UserId,
     caller_role: Option<Role>,
-    target: Uuid,
+    target: UserId,
     target_role: Option<Role>,
     new: Role,
-) -> Result<Vec<(Uuid, Role)>> {
+) -> Result<Vec<(UserId, Role)>> {
     if kind != ConversationKind::Group {
         return Err(forbidden(
             Code::NotGroup,
@@ -137,20 +137,20 @@ pub fn role_changes(
 }
 
 /// Distinct ids, without `except`; a nil id is a 400.
-fn distinct_ids(ids: &[Uuid], except: Uuid) -> Result<Vec<Uuid>> {
-    if ids.iter().any(Uuid::is_nil) {
+fn distinct_ids(ids: &[UserId], except: UserId) -> Result<Vec<UserId>> {
+    if ids.iter().any(UserId::is_nil) {
         return Err(Error::bad_request(
             Code::InvalidMemberId,
             "invalid member id",
         ));
     }
-    let mut out: Vec<Uuid> = ids.iter().copied().filter(|u| *u != except).collect();
+    let mut out: Vec<UserId> = ids.iter().copied().filter(|u| *u != except).collect();
     out.sort_unstable();
     out.dedup();
     Ok(out)
 }
 
-fn role_of(roles: &[(Uuid, Role)], user: Uuid) -> Option<Role> {
+fn role_of(roles: &[(UserId, Role)], user: UserId) -> Option<Role> {
     roles.iter().find(|(u, _)| *u == user).map(|(_, r)| *r)
 }
 
@@ -161,7 +161,12 @@ fn conversation_not_found() -> Error {
 impl Services {
     /// Creates a group named `name` owned by `owner` with `members` (duplicates and the
     /// owner's own id ignored); every member is told it joined.
-    pub async fn create_group(&self, owner: Uuid, name: &str, members: &[Uuid]) -> Result<Created> {
+    pub async fn create_group(
+        &self,
+        owner: UserId,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<Created> {
         if name.trim().is_empty() {
             return Err(Error::bad_request(
                 Code::InvalidGroupName,
@@ -193,7 +198,12 @@ impl Services {
 
     /// Adds `ids` to group `conversation` as members (an owner or admin asks). Members who
     /// left come back; active ones are skipped. All or nothing.
-    pub async fn add_members(&self, caller: Uuid, conversation: Uuid, ids: &[Uuid]) -> Result<()> {
+    pub async fn add_members(
+        &self,
+        caller: UserId,
+        conversation: ConversationId,
+        ids: &[UserId],
+    ) -> Result<()> {
         let ids = distinct_ids(ids, caller)?;
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
@@ -224,9 +234,9 @@ impl Services {
     /// Removes `target` from group `conversation` (an owner or admin asks).
     pub async fn remove_member(
         &self,
-        caller: Uuid,
-        conversation: Uuid,
-        target: Uuid,
+        caller: UserId,
+        conversation: ConversationId,
+        target: UserId,
     ) -> Result<()> {
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
@@ -258,7 +268,7 @@ impl Services {
     }
 
     /// The caller leaves group `conversation` (not its owner).
-    pub async fn leave_group(&self, caller: Uuid, conversation: Uuid) -> Result<()> {
+    pub async fn leave_group(&self, caller: UserId, conversation: ConversationId) -> Result<()> {
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
         let (kind, _) = groups::lock(&tx, conversation)
@@ -285,9 +295,9 @@ impl Services {
     /// Gives `target` the role `role` in group `conversation` (the owner asks).
     pub async fn change_role(
         &self,
-        caller: Uuid,
-        conversation: Uuid,
-        target: Uuid,
+        caller: UserId,
+        conversation: ConversationId,
+        target: UserId,
         role: Role,
     ) -> Result<()> {
         let mut db = self.store.conn().await?;
@@ -316,7 +326,7 @@ impl Services {
     }
 
     /// After a committed membership change: forget the cached list here and on every node.
-    async fn members_changed(&self, conversation: Uuid) {
+    async fn members_changed(&self, conversation: ConversationId) {
         self.members.invalidate(conversation);
         let mut message = CONTROL_MEMBERS.to_vec();
         message.extend_from_slice(conversation.to_string().as_bytes());
@@ -346,7 +356,7 @@ mod tests {
 
     #[test]
     fn remove_rules() {
-        let (me, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (me, other) = (UserId::new_v4(), UserId::new_v4());
         let r = |caller, target| check_remove(G, me, caller, other, target);
         assert_eq!(
             code(check_remove(
@@ -410,7 +420,7 @@ mod tests {
 
     #[test]
     fn role_rules() {
-        let (owner, x) = (Uuid::new_v4(), Uuid::new_v4());
+        let (owner, x) = (UserId::new_v4(), UserId::new_v4());
         let o = Some(Role::Owner);
         let m = Some(Role::Member);
         assert_eq!(
@@ -455,10 +465,13 @@ mod tests {
 
     #[test]
     fn ids_are_distinct_and_never_nil() {
-        let (me, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (me, a, b) = (UserId::new_v4(), UserId::new_v4(), UserId::new_v4());
         let got = distinct_ids(&[a, b, a, me], me).unwrap();
         assert_eq!(got.len(), 2);
         assert!(got.contains(&a) && got.contains(&b));
-        assert_eq!(code(distinct_ids(&[Uuid::nil()], me)), "invalid_member_id");
+        assert_eq!(
+            code(distinct_ids(&[UserId::nil()], me)),
+            "invalid_member_id"
+        );
     }
 }

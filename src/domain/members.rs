@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use uuid::Uuid;
-
 use crate::error::Result;
+use crate::model::{ConversationId, UserId};
 use crate::model::{ConversationKind, Role};
 use crate::store::{self, Store};
 
@@ -26,22 +25,22 @@ pub struct Members {
     /// Private or group.
     pub kind: ConversationKind,
     /// Active members and their roles.
-    pub list: Vec<(Uuid, Role)>,
+    pub list: Vec<(UserId, Role)>,
 }
 
 impl Members {
     /// True when `user` is an active member.
-    pub fn contains(&self, user: Uuid) -> bool {
+    pub fn contains(&self, user: UserId) -> bool {
         self.list.iter().any(|(u, _)| *u == user)
     }
 
     /// `user`'s role, when an active member.
-    pub fn role(&self, user: Uuid) -> Option<Role> {
+    pub fn role(&self, user: UserId) -> Option<Role> {
         self.list.iter().find(|(u, _)| *u == user).map(|(_, r)| *r)
     }
 
     /// In a private conversation, the member who is not `user`.
-    pub fn other(&self, user: Uuid) -> Option<Uuid> {
+    pub fn other(&self, user: UserId) -> Option<UserId> {
         self.list.iter().map(|(u, _)| *u).find(|u| *u != user)
     }
 }
@@ -49,17 +48,17 @@ impl Members {
 /// The caches.
 #[derive(Default)]
 pub struct MemberCache {
-    lists: Mutex<HashMap<Uuid, Arc<Members>>>,
-    pairs: Mutex<HashMap<(Uuid, Uuid), Uuid>>,
+    lists: Mutex<HashMap<ConversationId, Arc<Members>>>,
+    pairs: Mutex<HashMap<(UserId, UserId), ConversationId>>,
 }
 
-fn pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
 impl MemberCache {
     /// The cached list of `conversation`, if any.
-    pub fn get(&self, conversation: Uuid) -> Option<Arc<Members>> {
+    pub fn get(&self, conversation: ConversationId) -> Option<Arc<Members>> {
         self.lists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -68,7 +67,7 @@ impl MemberCache {
     }
 
     /// Stores a list.
-    pub fn put(&self, conversation: Uuid, members: Arc<Members>) {
+    pub fn put(&self, conversation: ConversationId, members: Arc<Members>) {
         let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
         if lists.len() >= MAX_ENTRIES {
             lists.clear();
@@ -77,7 +76,7 @@ impl MemberCache {
     }
 
     /// Forgets `conversation` (its membership changed).
-    pub fn invalidate(&self, conversation: Uuid) {
+    pub fn invalidate(&self, conversation: ConversationId) {
         self.lists
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -90,7 +89,11 @@ impl MemberCache {
     }
 
     /// The list of `conversation` from the cache or PostgreSQL; `None` when it does not exist.
-    pub async fn load(&self, store: &Store, conversation: Uuid) -> Result<Option<Arc<Members>>> {
+    pub async fn load(
+        &self,
+        store: &Store,
+        conversation: ConversationId,
+    ) -> Result<Option<Arc<Members>>> {
         if let Some(m) = self.get(conversation) {
             return Ok(Some(m));
         }
@@ -114,7 +117,7 @@ impl MemberCache {
     }
 
     /// The cached private conversation of two users.
-    pub fn private_pair(&self, a: Uuid, b: Uuid) -> Option<Uuid> {
+    pub fn private_pair(&self, a: UserId, b: UserId) -> Option<ConversationId> {
         self.pairs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -123,7 +126,7 @@ impl MemberCache {
     }
 
     /// Remembers the private conversation of two users (it never changes).
-    pub fn put_private_pair(&self, a: Uuid, b: Uuid, conversation: Uuid) {
+    pub fn put_private_pair(&self, a: UserId, b: UserId, conversation: ConversationId) {
         let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
         if pairs.len() >= MAX_ENTRIES {
             pairs.clear();

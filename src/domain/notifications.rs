@@ -21,6 +21,7 @@ use super::events::frame;
 use super::routing::Routed;
 use crate::error::{Code, Error, Result};
 use crate::model::Timestamp;
+use crate::model::UserId;
 use crate::store;
 use crate::store::notifications::{MarkRead, NewNotification, Notification, Summary};
 
@@ -36,7 +37,7 @@ pub struct NotificationObject<'a> {
     /// Row id.
     pub id: Uuid,
     /// Owner.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// Type.
     pub notification_type: &'a str,
     /// Title.
@@ -139,7 +140,7 @@ pub struct BatchOutcome {
 }
 
 /// The distinct recipients of a batch send, in the order given.
-pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<Uuid>> {
+pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<UserId>> {
     let ids = user_ids.unwrap_or_default();
     if ids.len() > MAX_BATCH_USERS {
         return Err(Error::bad_request(
@@ -150,7 +151,8 @@ pub fn batch_recipients(user_ids: Option<&[String]>) -> Result<Vec<Uuid>> {
     let mut seen = HashSet::with_capacity(ids.len());
     let mut users = Vec::with_capacity(ids.len());
     for raw in ids {
-        let id = Uuid::try_parse(raw)
+        let id = raw
+            .parse::<UserId>()
             .ok()
             .filter(|id| !id.is_nil())
             .ok_or_else(|| {
@@ -200,7 +202,7 @@ impl Services {
     /// A page of `user`'s live notifications and their summary.
     pub async fn notifications(
         &self,
-        user: Uuid,
+        user: UserId,
         unread_only: bool,
         limit: i64,
         offset: i64,
@@ -214,7 +216,7 @@ impl Services {
 
     /// Notification `id` of `user`, marked read when it was not (the returned object shows
     /// the change). 404 when it is not theirs.
-    pub async fn open_notification(&self, user: Uuid, id: Uuid) -> Result<Notification> {
+    pub async fn open_notification(&self, user: UserId, id: Uuid) -> Result<Notification> {
         let outcome = {
             let db = self.store.conn().await?;
             store::notifications::mark_read(&db, user, id).await?
@@ -235,7 +237,7 @@ impl Services {
     }
 
     /// Marks every unread notification of `user` read.
-    pub async fn read_all_notifications(&self, user: Uuid) -> Result<()> {
+    pub async fn read_all_notifications(&self, user: UserId) -> Result<()> {
         let dropped = {
             let db = self.store.conn().await?;
             store::notifications::mark_all_read(&db, user).await?
@@ -247,7 +249,7 @@ impl Services {
     }
 
     /// Deletes notification `id` of `user`. 404 when it is not theirs.
-    pub async fn delete_notification(&self, user: Uuid, id: Uuid) -> Result<()> {
+    pub async fn delete_notification(&self, user: UserId, id: Uuid) -> Result<()> {
         let deleted = {
             let db = self.store.conn().await?;
             store::notifications::delete(&db, user, id).await?
@@ -265,7 +267,7 @@ impl Services {
 
     /// The `notification` event of `user`'s newest live unread notification, if any (sent
     /// on connect, DECISIONS.md "notifications").
-    pub async fn latest_unread_frame(&self, user: Uuid) -> Result<Option<Bytes>> {
+    pub async fn latest_unread_frame(&self, user: UserId) -> Result<Option<Bytes>> {
         let db = self.store.conn().await?;
         Ok(store::notifications::latest_unread(&db, user)
             .await?
@@ -275,7 +277,7 @@ impl Services {
 
     /// Sends each of `users` their current `notification_update`. The change it reports is
     /// committed already, so a failure here is logged, not returned.
-    async fn push_notification_updates(&self, users: &[Uuid]) {
+    async fn push_notification_updates(&self, users: &[UserId]) {
         match self.notification_summaries(users).await {
             Ok(summaries) => {
                 for user in users {
@@ -287,7 +289,7 @@ impl Services {
         }
     }
 
-    async fn notification_summaries(&self, users: &[Uuid]) -> Result<HashMap<Uuid, Summary>> {
+    async fn notification_summaries(&self, users: &[UserId]) -> Result<HashMap<UserId, Summary>> {
         let db = self.store.conn().await?;
         Ok(store::notifications::summaries(&db, users)
             .await?
@@ -296,7 +298,7 @@ impl Services {
     }
 
     /// Routes `frame` to every device of `user` on every node.
-    async fn route_frame(&self, user: Uuid, frame: Bytes) {
+    async fn route_frame(&self, user: UserId, frame: Bytes) {
         let env = self.envelope(&Routed::Frame { frame, except: 0 });
         self.bus.route(user, env).await;
     }
@@ -347,7 +349,7 @@ impl Services {
         .await?;
         let summaries = store::notifications::summaries(&db, &users).await;
         drop(db);
-        let summaries: HashMap<Uuid, Summary> = match summaries {
+        let summaries: HashMap<UserId, Summary> = match summaries {
             Ok(s) => s.into_iter().collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "notification_update not sent after a batch send");
@@ -437,7 +439,7 @@ mod tests {
     fn shapes_omit_nulls() {
         let n = Notification {
             id: Uuid::nil(),
-            user_id: Uuid::nil(),
+            user_id: UserId::nil(),
             kind: "system".into(),
             title: "t".into(),
             content: None,

@@ -4,11 +4,11 @@
 //! send on any node.
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::Services;
 use crate::error::{Code, Error, Result};
 use crate::model::Timestamp;
+use crate::model::UserId;
 use crate::store;
 use crate::store::relationships::Relationship;
 
@@ -16,11 +16,11 @@ use crate::store::relationships::Relationship;
 #[derive(Debug, Serialize)]
 pub struct RelationshipObject<'a> {
     /// Row id.
-    pub id: Uuid,
+    pub id: uuid::Uuid,
     /// The blocker (the caller).
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The blocked user.
-    pub target_user_id: Uuid,
+    pub target_user_id: UserId,
     /// `blocked`.
     pub relationship_type: &'a str,
     /// When the block was made.
@@ -41,7 +41,7 @@ impl<'a> From<&'a Relationship> for RelationshipObject<'a> {
 
 impl Services {
     /// `user` blocks `target`: 400 for oneself, 409 when already blocked.
-    pub async fn block(&self, user: Uuid, target: Uuid) -> Result<Relationship> {
+    pub async fn block(&self, user: UserId, target: UserId) -> Result<Relationship> {
         if user == target {
             return Err(Error::bad_request(
                 Code::CannotBlockSelf,
@@ -55,7 +55,7 @@ impl Services {
     }
 
     /// `user` unblocks `target`: 404 when there was no block.
-    pub async fn unblock(&self, user: Uuid, target: Uuid) -> Result<()> {
+    pub async fn unblock(&self, user: UserId, target: UserId) -> Result<()> {
         let db = self.store.conn().await?;
         if store::relationships::unblock(&db, user, target).await? {
             Ok(())
@@ -67,7 +67,7 @@ impl Services {
     /// A page of the users `user` has blocked, newest first.
     pub async fn blocked_users(
         &self,
-        user: Uuid,
+        user: UserId,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Relationship>> {

@@ -4,9 +4,8 @@
 //! that holds the recipient's devices.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use uuid::Uuid;
 
-use crate::model::Timestamp;
+use crate::model::{ConversationId, MessageId, Timestamp, UserId};
 
 /// An event routed to one user.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,11 +14,11 @@ pub enum Routed {
     /// `unread_count_update` and `message`; the sender's devices get only `message`.
     Message {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// Seq of the message.
         seq: i64,
         /// Sender.
-        sender_id: Uuid,
+        sender_id: UserId,
         /// Commit time.
         created_at: Timestamp,
         /// Preview text for `conversation_update`.
@@ -39,7 +38,7 @@ pub enum Routed {
     /// The user's read cursor moved (on another device or node).
     ReadCursor {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// The new read cursor.
         read_seq: i64,
         /// The conversation's highest seq when it moved.
@@ -48,9 +47,9 @@ pub enum Routed {
     /// A message was recalled: `recalled`, then `conversation_update`.
     Recall {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// The recalled message.
-        message_id: Uuid,
+        message_id: MessageId,
         /// The conversation's highest seq.
         last_seq: i64,
         /// Time of the conversation's last message.
@@ -63,14 +62,14 @@ pub enum Routed {
     /// The user became a member of a conversation.
     Joined {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// Its highest seq at the time (nothing before is pending or unread).
         last_seq: i64,
     },
     /// The user left or was removed from a conversation.
     Left {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
     },
 }
 
@@ -82,8 +81,8 @@ const LOGOUT: u8 = 5;
 const JOINED: u8 = 6;
 const LEFT: u8 = 7;
 
-fn put_uuid(b: &mut BytesMut, id: Uuid) {
-    b.put_slice(id.as_bytes());
+fn put_id(b: &mut BytesMut, id: &[u8; 16]) {
+    b.put_slice(id);
 }
 
 fn put_opt_str(b: &mut BytesMut, s: Option<&str>) {
@@ -120,9 +119,9 @@ impl Routed {
             } => {
                 out.reserve(64 + frame.len());
                 out.put_u8(MESSAGE);
-                put_uuid(out, *conversation_id);
+                put_id(out, conversation_id.as_bytes());
                 out.put_i64(*seq);
-                put_uuid(out, *sender_id);
+                put_id(out, sender_id.as_bytes());
                 out.put_i64(created_at.0);
                 put_opt_str(out, preview.as_deref());
                 out.put_slice(frame);
@@ -138,7 +137,7 @@ impl Routed {
                 last_seq,
             } => {
                 out.put_u8(READ_CURSOR);
-                put_uuid(out, *conversation_id);
+                put_id(out, conversation_id.as_bytes());
                 out.put_i64(*read_seq);
                 out.put_i64(*last_seq);
             }
@@ -150,8 +149,8 @@ impl Routed {
                 preview,
             } => {
                 out.put_u8(RECALL);
-                put_uuid(out, *conversation_id);
-                put_uuid(out, *message_id);
+                put_id(out, conversation_id.as_bytes());
+                put_id(out, message_id.as_bytes());
                 out.put_i64(*last_seq);
                 put_opt_ts(out, *last_message_time);
                 put_opt_str(out, preview.as_deref());
@@ -162,25 +161,28 @@ impl Routed {
                 last_seq,
             } => {
                 out.put_u8(JOINED);
-                put_uuid(out, *conversation_id);
+                put_id(out, conversation_id.as_bytes());
                 out.put_i64(*last_seq);
             }
             Routed::Left { conversation_id } => {
                 out.put_u8(LEFT);
-                put_uuid(out, *conversation_id);
+                put_id(out, conversation_id.as_bytes());
             }
         }
     }
 
     /// Decodes a body; `None` when it is malformed.
     pub fn decode(mut body: Bytes) -> Option<Routed> {
-        fn uuid(b: &mut Bytes) -> Option<Uuid> {
+        fn id(b: &mut Bytes) -> Option<[u8; 16]> {
             (b.remaining() >= 16).then(|| {
                 let mut id = [0u8; 16];
                 b.copy_to_slice(&mut id);
-                Uuid::from_bytes(id)
+                id
             })
         }
+        let conv = |b: &mut Bytes| id(b).map(ConversationId::from_bytes);
+        let user = |b: &mut Bytes| id(b).map(UserId::from_bytes);
+        let message = |b: &mut Bytes| id(b).map(MessageId::from_bytes);
         fn i64_(b: &mut Bytes) -> Option<i64> {
             (b.remaining() >= 8).then(|| b.get_i64())
         }
@@ -214,9 +216,9 @@ impl Routed {
         let b = &mut body;
         Some(match b.get_u8() {
             MESSAGE => Routed::Message {
-                conversation_id: uuid(b)?,
+                conversation_id: conv(b)?,
                 seq: i64_(b)?,
-                sender_id: uuid(b)?,
+                sender_id: user(b)?,
                 created_at: Timestamp(i64_(b)?),
                 preview: opt_str(b)?,
                 frame: b.split_off(0),
@@ -226,24 +228,24 @@ impl Routed {
                 frame: b.split_off(0),
             },
             READ_CURSOR => Routed::ReadCursor {
-                conversation_id: uuid(b)?,
+                conversation_id: conv(b)?,
                 read_seq: i64_(b)?,
                 last_seq: i64_(b)?,
             },
             RECALL => Routed::Recall {
-                conversation_id: uuid(b)?,
-                message_id: uuid(b)?,
+                conversation_id: conv(b)?,
+                message_id: message(b)?,
                 last_seq: i64_(b)?,
                 last_message_time: opt_ts(b)?,
                 preview: opt_str(b)?,
             },
             LOGOUT => Routed::Logout,
             JOINED => Routed::Joined {
-                conversation_id: uuid(b)?,
+                conversation_id: conv(b)?,
                 last_seq: i64_(b)?,
             },
             LEFT => Routed::Left {
-                conversation_id: uuid(b)?,
+                conversation_id: conv(b)?,
             },
             _ => return None,
         })
@@ -256,12 +258,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let c = Uuid::new_v4();
+        let c = ConversationId::new_v4();
         let cases = [
             Routed::Message {
                 conversation_id: c,
                 seq: 7,
-                sender_id: Uuid::new_v4(),
+                sender_id: UserId::new_v4(),
                 created_at: Timestamp(123),
                 preview: Some("héllo".into()),
                 frame: Bytes::from_static(b"{\"type\":\"message\"}"),
@@ -269,7 +271,7 @@ mod tests {
             Routed::Message {
                 conversation_id: c,
                 seq: 1,
-                sender_id: Uuid::new_v4(),
+                sender_id: UserId::new_v4(),
                 created_at: Timestamp(-5),
                 preview: None,
                 frame: Bytes::new(),
@@ -285,7 +287,7 @@ mod tests {
             },
             Routed::Recall {
                 conversation_id: c,
-                message_id: Uuid::new_v4(),
+                message_id: MessageId::new_v4(),
                 last_seq: 4,
                 last_message_time: Some(Timestamp(99)),
                 preview: None,

@@ -2,11 +2,10 @@
 //! of the content, with `%`, `_` and `\` in the term taken literally, only in
 //! conversations the caller is an active member of, recalled messages left out.
 
-use uuid::Uuid;
-
 use super::Services;
 use crate::error::{Error, Result};
 use crate::model::Message;
+use crate::model::{ConversationId, UserId};
 use crate::store;
 
 /// The `ILIKE` pattern matching `term` anywhere, its wildcards escaped with `\`.
@@ -28,9 +27,9 @@ impl Services {
     /// the caller must be an active member of.
     pub async fn search_messages(
         &self,
-        user: Uuid,
+        user: UserId,
         term: &str,
-        conversation: Option<Uuid>,
+        conversation: Option<ConversationId>,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Message>> {

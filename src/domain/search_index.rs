@@ -93,3 +93,13 @@ pub async fn sweep(store: &Store, since: crate::model::Timestamp) -> crate::erro
     tx.commit().await?;
     Ok(added)
 }
+
+impl super::Services {
+    /// [`sweep`] on this node's database.
+    pub async fn sweep_search_index(
+        &self,
+        since: crate::model::Timestamp,
+    ) -> crate::error::Result<u64> {
+        sweep(&self.store, since).await
+    }
+}

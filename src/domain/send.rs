@@ -2,33 +2,31 @@
 //! "validation"), with the original's error texts where it had them.
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::settings::Snapshot;
 use crate::error::{Code, Error};
+use crate::model::{ConversationId, MessageId, MessageType, UserId};
 
 /// Longest text, in characters.
 pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Longest `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
-/// The accepted message types.
-pub const MESSAGE_TYPES: [&str; 4] = ["text", "image", "video", "emoji"];
 
 /// A send as the client asked for it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Draft {
     /// Target conversation.
-    pub conversation_id: Option<Uuid>,
+    pub conversation_id: Option<ConversationId>,
     /// Private target when there is no conversation id; also the block check's subject.
-    pub receiver_id: Option<Uuid>,
-    /// `text`, `image`, `video` or `emoji`.
-    pub message_type: String,
+    pub receiver_id: Option<UserId>,
+    /// `text`, `image`, `video` or `emoji` (anything else is refused).
+    pub message_type: MessageType,
     /// Text.
     pub content: Option<String>,
     /// A JSON object.
     pub metadata: Option<Value>,
     /// A message of the same conversation.
-    pub reply_to_message_id: Option<Uuid>,
+    pub reply_to_message_id: Option<MessageId>,
     /// Idempotency key, unique per sender.
     pub client_msg_id: Option<String>,
 }
@@ -47,8 +45,8 @@ fn has_nul(v: &Value) -> bool {
 }
 
 /// Checks everything that needs no database. `sender` is the caller.
-pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), Error> {
-    if !MESSAGE_TYPES.contains(&draft.message_type.as_str()) {
+pub fn validate(draft: &Draft, sender: UserId, settings: &Snapshot) -> Result<(), Error> {
+    if !draft.message_type.is_known() {
         return Err(invalid(
             Code::InvalidMessageType,
             "invalid message_type: must be one of text, image, video, emoji",
@@ -93,8 +91,8 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
             })
         })
     };
-    match draft.message_type.as_str() {
-        "text" => {
+    match draft.message_type {
+        MessageType::Text => {
             if draft.content.as_deref().is_none_or(str::is_empty) {
                 return Err(invalid(
                     Code::ContentRequired,
@@ -102,7 +100,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
                 ));
             }
         }
-        "image" => {
+        MessageType::Image => {
             if !has_url(&["url", "image_url"]) {
                 return Err(invalid(
                     Code::MetadataUrlRequired,
@@ -110,7 +108,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
                 ));
             }
         }
-        "video" => {
+        MessageType::Video => {
             if !has_url(&["url", "video_url"]) {
                 return Err(invalid(
                     Code::MetadataUrlRequired,
@@ -133,7 +131,7 @@ pub fn validate(draft: &Draft, sender: Uuid, settings: &Snapshot) -> Result<(), 
                 }
             }
         }
-        _ => {
+        MessageType::Emoji | MessageType::Other(_) => {
             // emoji: content or a non-empty metadata object.
             let has_content = draft.content.as_deref().is_some_and(|c| !c.is_empty());
             if !has_content && meta.is_none_or(|m| m.is_empty()) {
@@ -189,7 +187,7 @@ mod tests {
 
     fn draft(kind: &str, content: Option<&str>, metadata: Option<Value>) -> Draft {
         Draft {
-            conversation_id: Some(Uuid::new_v4()),
+            conversation_id: Some(ConversationId::new_v4()),
             message_type: kind.into(),
             content: content.map(String::from),
             metadata,
@@ -198,7 +196,7 @@ mod tests {
     }
 
     fn code(d: &Draft) -> Option<&'static str> {
-        validate(d, Uuid::new_v4(), &settings())
+        validate(d, UserId::new_v4(), &settings())
             .err()
             .map(|e| e.code())
     }
@@ -278,7 +276,7 @@ mod tests {
             None,
             Some(json!({"url": "v", "file_size": 51 * 1048576})),
         );
-        let err = validate(&big, Uuid::new_v4(), &settings()).unwrap_err();
+        let err = validate(&big, UserId::new_v4(), &settings()).unwrap_err();
         assert_eq!(
             err.public_message(),
             "video file size exceeds limit: max 50MB, got 51.00MB"
@@ -296,7 +294,7 @@ mod tests {
 
     #[test]
     fn targets() {
-        let me = Uuid::new_v4();
+        let me = UserId::new_v4();
         let mut d = draft("text", Some("x"), None);
         d.conversation_id = None;
         assert_eq!(
@@ -306,7 +304,7 @@ mod tests {
         d.receiver_id = Some(me);
         let e = validate(&d, me, &settings()).unwrap_err();
         assert!(e.public_message().contains("yourself"));
-        d.receiver_id = Some(Uuid::new_v4());
+        d.receiver_id = Some(UserId::new_v4());
         assert!(validate(&d, me, &settings()).is_ok());
         d.client_msg_id = Some("x".repeat(65));
         assert_eq!(

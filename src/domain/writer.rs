@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 mod batch;
 
@@ -28,7 +27,7 @@ use super::settings::SettingsCache;
 use crate::cluster::bus::Bus;
 use crate::error::{Code, Error, Result};
 use crate::metrics as m;
-use crate::model::Message;
+use crate::model::{ConversationId, Message, MessageType, UserId};
 use crate::store::Store;
 
 /// The outcome of a send.
@@ -46,9 +45,9 @@ pub type Reply = Box<dyn FnOnce(Result<Sent>) + Send + Sync>;
 /// One send waiting for the writer.
 pub struct Job {
     /// The caller.
-    pub sender: Uuid,
+    pub sender: UserId,
     /// The conversation, resolved (private conversations exist by now).
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// What to store (already statically validated).
     pub draft: Draft,
     /// When the frame was read, for the send latency.
@@ -240,13 +239,13 @@ async fn finish(batch: Vec<Job>, outcomes: Vec<Outcome>, fan_tx: &mpsc::Sender<F
     }
 }
 
-fn message_type_label(t: &str) -> &'static str {
+fn message_type_label(t: &MessageType) -> &'static str {
     match t {
-        "text" => "text",
-        "image" => "image",
-        "video" => "video",
-        "emoji" => "emoji",
-        _ => "other",
+        MessageType::Text => "text",
+        MessageType::Image => "image",
+        MessageType::Video => "video",
+        MessageType::Emoji => "emoji",
+        MessageType::Other(_) => "other",
     }
 }
 

@@ -9,11 +9,13 @@ use crate::error::{Code, Error, Result};
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100;
 
-/// The path parameter `name` as a UUID; `message` is the 400 text when it is not one.
-pub fn path_uuid(call: &Call, name: &str, message: &'static str) -> Result<Uuid> {
+/// The path parameter `name` as a UUID (or an id type over one); `message` is the 400
+/// text when it is not one.
+pub fn path_uuid<T: From<Uuid>>(call: &Call, name: &str, message: &'static str) -> Result<T> {
     call.params
         .get(name)
         .and_then(|v| Uuid::try_parse(v).ok())
+        .map(T::from)
         .ok_or_else(|| Error::bad_request(Code::InvalidId, message))
 }
 

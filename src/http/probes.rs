@@ -1,8 +1,6 @@
 //! Probes and metrics: `/health` (liveness, no dependencies), `/ready` (PostgreSQL and
 //! Redis answer, and the node is not shutting down), `/metrics` (Prometheus text).
 
-use std::time::Duration;
-
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -29,17 +27,12 @@ pub async fn ready(ctx: &Ctx) -> Result<Resp> {
             format!("not ready: {why}"),
         ));
     }
-    let timeout = Duration::from_secs(2);
     let services = &ctx.services;
-    let (pg, redis) = tokio::join!(
-        tokio::time::timeout(timeout, services.store.ping()),
-        tokio::time::timeout(timeout, crate::cluster::ping(&services.redis)),
-    );
-    let pg_ok = matches!(pg, Ok(Ok(())));
-    let redis_ok = matches!(redis, Ok(Ok(())));
+    let r = services.readiness().await;
+    let (pg_ok, redis_ok) = (r.postgres, r.redis);
     if pg_ok && redis_ok {
         return Ok(response::ok(
-            json!({"status": "ready", "node_id": services.config.node_id}),
+            json!({"status": "ready", "node_id": services.config().node_id}),
         ));
     }
     let failing = match (pg_ok, redis_ok) {
@@ -57,7 +50,7 @@ pub async fn ready(ctx: &Ctx) -> Result<Resp> {
 /// `GET /metrics`: Prometheus text exposition.
 pub fn metrics(ctx: &Ctx) -> Resp {
     crate::metrics::update_process_metrics();
-    let (size, idle) = ctx.services.store.pool_status();
+    let (size, idle) = ctx.services.db_pool_status();
     metrics::gauge!(crate::metrics::DB_POOL_SIZE).set(size as f64);
     metrics::gauge!(crate::metrics::DB_POOL_IDLE).set(idle as f64);
     response::text(

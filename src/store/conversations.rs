@@ -2,13 +2,12 @@
 //! counters of the send transaction, member lists.
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{ConversationKind, Role, Timestamp};
+use crate::model::{ConversationId, ConversationKind, MessageId, Role, Timestamp, UserId};
 
 /// The unique key of the private conversation of two users: `"<low>:<high>"`.
-pub fn private_key(a: Uuid, b: Uuid) -> String {
+pub fn private_key(a: UserId, b: UserId) -> String {
     let (a, b) = (a.to_string(), b.to_string());
     if a <= b {
         format!("{a}:{b}")
@@ -22,9 +21,9 @@ pub fn private_key(a: Uuid, b: Uuid) -> String {
 /// and whether this call created it.
 pub async fn get_or_create_private(
     client: &mut deadpool_postgres::Object,
-    a: Uuid,
-    b: Uuid,
-) -> Result<(Uuid, bool)> {
+    a: UserId,
+    b: UserId,
+) -> Result<(ConversationId, bool)> {
     let key = private_key(a, b);
     let find = client
         .prepare_cached("SELECT id FROM conversations WHERE private_key = $1")
@@ -33,7 +32,7 @@ pub async fn get_or_create_private(
         return Ok((row.get(0), false));
     }
     let tx = client.transaction().await?;
-    let id = Uuid::now_v7();
+    let id = ConversationId::now_v7();
     let inserted = tx
         .query_opt(
             "INSERT INTO conversations (id, conversation_type, private_key, created_at, updated_at)
@@ -62,7 +61,7 @@ pub async fn get_or_create_private(
 #[derive(Debug, Clone)]
 pub struct Locked {
     /// Conversation id.
-    pub id: Uuid,
+    pub id: ConversationId,
     /// Private or group.
     pub kind: ConversationKind,
     /// Highest seq handed out.
@@ -70,11 +69,11 @@ pub struct Locked {
     /// Bumped by every membership change.
     pub members_version: i64,
     /// First-message limit: who spoke first (private only).
-    pub first_sender_id: Option<Uuid>,
+    pub first_sender_id: Option<UserId>,
     /// First-message limit: the other side has written back.
     pub replied: bool,
     /// Private conversations with a pair key: `(blocker, blocked)` blocks between the two.
-    pub blocks: Vec<(Uuid, Uuid)>,
+    pub blocks: Vec<(UserId, UserId)>,
     /// A private conversation without a pair key (only old rows): blocks must be looked up.
     pub needs_block_lookup: bool,
     /// Time of its newest message (so new ones are stamped later, in seq order).
@@ -86,7 +85,7 @@ pub struct Locked {
 /// between their two members (read in the same round trip).
 pub async fn lock_for_send(
     client: &impl GenericClient,
-    ids: &[Uuid],
+    ids: &[ConversationId],
 ) -> Result<(Vec<Locked>, Timestamp)> {
     let stmt = client
         .prepare_cached(
@@ -122,7 +121,7 @@ pub async fn lock_for_send(
                 let key: Option<String> = r.get(7);
                 let pair = key.as_deref().and_then(|k| {
                     let (a, b) = k.split_once(':')?;
-                    Some((Uuid::try_parse(a).ok()?, Uuid::try_parse(b).ok()?))
+                    Some((a.parse::<UserId>().ok()?, b.parse::<UserId>().ok()?))
                 });
                 match pair {
                     Some((low, high)) => [
@@ -148,8 +147,8 @@ pub async fn lock_for_send(
 /// Active members of each conversation in `ids`: `(conversation, user, role)`.
 pub async fn active_members(
     client: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid, Role)>> {
+    ids: &[ConversationId],
+) -> Result<Vec<(ConversationId, UserId, Role)>> {
     let stmt = client
         .prepare_cached(
             "SELECT conversation_id, user_id, role FROM conversation_members
@@ -175,7 +174,7 @@ pub async fn active_members(
 /// Members version and kind of one conversation (unlocked read), if it exists.
 pub async fn version(
     client: &impl GenericClient,
-    id: Uuid,
+    id: ConversationId,
 ) -> Result<Option<(i64, ConversationKind)>> {
     let stmt = client
         .prepare_cached(
@@ -192,15 +191,15 @@ pub async fn version(
 #[derive(Debug, Clone)]
 pub struct AfterSend {
     /// Conversation id.
-    pub id: Uuid,
+    pub id: ConversationId,
     /// New highest seq.
     pub last_seq: i64,
     /// The newest message.
-    pub last_message_id: Uuid,
+    pub last_message_id: MessageId,
     /// Its time.
     pub last_message_at: Timestamp,
     /// First-message limit state.
-    pub first_sender_id: Option<Uuid>,
+    pub first_sender_id: Option<UserId>,
     /// First-message limit state.
     pub replied: bool,
 }

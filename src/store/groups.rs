@@ -5,16 +5,15 @@
 //! Callers run these inside one transaction that starts with [`lock`].
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{ConversationKind, Role, Timestamp};
+use crate::model::{ConversationId, ConversationKind, Role, Timestamp, UserId};
 
 /// A group just created.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
     /// Its id.
-    pub id: Uuid,
+    pub id: ConversationId,
     /// Creation time (also its `updated_at`).
     pub created_at: Timestamp,
 }
@@ -24,10 +23,10 @@ pub struct Created {
 pub async fn create(
     client: &impl GenericClient,
     name: &str,
-    owner: Uuid,
-    members: &[Uuid],
+    owner: UserId,
+    members: &[UserId],
 ) -> Result<Created> {
-    let id = Uuid::now_v7();
+    let id = ConversationId::now_v7();
     let stmt = client
         .prepare_cached(
             "INSERT INTO conversations (id, conversation_type, group_name, created_at, updated_at)
@@ -53,7 +52,7 @@ pub async fn create(
 /// seq, or `None` when it does not exist.
 pub async fn lock(
     client: &impl GenericClient,
-    conversation: Uuid,
+    conversation: ConversationId,
 ) -> Result<Option<(ConversationKind, i64)>> {
     let stmt = client
         .prepare_cached(
@@ -69,9 +68,9 @@ pub async fn lock(
 /// Roles of those of `users` who are active members of `conversation`.
 pub async fn roles(
     client: &impl GenericClient,
-    conversation: Uuid,
-    users: &[Uuid],
-) -> Result<Vec<(Uuid, Role)>> {
+    conversation: ConversationId,
+    users: &[UserId],
+) -> Result<Vec<(UserId, Role)>> {
     let stmt = client
         .prepare_cached(
             "SELECT user_id, role FROM conversation_members
@@ -98,10 +97,10 @@ pub async fn roles(
 /// pending before `last_seq`. Active members are left alone. Returns who joined.
 pub async fn add(
     client: &impl GenericClient,
-    conversation: Uuid,
-    users: &[Uuid],
+    conversation: ConversationId,
+    users: &[UserId],
     last_seq: i64,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<UserId>> {
     let stmt = client
         .prepare_cached(
             "INSERT INTO conversation_members
@@ -122,7 +121,11 @@ pub async fn add(
 }
 
 /// Marks `user` as having left `conversation`. False when not an active member.
-pub async fn leave(client: &impl GenericClient, conversation: Uuid, user: Uuid) -> Result<bool> {
+pub async fn leave(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    user: UserId,
+) -> Result<bool> {
     let stmt = client
         .prepare_cached(
             "UPDATE conversation_members SET left_at = now()
@@ -135,10 +138,10 @@ pub async fn leave(client: &impl GenericClient, conversation: Uuid, user: Uuid) 
 /// Sets the role of each `(user, role)` pair among the active members of `conversation`.
 pub async fn set_roles(
     client: &impl GenericClient,
-    conversation: Uuid,
-    changes: &[(Uuid, Role)],
+    conversation: ConversationId,
+    changes: &[(UserId, Role)],
 ) -> Result<()> {
-    let users: Vec<Uuid> = changes.iter().map(|(u, _)| *u).collect();
+    let users: Vec<UserId> = changes.iter().map(|(u, _)| *u).collect();
     let roles: Vec<&str> = changes.iter().map(|(_, r)| r.as_str()).collect();
     let stmt = client
         .prepare_cached(
@@ -154,7 +157,7 @@ pub async fn set_roles(
 }
 
 /// Bumps `members_version`, so cached member lists of `conversation` are reloaded.
-pub async fn bump_version(client: &impl GenericClient, conversation: Uuid) -> Result<()> {
+pub async fn bump_version(client: &impl GenericClient, conversation: ConversationId) -> Result<()> {
     let stmt = client
         .prepare_cached(
             "UPDATE conversations SET members_version = members_version + 1 WHERE id = $1",

@@ -7,94 +7,13 @@
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{ConversationKind, Message, Role, Timestamp};
+use crate::model::{
+    ConversationId, ConversationKind, ConversationRow, LastMessage, MemberRow, Message,
+    MessageType, Page, Role, Timestamp, UserId,
+};
 use crate::store::messages::{COLUMNS, from_row as message_from_row};
-
-/// The last message of a conversation, as far as lists need it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LastMessage {
-    /// Its sender.
-    pub sender_id: Uuid,
-    /// Its type.
-    pub message_type: String,
-    /// Its text.
-    pub content: Option<String>,
-    /// Recalled by its sender.
-    pub is_recalled: bool,
-}
-
-/// A conversation as one of its members sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConversationRow {
-    /// Conversation id.
-    pub id: Uuid,
-    /// Private or group.
-    pub kind: ConversationKind,
-    /// Group name (groups only).
-    pub group_name: Option<String>,
-    /// Creation time.
-    pub created_at: Timestamp,
-    /// Bumped by every message.
-    pub updated_at: Timestamp,
-    /// Time of the newest message.
-    pub last_message_at: Option<Timestamp>,
-    /// The newest message.
-    pub last_message_id: Option<Uuid>,
-    /// Highest seq.
-    pub last_seq: i64,
-    /// First-message limit: who spoke first.
-    pub first_sender_id: Option<Uuid>,
-    /// First-message limit: the other side wrote back.
-    pub replied: bool,
-    /// The viewing member's read cursor.
-    pub read_seq: i64,
-    /// The newest message, when there is one.
-    pub last_message: Option<LastMessage>,
-}
-
-/// One active member row with what the lists show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberRow {
-    /// Row id.
-    pub id: Uuid,
-    /// Conversation.
-    pub conversation_id: Uuid,
-    /// The member.
-    pub user_id: Uuid,
-    /// Role.
-    pub role: Role,
-    /// Never changed by any route.
-    pub is_muted: bool,
-    /// Hidden by the member and nothing newer since (`hidden_seq >= last_seq`).
-    pub is_hidden: bool,
-    /// When the member joined.
-    pub joined_at: Timestamp,
-    /// When the member left (always absent for active members).
-    pub left_at: Option<Timestamp>,
-    /// `last_seq - read_seq`.
-    pub unread_count: i64,
-    /// The message the read cursor points at.
-    pub last_read_message_id: Option<Uuid>,
-    /// When the read cursor last moved.
-    pub last_read_at: Option<Timestamp>,
-}
-
-/// Where a history page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    /// The newest messages, skipping `offset` of the newest.
-    Newest {
-        /// Messages skipped from the newest end.
-        offset: i64,
-    },
-    /// The messages just before this seq.
-    Before(i64),
-    /// The messages just after this seq.
-    After(i64),
-}
 
 /// The caller's view of a conversation they belong to, for history.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,11 +21,11 @@ pub struct Access {
     /// Private or group.
     pub kind: ConversationKind,
     /// First-message limit: who spoke first.
-    pub first_sender_id: Option<Uuid>,
+    pub first_sender_id: Option<UserId>,
     /// First-message limit: the other side wrote back.
     pub replied: bool,
     /// In a private conversation, the other active member.
-    pub other: Option<Uuid>,
+    pub other: Option<UserId>,
 }
 
 const CONVERSATION_SELECT: &str = "SELECT c.id, c.conversation_type, c.group_name, c.created_at,
@@ -123,8 +42,8 @@ const HIDDEN: &str = "(cm.hidden_seq IS NOT NULL AND cm.hidden_seq >= c.last_seq
 fn conversation_from_row(r: &Row) -> ConversationRow {
     let created_at: Option<Timestamp> = r.get(3);
     let updated_at: Option<Timestamp> = r.get(4);
-    let sender: Option<Uuid> = r.get(11);
-    let message_type: Option<String> = r.get(12);
+    let sender: Option<UserId> = r.get(11);
+    let message_type: Option<MessageType> = r.get(12);
     ConversationRow {
         id: r.get(0),
         kind: ConversationKind::parse(r.get(1)),
@@ -151,7 +70,7 @@ fn conversation_from_row(r: &Row) -> ConversationRow {
 /// `user`'s active, non-hidden conversations, newest activity first.
 pub async fn page(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<ConversationRow>> {
@@ -171,8 +90,8 @@ pub async fn page(
 /// no particular order.
 pub async fn by_ids(
     client: &impl GenericClient,
-    user: Uuid,
-    ids: &[Uuid],
+    user: UserId,
+    ids: &[ConversationId],
 ) -> Result<Vec<ConversationRow>> {
     let stmt = client
         .prepare_cached(&format!(
@@ -188,9 +107,9 @@ pub async fn by_ids(
 /// updated first; hidden ones only when `include_hidden`.
 pub async fn private_partners(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     include_hidden: bool,
-) -> Result<Vec<(Uuid, Uuid)>> {
+) -> Result<Vec<(ConversationId, UserId)>> {
     let stmt = client
         .prepare_cached(&format!(
             "SELECT c.id, other.user_id
@@ -208,7 +127,10 @@ pub async fn private_partners(
 }
 
 /// Active members of each conversation in `ids`, oldest membership first.
-pub async fn members(client: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<MemberRow>> {
+pub async fn members(
+    client: &impl GenericClient,
+    ids: &[ConversationId],
+) -> Result<Vec<MemberRow>> {
     let stmt = client
         .prepare_cached(&format!(
             "SELECT cm.id, cm.conversation_id, cm.user_id, cm.role, COALESCE(cm.is_muted, FALSE),
@@ -249,8 +171,8 @@ pub async fn members(client: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Me
 /// the user is not an active member (or the conversation does not exist).
 pub async fn access(
     client: &impl GenericClient,
-    conversation: Uuid,
-    user: Uuid,
+    conversation: ConversationId,
+    user: UserId,
 ) -> Result<Option<Access>> {
     let stmt = client
         .prepare_cached(
@@ -277,7 +199,7 @@ pub async fn access(
 /// One page of `conversation`'s messages, oldest first.
 pub async fn history(
     client: &impl GenericClient,
-    conversation: Uuid,
+    conversation: ConversationId,
     page: Page,
     limit: i64,
 ) -> Result<Vec<Message>> {
@@ -323,7 +245,11 @@ pub async fn history(
 
 /// Hides `conversation` for `user` up to its current last seq. False when the user is not
 /// an active member.
-pub async fn hide(client: &impl GenericClient, conversation: Uuid, user: Uuid) -> Result<bool> {
+pub async fn hide(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    user: UserId,
+) -> Result<bool> {
     let stmt = client
         .prepare_cached(
             "UPDATE conversation_members cm SET hidden_seq = c.last_seq

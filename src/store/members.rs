@@ -5,18 +5,17 @@
 //! transactions and the cursor flushes of every node cannot deadlock each other.
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::ConversationKind;
+use crate::model::{ConversationId, ConversationKind, MessageId, UserId};
 
 /// One active membership with the numbers delivery needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     /// The member.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Private or group.
     pub kind: ConversationKind,
     /// The conversation's highest seq.
@@ -28,7 +27,7 @@ pub struct Membership {
 }
 
 /// Every active membership of `users`.
-pub async fn memberships(client: &impl GenericClient, users: &[Uuid]) -> Result<Vec<Membership>> {
+pub async fn memberships(client: &impl GenericClient, users: &[UserId]) -> Result<Vec<Membership>> {
     let stmt = client
         .prepare_cached(
             "SELECT cm.user_id, cm.conversation_id, c.conversation_type, c.last_seq, cm.read_seq, cm.delivered_seq
@@ -54,9 +53,9 @@ pub async fn memberships(client: &impl GenericClient, users: &[Uuid]) -> Result<
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// The conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// The member.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The seq.
     pub seq: i64,
 }
@@ -66,8 +65,8 @@ pub async fn advance_delivered(client: &impl GenericClient, items: &[Position]) 
     if items.is_empty() {
         return Ok(());
     }
-    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
-    let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
+    let convs: Vec<ConversationId> = items.iter().map(|i| i.conversation_id).collect();
+    let users: Vec<UserId> = items.iter().map(|i| i.user_id).collect();
     let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
     let stmt = client
         .prepare_cached(
@@ -93,8 +92,8 @@ pub async fn advance_read_seq(client: &impl GenericClient, items: &[Position]) -
     if items.is_empty() {
         return Ok(());
     }
-    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
-    let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
+    let convs: Vec<ConversationId> = items.iter().map(|i| i.conversation_id).collect();
+    let users: Vec<UserId> = items.iter().map(|i| i.user_id).collect();
     let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
     let stmt = client
         .prepare_cached(
@@ -141,9 +140,9 @@ pub enum Read {
 /// Moves `user`'s read cursor in `conversation` to `message`, if that is forward.
 pub async fn mark_read(
     client: &impl GenericClient,
-    conversation: Uuid,
-    user: Uuid,
-    message: Uuid,
+    conversation: ConversationId,
+    user: UserId,
+    message: MessageId,
 ) -> Result<Read> {
     let stmt = client
         .prepare_cached(
@@ -189,7 +188,7 @@ pub async fn mark_read(
 }
 
 /// The other member of every private conversation `user` belongs to.
-pub async fn private_partners(client: &impl GenericClient, user: Uuid) -> Result<Vec<Uuid>> {
+pub async fn private_partners(client: &impl GenericClient, user: UserId) -> Result<Vec<UserId>> {
     let stmt = client
         .prepare_cached(
             "SELECT DISTINCT other.user_id

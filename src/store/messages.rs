@@ -9,10 +9,9 @@
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{Message, Timestamp};
+use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
 
 /// The column list every message query selects, in [`from_row`] order.
 pub const COLUMNS: &str = "id, conversation_id, seq, sender_id, message_type, content, metadata, \
@@ -42,10 +41,10 @@ pub fn from_row(row: &Row) -> Message {
 
 /// A new message id for `conversation`: a UUIDv7 (time ordered) whose last byte, one of
 /// its random ones, is the conversation's partition bucket.
-pub fn new_id(conversation: Uuid) -> Uuid {
-    let mut bytes = *Uuid::now_v7().as_bytes();
+pub fn new_id(conversation: ConversationId) -> MessageId {
+    let mut bytes = *MessageId::now_v7().as_bytes();
     bytes[15] = conversation.as_bytes()[15];
-    Uuid::from_bytes(bytes)
+    MessageId::from_bytes(bytes)
 }
 
 /// `(id, conversation_id)` of each message among `targets`, given as `(message id,
@@ -53,10 +52,10 @@ pub fn new_id(conversation: Uuid) -> Uuid {
 /// partition only, so one of another partition's conversation is not found.
 pub async fn conversations_of(
     client: &impl GenericClient,
-    targets: &[(Uuid, Uuid)],
-) -> Result<Vec<(Uuid, Uuid)>> {
-    let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
-    let convs: Vec<Uuid> = targets.iter().map(|t| t.1).collect();
+    targets: &[(MessageId, ConversationId)],
+) -> Result<Vec<(MessageId, ConversationId)>> {
+    let ids: Vec<MessageId> = targets.iter().map(|t| t.0).collect();
+    let convs: Vec<ConversationId> = targets.iter().map(|t| t.1).collect();
     let stmt = client
         .prepare_cached(
             "SELECT m.id, m.conversation_id FROM unnest($1::uuid[], $2::uuid[]) AS t(id, conv)
@@ -71,7 +70,7 @@ pub async fn conversations_of(
 /// fetched by the two lists; callers match pairs), found through `message_keys`.
 pub async fn by_client_ids(
     client: &impl GenericClient,
-    senders: &[Uuid],
+    senders: &[UserId],
     client_ids: &[&str],
 ) -> Result<Vec<Message>> {
     let stmt = client
@@ -88,7 +87,7 @@ pub async fn by_client_ids(
 /// Messages of `conversation` with `after < seq <= upto`, oldest first, at most `limit`.
 pub async fn range(
     client: &impl GenericClient,
-    conversation: Uuid,
+    conversation: ConversationId,
     after: i64,
     upto: i64,
     limit: i64,
@@ -109,7 +108,7 @@ pub async fn range(
 /// For each `(conversation, after)` pair, the newest `limit` messages with `seq > after`.
 pub async fn pending(
     client: &impl GenericClient,
-    conversations: &[Uuid],
+    conversations: &[ConversationId],
     afters: &[i64],
     limit: i64,
 ) -> Result<Vec<Message>> {
@@ -148,8 +147,8 @@ pub enum Recall {
 /// the database clock. Run it inside a transaction: the row is locked while it is judged.
 pub async fn recall(
     client: &impl GenericClient,
-    id: Uuid,
-    sender: Uuid,
+    id: MessageId,
+    sender: UserId,
     window_seconds: i64,
 ) -> Result<Recall> {
     // The id's own bucket first; then every partition, for ids older than the partitioning.
@@ -171,7 +170,7 @@ pub async fn recall(
     let Some(row) = found else {
         return Ok(Recall::NotFound);
     };
-    let (owner, recalled, elapsed, bucket): (Uuid, bool, i64, i16) =
+    let (owner, recalled, elapsed, bucket): (UserId, bool, i64, i16) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     if owner != sender {
         return Ok(Recall::NotSender);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::Timestamp;
+use crate::model::{Timestamp, UserId};
 
 /// A stored notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct Notification {
     /// Row id.
     pub id: Uuid,
     /// Its owner.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// `notification_type` (a template type, `system`, …).
     pub kind: String,
     /// Title.
@@ -81,7 +81,7 @@ fn from_row(r: &tokio_postgres::Row) -> Notification {
 /// A page of `user`'s live notifications, highest priority first, then newest first.
 pub async fn list(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     unread_only: bool,
     limit: i64,
     offset: i64,
@@ -105,8 +105,8 @@ pub async fn list(
 /// The unread count and newest time of each of `users` that has live notifications.
 pub async fn summaries(
     client: &impl GenericClient,
-    users: &[Uuid],
-) -> Result<Vec<(Uuid, Summary)>> {
+    users: &[UserId],
+) -> Result<Vec<(UserId, Summary)>> {
     let stmt = client
         .prepare_cached(concat!(
             "SELECT user_id, count(*) FILTER (WHERE is_read IS NOT TRUE), max(created_at)
@@ -131,7 +131,7 @@ pub async fn summaries(
 }
 
 /// The summary of one user (zero and no time when they have nothing live).
-pub async fn summary(client: &impl GenericClient, user: Uuid) -> Result<Summary> {
+pub async fn summary(client: &impl GenericClient, user: UserId) -> Result<Summary> {
     Ok(summaries(client, &[user])
         .await?
         .into_iter()
@@ -160,7 +160,7 @@ pub enum MarkRead {
 }
 
 /// Marks `id` of `user` read (expired or not) and returns it.
-pub async fn mark_read(client: &impl GenericClient, user: Uuid, id: Uuid) -> Result<MarkRead> {
+pub async fn mark_read(client: &impl GenericClient, user: UserId, id: Uuid) -> Result<MarkRead> {
     let update = client
         .prepare_cached(concat!(
             "UPDATE notifications SET is_read = TRUE, read_at = now()
@@ -192,7 +192,7 @@ pub async fn mark_read(client: &impl GenericClient, user: Uuid, id: Uuid) -> Res
 
 /// Marks every unread notification of `user` read. Returns how many of them were live
 /// (by how much the unread count dropped).
-pub async fn mark_all_read(client: &impl GenericClient, user: Uuid) -> Result<i64> {
+pub async fn mark_all_read(client: &impl GenericClient, user: UserId) -> Result<i64> {
     let stmt = client
         .prepare_cached(concat!(
             "WITH marked AS (
@@ -209,7 +209,7 @@ pub async fn mark_all_read(client: &impl GenericClient, user: Uuid) -> Result<i6
 
 /// Deletes `id` of `user`. `None` when there was no such row; else whether it was a live
 /// unread one (so the unread count dropped).
-pub async fn delete(client: &impl GenericClient, user: Uuid, id: Uuid) -> Result<Option<bool>> {
+pub async fn delete(client: &impl GenericClient, user: UserId, id: Uuid) -> Result<Option<bool>> {
     let stmt = client
         .prepare_cached(concat!(
             "DELETE FROM notifications WHERE id = $1 AND user_id = $2
@@ -226,7 +226,7 @@ pub async fn delete(client: &impl GenericClient, user: Uuid, id: Uuid) -> Result
 /// `user`'s newest live unread notification.
 pub async fn latest_unread(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
 ) -> Result<Option<Notification>> {
     let stmt = client
         .prepare_cached(concat!(
@@ -261,7 +261,7 @@ pub struct NewNotification<'a> {
 /// Inserts `n` once per user (unread, no expiry) in one statement; returns the rows.
 pub async fn insert_for_users(
     client: &impl GenericClient,
-    users: &[Uuid],
+    users: &[UserId],
     n: &NewNotification<'_>,
 ) -> Result<Vec<Notification>> {
     let stmt = client

@@ -2,18 +2,17 @@
 //! and blocking, unblocking and listing for the relationships routes.
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::Timestamp;
+use crate::model::{Timestamp, UserId};
 
 /// `(blocker, blocked)` pairs among the given users, fetched as a superset by the two lists
 /// (callers match the pairs they asked about).
 pub async fn blocks_among(
     client: &impl GenericClient,
-    blockers: &[Uuid],
-    targets: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid)>> {
+    blockers: &[UserId],
+    targets: &[UserId],
+) -> Result<Vec<(UserId, UserId)>> {
     let stmt = client
         .prepare_cached(
             "SELECT user_id, target_user_id FROM user_relationships
@@ -28,11 +27,11 @@ pub async fn blocks_among(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relationship {
     /// Row id.
-    pub id: Uuid,
+    pub id: uuid::Uuid,
     /// The user who made it (the blocker).
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The user it is about (the blocked).
-    pub target_user_id: Uuid,
+    pub target_user_id: UserId,
     /// `blocked` (others are reserved).
     pub relationship_type: String,
     /// When it was made.
@@ -52,8 +51,8 @@ fn relationship(r: &tokio_postgres::Row) -> Relationship {
 /// `user` blocks `target`. `None` when it already did.
 pub async fn block(
     client: &impl GenericClient,
-    user: Uuid,
-    target: Uuid,
+    user: UserId,
+    target: UserId,
 ) -> Result<Option<Relationship>> {
     let stmt = client
         .prepare_cached(
@@ -72,7 +71,7 @@ pub async fn block(
 }
 
 /// `user` unblocks `target`; false when there was no block.
-pub async fn unblock(client: &impl GenericClient, user: Uuid, target: Uuid) -> Result<bool> {
+pub async fn unblock(client: &impl GenericClient, user: UserId, target: UserId) -> Result<bool> {
     let stmt = client
         .prepare_cached(
             "DELETE FROM user_relationships
@@ -85,7 +84,7 @@ pub async fn unblock(client: &impl GenericClient, user: Uuid, target: Uuid) -> R
 /// A page of the users `user` has blocked, newest first.
 pub async fn blocked_by(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Relationship>> {

@@ -4,17 +4,16 @@
 //! is filled asynchronously ([`index`], and [`sweep`] for what a crashed node missed).
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::Message;
+use crate::model::{ConversationId, Message, MessageId, UserId};
 use crate::store::messages::{COLUMNS_M, from_row};
 
 /// True when `user` is an active member of `conversation`.
 pub async fn is_active_member(
     client: &impl GenericClient,
-    conversation: Uuid,
-    user: Uuid,
+    conversation: ConversationId,
+    user: UserId,
 ) -> Result<bool> {
     let stmt = client
         .prepare_cached(
@@ -32,9 +31,9 @@ pub async fn is_active_member(
 /// `user`'s active conversations, or only in `conversation` when given; newest first.
 pub async fn messages(
     client: &impl GenericClient,
-    user: Uuid,
+    user: UserId,
     pattern: &str,
-    conversation: Option<Uuid>,
+    conversation: Option<ConversationId>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Message>> {
@@ -77,9 +76,9 @@ pub async fn messages(
 /// One message's searchable text.
 pub struct Searchable {
     /// Message id.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// Its conversation.
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Its commit time.
     pub created_at: crate::model::Timestamp,
     /// Its text.
@@ -91,8 +90,8 @@ pub async fn index(client: &impl GenericClient, items: &[Searchable]) -> Result<
     if items.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = items.iter().map(|i| i.message_id).collect();
-    let convs: Vec<Uuid> = items.iter().map(|i| i.conversation_id).collect();
+    let ids: Vec<MessageId> = items.iter().map(|i| i.message_id).collect();
+    let convs: Vec<ConversationId> = items.iter().map(|i| i.conversation_id).collect();
     let times: Vec<crate::model::Timestamp> = items.iter().map(|i| i.created_at).collect();
     let contents: Vec<&str> = items.iter().map(|i| i.content.as_str()).collect();
     let stmt = client

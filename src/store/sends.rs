@@ -4,11 +4,10 @@
 //! (conversation, user) order, like every multi-row member update).
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use super::conversations::AfterSend;
 use crate::error::Result;
-use crate::model::{Message, Timestamp};
+use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
 
 /// The statement (prepared before it is pipelined with the batch's `COMMIT`).
 pub const WRITE_SQL: &str = "
@@ -61,32 +60,32 @@ pub async fn write(
     client: &impl GenericClient,
     messages: &[Message],
     counters: &[AfterSend],
-    reads: &[(Uuid, Uuid, i64, Uuid)],
-) -> Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    let convs: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
+    reads: &[(ConversationId, UserId, i64, MessageId)],
+) -> Result<Vec<MessageId>> {
+    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    let convs: Vec<ConversationId> = messages.iter().map(|m| m.conversation_id).collect();
     let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
-    let senders: Vec<Uuid> = messages.iter().map(|m| m.sender_id).collect();
+    let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
     let types: Vec<&str> = messages.iter().map(|m| m.message_type.as_str()).collect();
     let contents: Vec<Option<&str>> = messages.iter().map(|m| m.content.as_deref()).collect();
     let metadata: Vec<Option<&serde_json::Value>> =
         messages.iter().map(|m| m.metadata.as_ref()).collect();
-    let replies: Vec<Option<Uuid>> = messages.iter().map(|m| m.reply_to_message_id).collect();
+    let replies: Vec<Option<MessageId>> = messages.iter().map(|m| m.reply_to_message_id).collect();
     let created: Vec<Timestamp> = messages.iter().map(|m| m.created_at).collect();
     let client_ids: Vec<Option<&str>> = messages
         .iter()
         .map(|m| m.client_msg_id.as_deref())
         .collect();
-    let c_ids: Vec<Uuid> = counters.iter().map(|u| u.id).collect();
+    let c_ids: Vec<ConversationId> = counters.iter().map(|u| u.id).collect();
     let c_seqs: Vec<i64> = counters.iter().map(|u| u.last_seq).collect();
-    let c_mids: Vec<Uuid> = counters.iter().map(|u| u.last_message_id).collect();
+    let c_mids: Vec<MessageId> = counters.iter().map(|u| u.last_message_id).collect();
     let c_ats: Vec<Timestamp> = counters.iter().map(|u| u.last_message_at).collect();
-    let c_firsts: Vec<Option<Uuid>> = counters.iter().map(|u| u.first_sender_id).collect();
+    let c_firsts: Vec<Option<UserId>> = counters.iter().map(|u| u.first_sender_id).collect();
     let c_replied: Vec<bool> = counters.iter().map(|u| u.replied).collect();
-    let r_convs: Vec<Uuid> = reads.iter().map(|r| r.0).collect();
-    let r_users: Vec<Uuid> = reads.iter().map(|r| r.1).collect();
+    let r_convs: Vec<ConversationId> = reads.iter().map(|r| r.0).collect();
+    let r_users: Vec<UserId> = reads.iter().map(|r| r.1).collect();
     let r_seqs: Vec<i64> = reads.iter().map(|r| r.2).collect();
-    let r_mids: Vec<Uuid> = reads.iter().map(|r| r.3).collect();
+    let r_mids: Vec<MessageId> = reads.iter().map(|r| r.3).collect();
     let stmt = client.prepare_cached(WRITE_SQL).await?;
     let rows = client
         .query(

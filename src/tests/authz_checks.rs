@@ -226,7 +226,7 @@ pub(super) async fn verify(
         R::WsToken if ok => {
             let tokens = crate::auth::Tokens::new(&fx.c.env.secret, Default::default());
             let caller = tokens.verify(data["ws_token"].as_str().unwrap_or_default());
-            let mine = caller.is_ok_and(|c| c.user_id == me && !c.is_admin);
+            let mine = caller.is_ok_and(|c| c.user_id == me.into() && !c.is_admin);
             vec![(mine, "a ws token of the caller, without admin rights")]
         }
         R::Logout => {

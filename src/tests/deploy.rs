@@ -253,9 +253,13 @@ async fn check_cluster(dir: PathBuf, port: u16) {
     for _ in 0..3 {
         let id = Uuid::new_v4();
         users.push(
-            Ws::connect(lb, &tokens.issue(id, false, Duration::from_secs(600)), id)
-                .await
-                .unwrap(),
+            Ws::connect(
+                lb,
+                &tokens.issue(id.into(), false, Duration::from_secs(600)),
+                id,
+            )
+            .await
+            .unwrap(),
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

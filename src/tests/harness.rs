@@ -151,7 +151,7 @@ impl TestEnv {
     /// A token for `user` (admin when asked) signed with this test's secret.
     pub fn token(&self, user: Uuid, admin: bool) -> String {
         crate::auth::Tokens::new(&self.secret, Default::default()).issue(
-            user,
+            user.into(),
             admin,
             Duration::from_secs(3600),
         )

@@ -125,7 +125,7 @@ async fn latest_unread_frame_is_the_newest_live_unread() {
     let s = services(&c.env).await;
     let db = c.env.db().await;
     let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(s.latest_unread_frame(user).await.unwrap(), None);
+    assert_eq!(s.latest_unread_frame(user.into()).await.unwrap(), None);
     let oldest = insert(
         &db,
         Row {
@@ -153,7 +153,7 @@ async fn latest_unread_frame_is_the_newest_live_unread() {
     insert(&db, Row::unread(other, "someone else's", 0.0)).await;
     let frame =
         |b: Option<bytes::Bytes>| serde_json::from_slice::<Value>(&b.expect("a frame")).unwrap();
-    let f = frame(s.latest_unread_frame(user).await.unwrap());
+    let f = frame(s.latest_unread_frame(user.into()).await.unwrap());
     assert_eq!(
         (&f["type"], &f["data"]["id"], &f["data"]["priority"]),
         (&json!("notification"), &json!(oldest), &json!(2))
@@ -171,7 +171,7 @@ async fn latest_unread_frame_is_the_newest_live_unread() {
         ]
     );
     let newest = insert(&db, Row::unread(user, "newest", 1.0)).await;
-    let f = frame(s.latest_unread_frame(user).await.unwrap());
+    let f = frame(s.latest_unread_frame(user.into()).await.unwrap());
     assert_eq!(
         (&f["data"]["id"], &f["data"]["title"], &f["data"]["is_read"]),
         (&json!(newest), &json!("newest"), &json!(false))
@@ -182,6 +182,6 @@ async fn latest_unread_frame_is_the_newest_live_unread() {
             .await,
         "all notifications marked as read",
     );
-    assert_eq!(s.latest_unread_frame(user).await.unwrap(), None);
+    assert_eq!(s.latest_unread_frame(user.into()).await.unwrap(), None);
     c.stop().await;
 }

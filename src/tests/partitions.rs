@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::harness::TestEnv;
-use crate::store::listing::{self, Page};
+use crate::model::{ConversationId, MessageId, Page, UserId};
+use crate::store::listing;
 use crate::store::messages::{self, Recall};
 use crate::store::{Store, members, migrate};
 
@@ -48,10 +49,10 @@ async fn touched(
 }
 
 /// A conversation id whose last byte (its bucket) is `bucket`.
-fn conversation_in(bucket: u8) -> Uuid {
+fn conversation_in(bucket: u8) -> ConversationId {
     let mut bytes = *Uuid::now_v7().as_bytes();
     bytes[15] = bucket;
-    Uuid::from_bytes(bytes)
+    ConversationId::from_bytes(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,11 +66,11 @@ async fn each_message_query_reads_one_partition() {
         tokio::spawn(conn);
         migrate::run(&mut client).await.unwrap();
     }
-    let user = Uuid::new_v4();
+    let user = UserId::new_v4();
     // Sixteen conversations spread over every partition, five messages each (with client
     // ids), all readable by `user`.
-    let convs: Vec<Uuid> = (0..16u8).map(|i| conversation_in(i * 16 + 7)).collect();
-    let mut ids: HashMap<(Uuid, i64), Uuid> = HashMap::new();
+    let convs: Vec<ConversationId> = (0..16u8).map(|i| conversation_in(i * 16 + 7)).collect();
+    let mut ids: HashMap<(ConversationId, i64), MessageId> = HashMap::new();
     for (i, conv) in convs.iter().enumerate() {
         observer
             .execute(
@@ -87,7 +88,7 @@ async fn each_message_query_reads_one_partition() {
             .unwrap();
         for seq in 1..=5i64 {
             let id = messages::new_id(*conv);
-            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(id.as_uuid().get_version_num(), 7);
             let cmid = format!("c{i}-{seq}");
             observer
                 .execute(
@@ -230,7 +231,7 @@ async fn each_message_query_reads_one_partition() {
     let legacy = {
         let mut bytes = *Uuid::new_v4().as_bytes();
         bytes[15] = 0x00;
-        Uuid::from_bytes(bytes)
+        MessageId::from_bytes(bytes)
     };
     observer
         .execute(
@@ -242,7 +243,7 @@ async fn each_message_query_reads_one_partition() {
         .unwrap();
     let outcome = messages::recall(&worker, legacy, user, 3600).await.unwrap();
     assert!(matches!(outcome, Recall::Done(ref m) if m.id == legacy));
-    let missing = messages::recall(&worker, Uuid::new_v4(), user, 3600)
+    let missing = messages::recall(&worker, MessageId::new_v4(), user, 3600)
         .await
         .unwrap();
     assert_eq!(missing, Recall::NotFound);

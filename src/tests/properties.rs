@@ -10,7 +10,7 @@ use crate::domain::routing::Routed;
 use crate::domain::send::{self, Draft, MAX_CLIENT_MSG_ID, MAX_TEXT_CHARS};
 use crate::domain::settings::Snapshot;
 use crate::http::params::Query;
-use crate::model::Timestamp;
+use crate::model::{ConversationId, MessageId, Timestamp, UserId};
 use crate::ws::protocol;
 
 struct Gen(u64);
@@ -88,20 +88,21 @@ fn settings() -> Snapshot {
     Snapshot::from_rows(Default::default(), &config)
 }
 
-fn draft(g: &mut Gen, me: Uuid) -> Draft {
+fn draft(g: &mut Gen, me: UserId) -> Draft {
     Draft {
-        conversation_id: g.chance(3).then(Uuid::new_v4),
+        conversation_id: g.chance(3).then(ConversationId::new_v4),
         receiver_id: match g.below(4) {
             0 => None,
             1 => Some(me),
-            _ => Some(Uuid::new_v4()),
+            _ => Some(UserId::new_v4()),
         },
         message_type: g
             .pick(&["text", "image", "video", "emoji", "sticker", ""])
-            .to_string(),
+            .to_string()
+            .into(),
         content: g.chance(4).then(|| g.long_text()),
         metadata: if g.chance(2) { Some(g.json(2)) } else { None },
-        reply_to_message_id: g.chance(3).then(Uuid::new_v4),
+        reply_to_message_id: g.chance(3).then(MessageId::new_v4),
         client_msg_id: match g.below(4) {
             0 => Some(String::new()),
             1 => Some("k".repeat(MAX_CLIENT_MSG_ID + g.below(2) as usize)),
@@ -111,7 +112,7 @@ fn draft(g: &mut Gen, me: Uuid) -> Draft {
 }
 
 /// What the rules say, written independently of `send::validate`.
-fn allowed(d: &Draft, me: Uuid, max_video_mb: u64) -> bool {
+fn allowed(d: &Draft, me: UserId, max_video_mb: u64) -> bool {
     let meta = match &d.metadata {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => Some(o),
@@ -164,7 +165,7 @@ fn validation_accepts_exactly_what_the_rules_allow() {
     let s = settings();
     for seed in 1..=5000u64 {
         let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let me = Uuid::new_v4();
+        let me = UserId::new_v4();
         let d = draft(&mut g, me);
         let got = send::validate(&d, me, &s).is_ok();
         assert_eq!(
@@ -222,12 +223,12 @@ fn the_frame_decoder_never_panics_and_answers_every_frame() {
 fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
     for seed in 1..=3000u64 {
         let mut g = Gen(seed.wrapping_mul(0xA24B_AED4_963E_E407) | 1);
-        let conv = Uuid::new_v4();
+        let conv = ConversationId::new_v4();
         let routed = match g.below(7) {
             0 => Routed::Message {
                 conversation_id: conv,
                 seq: g.next() as i64 >> 1,
-                sender_id: Uuid::new_v4(),
+                sender_id: UserId::new_v4(),
                 created_at: Timestamp(g.next() as i64 >> 8),
                 preview: g.chance(2).then(|| g.text(60)),
                 frame: bytes::Bytes::from(g.text(40)),
@@ -243,7 +244,7 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
             },
             3 => Routed::Recall {
                 conversation_id: conv,
-                message_id: Uuid::new_v4(),
+                message_id: MessageId::new_v4(),
                 last_seq: g.below(1000) as i64,
                 last_message_time: g.chance(2).then(|| Timestamp(g.next() as i64 >> 8)),
                 preview: g.chance(2).then(|| g.text(20)),

@@ -27,7 +27,7 @@ async fn history_and_search_read_the_replica() {
         .unwrap();
     tokio::spawn(conn);
     migrate::run(&mut replica).await.unwrap();
-    let mid = crate::store::messages::new_id(conv);
+    let mid = crate::store::messages::new_id(conv.into());
     replica
         .batch_execute(&format!(
             "INSERT INTO conversations (id, conversation_type, last_seq) VALUES ('{conv}', 'private', 1);

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::send::Draft;
 use crate::error::{Code, Error};
+use crate::model::{ConversationId, MessageId, MessageType};
 
 /// Close codes (RFC 6455 §7.4.1) and when we use them; defined beside
 /// [`crate::delivery::Kill`], which carries them.
@@ -27,26 +28,26 @@ pub enum Request {
     /// The user is typing in a conversation.
     Typing {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
     },
     /// The user read up to a message.
     Read {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// Message.
-        message_id: Uuid,
+        message_id: MessageId,
     },
     /// Recall one's own message.
     Recall {
         /// Message.
-        message_id: Uuid,
+        message_id: MessageId,
     },
     /// Which conversation this connection is viewing (`None` clears).
-    SetCurrentConversation(Option<Uuid>),
+    SetCurrentConversation(Option<ConversationId>),
     /// `?ack=1` connections: everything up to `seq` in the conversation has arrived.
     Ack {
         /// Conversation.
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         /// Highest seq received.
         seq: i64,
     },
@@ -99,12 +100,12 @@ fn format_error(code: Code, what: &'static str) -> Error {
 
 /// Parses an optional UUID field: absent, null or the nil UUID mean none; anything else
 /// that is not a UUID is an error.
-fn opt_uuid(v: Option<String>) -> Result<Option<Uuid>, ()> {
+fn opt_uuid<T: From<Uuid>>(v: Option<String>) -> Result<Option<T>, ()> {
     match v {
         None => Ok(None),
         Some(s) => match Uuid::try_parse(&s) {
             Ok(id) if id.is_nil() => Ok(None),
-            Ok(id) => Ok(Some(id)),
+            Ok(id) => Ok(Some(T::from(id))),
             Err(_) => Err(()),
         },
     }
@@ -135,7 +136,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             Ok(Request::Message(Draft {
                 conversation_id,
                 receiver_id,
-                message_type: d.message_type.unwrap_or_default(),
+                message_type: MessageType::from(d.message_type.unwrap_or_default()),
                 content: d.content,
                 metadata: d.metadata.filter(|m| !m.is_null()),
                 reply_to_message_id,
@@ -154,8 +155,8 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             let bad = || format_error(Code::InvalidReadFormat, "Invalid read format");
             let d: ReadData = data_as(envelope.data).ok_or_else(bad)?;
             match (
-                Uuid::try_parse(&d.conversation_id),
-                Uuid::try_parse(&d.message_id),
+                d.conversation_id.parse::<ConversationId>(),
+                d.message_id.parse::<MessageId>(),
             ) {
                 (Ok(conversation_id), Ok(message_id)) => Ok(Request::Read {
                     conversation_id,
@@ -167,7 +168,8 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
         "recall" => {
             let bad = || format_error(Code::InvalidRecallFormat, "Invalid recall format");
             let d: RecallData = data_as(envelope.data).ok_or_else(bad)?;
-            Uuid::try_parse(&d.message_id)
+            d.message_id
+                .parse::<MessageId>()
                 .map(|message_id| Request::Recall { message_id })
                 .map_err(|_| bad())
         }
@@ -189,7 +191,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
         "ack" => {
             let bad = || format_error(Code::InvalidAckFormat, "Invalid ack format");
             let d: AckData = data_as(envelope.data).ok_or_else(bad)?;
-            match Uuid::try_parse(&d.conversation_id) {
+            match d.conversation_id.parse::<ConversationId>() {
                 Ok(conversation_id) if d.seq >= 0 => Ok(Request::Ack {
                     conversation_id,
                     seq: d.seq,
@@ -218,7 +220,7 @@ mod tests {
 
     #[test]
     fn good_frames() {
-        let c = Uuid::new_v4();
+        let c = ConversationId::new_v4();
         assert_eq!(dec(r#"{"type":"heartbeat"}"#), Ok(Request::Heartbeat));
         assert_eq!(
             dec(r#"{"type":"heartbeat","data":null}"#),
@@ -240,7 +242,8 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert_eq!((d.conversation_id, d.receiver_id), (None, Some(c)));
+        let receiver = crate::model::UserId::from_uuid(c.as_uuid());
+        assert_eq!((d.conversation_id, d.receiver_id), (None, Some(receiver)));
         assert_eq!(
             dec(&format!(
                 r#"{{"type":"set_current_conversation","data":{{"conversation_id":"{c}"}}}}"#
@@ -264,7 +267,7 @@ mod tests {
 
     #[test]
     fn bad_frames() {
-        let c = Uuid::new_v4();
+        let c = ConversationId::new_v4();
         for (frame, msg) in [
             ("{invalid json", "Invalid JSON format"),
             ("[1,2]", "Invalid JSON format"),

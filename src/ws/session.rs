@@ -18,7 +18,6 @@ use fastwebsockets::WebSocket;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use super::frames::{self, FrameWriter};
 use super::protocol::close;
@@ -27,6 +26,7 @@ use crate::domain::events;
 use crate::domain::presence::Registered;
 use crate::error::Code;
 use crate::metrics as m;
+use crate::model::UserId;
 
 type Io = TokioIo<Upgraded>;
 
@@ -111,7 +111,7 @@ fn now_ms(start: Instant) -> i64 {
 
 /// A connection registered before its handshake completes.
 pub struct Prepared {
-    user: Uuid,
+    user: UserId,
     conn_id: u64,
     ack_mode: bool,
     tx: mpsc::Sender<Outbound>,
@@ -124,7 +124,7 @@ pub struct Prepared {
 /// Registers a new connection of `user` before the `101` answer: the cluster-wide device
 /// limit, then the hub (channel subscribed, pending messages queued). Returns once the
 /// device is live, so what is committed after the client sees `101` arrives live.
-pub async fn prepare(hub: &Arc<Hub>, user: Uuid, ack_mode: bool, opts: Options) -> Prepared {
+pub async fn prepare(hub: &Arc<Hub>, user: UserId, ack_mode: bool, opts: Options) -> Prepared {
     let services = hub.services();
     let conn_id = hub.next_conn_id();
     let (tx, rx) = mpsc::channel::<Outbound>(opts.queue);

@@ -19,10 +19,10 @@ use redis::aio::{AsyncPushSender, SendError};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
-use uuid::Uuid;
 
 use crate::cluster::dispatch::{Dispatch, LocalSink};
 use crate::metrics as m;
+use crate::model::UserId;
 
 /// Pushes waiting for the reader, at most: as many as the publisher's queue holds.
 pub(in crate::cluster) const PUSH_QUEUE: usize = 100_000;
@@ -40,7 +40,7 @@ pub(super) struct Lost {
 pub(super) struct Taken {
     /// Every subscription is in doubt.
     pub(super) all: bool,
-    pub(super) users: HashSet<Uuid>,
+    pub(super) users: HashSet<UserId>,
 }
 
 impl Lost {
@@ -51,7 +51,7 @@ impl Lost {
     }
 
     /// `user`'s subscription is in doubt.
-    pub(super) fn user(&self, user: Uuid) {
+    pub(super) fn user(&self, user: UserId) {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())

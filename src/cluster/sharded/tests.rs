@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 use super::subscribe_loop;
 use crate::cluster::dispatch::{Dispatch, LocalSink};
@@ -17,6 +16,7 @@ use crate::cluster::envelope::{origin_of, with_header};
 use crate::cluster::wishes::Wishes;
 use crate::cluster::{Keys, Redis, conn};
 use crate::config::RedisConfig;
+use crate::model::UserId;
 use crate::tests::redis_cluster_harness::RedisCluster;
 
 /// Longest wait for something the subscriber must do (a failure bound, not a timing
@@ -26,21 +26,21 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// A sink with one local user, recording what reaches it. While `stall` is set, the next
 /// delivery blocks the reader until the test sends on the returned release.
 struct Sink {
-    user: Uuid,
+    user: UserId,
     stall: AtomicBool,
     release: Mutex<Option<std_mpsc::Receiver<()>>>,
     stalls: AtomicUsize,
     subscriptions: AtomicUsize,
     delivered: Mutex<Vec<Bytes>>,
     control: Mutex<Vec<Bytes>>,
-    repaired: Mutex<Vec<Uuid>>,
+    repaired: Mutex<Vec<UserId>>,
     reconnected: AtomicUsize,
     /// Something above changed.
     event: Notify,
 }
 
 impl Sink {
-    fn new(user: Uuid) -> Sink {
+    fn new(user: UserId) -> Sink {
         Sink {
             user,
             stall: AtomicBool::new(false),
@@ -96,18 +96,18 @@ impl Sink {
 }
 
 impl LocalSink for Sink {
-    fn deliver(&self, _: Uuid, _: u64, body: Bytes) {
+    fn deliver(&self, _: UserId, _: u64, body: Bytes) {
         self.wait_if_stalled();
         self.delivered.lock().unwrap().push(body);
         self.event.notify_one();
     }
-    fn wants(&self, user: Uuid) -> bool {
+    fn wants(&self, user: UserId) -> bool {
         user == self.user
     }
-    fn users(&self) -> Vec<Uuid> {
+    fn users(&self) -> Vec<UserId> {
         vec![self.user]
     }
-    fn subscribed(&self, users: &[Uuid]) {
+    fn subscribed(&self, users: &[UserId]) {
         if users.contains(&self.user) {
             self.subscriptions.fetch_add(1, Ordering::SeqCst);
             self.event.notify_one();
@@ -117,7 +117,7 @@ impl LocalSink for Sink {
         self.reconnected.fetch_add(1, Ordering::SeqCst);
         self.event.notify_one();
     }
-    fn repair(&self, users: Vec<Uuid>) {
+    fn repair(&self, users: Vec<UserId>) {
         self.repaired.lock().unwrap().extend(users);
         self.event.notify_one();
     }
@@ -163,7 +163,7 @@ async fn a_push_dropped_by_the_full_queue_is_repaired() {
     let publisher = conn::open(&config).await.expect("cluster connection");
     let keys = Keys::for_cluster("");
     let dispatch = Arc::new(Dispatch::new(origin_of("here"), keys.clone()));
-    let user = Uuid::new_v4();
+    let user = UserId::new_v4();
     let sink = Arc::new(Sink::new(user));
     let weak = Arc::downgrade(&(sink.clone() as Arc<dyn LocalSink>));
     // A queue of one push: the reader holds one, the queue one more, the next is dropped.

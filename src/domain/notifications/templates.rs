@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use crate::domain::Services;
 use crate::error::{Code, Error, Result};
+use crate::model::Template;
 use crate::store;
-use crate::store::templates::{NewTemplate, Template, TemplateChanges, Write};
+use crate::store::templates::{NewTemplate, TemplateChanges, Write};
 
 /// Longest `type` (`varchar(50)`).
 const MAX_TYPE_CHARS: usize = 50;

@@ -4,23 +4,22 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use uuid::Uuid;
+use deadpool_postgres::GenericClient;
 
 use super::{Deps, Job, Outcome};
 use crate::domain::members::Members;
 use crate::error::{Code, Error, Result};
-use crate::model::{ConversationKind, Message, Timestamp};
+use crate::model::{ConversationId, ConversationKind, Message, MessageId, Timestamp, UserId};
 use crate::store;
-use deadpool_postgres::GenericClient;
 
 /// A conversation's state while a batch is assembled.
 struct ConvState {
     kind: ConversationKind,
     last_seq: i64,
-    first_sender: Option<Uuid>,
+    first_sender: Option<UserId>,
     replied: bool,
     members: Arc<Members>,
-    last: Option<(Uuid, Timestamp)>,
+    last: Option<(MessageId, Timestamp)>,
     /// Newest message time in the conversation so far.
     last_at: Option<Timestamp>,
 }
@@ -60,8 +59,8 @@ async fn write_batch_on(
     batch: &[Job],
 ) -> Result<Vec<Outcome>> {
     let settings = deps.settings.get();
-    let conv_ids: Vec<Uuid> = {
-        let set: HashSet<Uuid> = batch.iter().map(|j| j.conversation_id).collect();
+    let conv_ids: Vec<ConversationId> = {
+        let set: HashSet<ConversationId> = batch.iter().map(|j| j.conversation_id).collect();
         set.into_iter().collect()
     };
     let (_, (locked, now)) = tokio::try_join!(
@@ -70,7 +69,7 @@ async fn write_batch_on(
     )?;
 
     // Member lists at the locked version: cached when current, else read now.
-    let stale: Vec<Uuid> = locked
+    let stale: Vec<ConversationId> = locked
         .iter()
         .filter(|c| {
             deps.members
@@ -79,19 +78,19 @@ async fn write_batch_on(
         })
         .map(|c| c.id)
         .collect();
-    let mut fresh: HashMap<Uuid, Vec<(Uuid, crate::model::Role)>> = HashMap::new();
+    let mut fresh: HashMap<ConversationId, Vec<(UserId, crate::model::Role)>> = HashMap::new();
     if !stale.is_empty() {
         for (conv, user, role) in store::conversations::active_members(tx, &stale).await? {
             fresh.entry(conv).or_default().push((user, role));
         }
     }
-    let mut convs: HashMap<Uuid, ConvState> = HashMap::with_capacity(locked.len());
-    let legacy_pairs: HashSet<Uuid> = locked
+    let mut convs: HashMap<ConversationId, ConvState> = HashMap::with_capacity(locked.len());
+    let legacy_pairs: HashSet<ConversationId> = locked
         .iter()
         .filter(|c| c.needs_block_lookup)
         .map(|c| c.id)
         .collect();
-    let locked_blocks: Vec<(Uuid, Uuid)> = if settings.block {
+    let locked_blocks: Vec<(UserId, UserId)> = if settings.block {
         locked
             .iter()
             .flat_map(|c| c.blocks.iter().copied())
@@ -140,11 +139,11 @@ async fn write_batch_on(
             }
         }
     }
-    let replies: Vec<(Uuid, Uuid)> = batch
+    let replies: Vec<(MessageId, ConversationId)> = batch
         .iter()
         .filter_map(|j| Some((j.draft.reply_to_message_id?, j.conversation_id)))
         .collect();
-    let cmid_senders: Vec<Uuid> = batch
+    let cmid_senders: Vec<UserId> = batch
         .iter()
         .filter(|j| j.draft.client_msg_id.is_some())
         .map(|j| j.sender)
@@ -175,15 +174,15 @@ async fn write_batch_on(
         }
     };
     let (blocks, reply_convs, earlier) = tokio::try_join!(blocks_q, replies_q, cmids_q)?;
-    let blocks: HashSet<(Uuid, Uuid)> = blocks.into_iter().chain(locked_blocks).collect();
-    let reply_convs: HashMap<Uuid, Uuid> = reply_convs.into_iter().collect();
-    let mut earlier: HashMap<(Uuid, String), Message> = earlier
+    let blocks: HashSet<(UserId, UserId)> = blocks.into_iter().chain(locked_blocks).collect();
+    let reply_convs: HashMap<MessageId, ConversationId> = reply_convs.into_iter().collect();
+    let mut earlier: HashMap<(UserId, String), Message> = earlier
         .into_iter()
         .filter_map(|m| Some(((m.sender_id, m.client_msg_id.clone()?), m)))
         .collect();
 
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut in_batch: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut in_batch: HashMap<(UserId, &str), usize> = HashMap::new();
     let mut rows: Vec<Message> = Vec::new();
     for (i, job) in batch.iter().enumerate() {
         let Some(c) = convs.get_mut(&job.conversation_id) else {
@@ -290,7 +289,7 @@ async fn write_batch_on(
             })
             .collect();
         // Sending moves the sender's own read cursor to the message.
-        let mut reads: HashMap<(Uuid, Uuid), (i64, Uuid)> = HashMap::new();
+        let mut reads: HashMap<(ConversationId, UserId), (i64, MessageId)> = HashMap::new();
         for r in &rows {
             let e = reads
                 .entry((r.conversation_id, r.sender_id))
@@ -299,7 +298,7 @@ async fn write_batch_on(
                 *e = (r.seq, r.id);
             }
         }
-        let reads: Vec<(Uuid, Uuid, i64, Uuid)> = reads
+        let reads: Vec<(ConversationId, UserId, i64, MessageId)> = reads
             .into_iter()
             .map(|((c, u), (s, m))| (c, u, s, m))
             .collect();
@@ -313,7 +312,7 @@ async fn write_batch_on(
         if inserted.len() != rows.len() {
             // A client_msg_id committed concurrently in another conversation: those sends
             // become duplicates of what is stored (read after our commit).
-            let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+            let inserted: HashSet<MessageId> = inserted.into_iter().collect();
             for o in outcomes.iter_mut() {
                 if let Outcome::Stored { message, .. } = o
                     && !inserted.contains(&message.id)

@@ -14,12 +14,11 @@ use crate::http::body;
 use crate::http::params::path_uuid;
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx};
-use crate::model::Timestamp;
-use crate::store::templates::Template;
+use crate::model::{Template, Timestamp};
 
 /// `GET /api/admin/settings`: every setting as a key → value map.
 pub async fn settings_list(ctx: &Ctx, _call: Call) -> Result<Resp> {
-    let snapshot = ctx.services.settings.get();
+    let snapshot = ctx.services.settings();
     Ok(response::ok(json!({ "settings": snapshot.raw })))
 }
 
@@ -177,20 +176,6 @@ pub async fn batch_send(ctx: &Ctx, call: Call) -> Result<Resp> {
 
 /// `GET /api/admin/nodes`: the node registry, with each node's connections and liveness.
 pub async fn nodes(ctx: &Ctx, _call: Call) -> Result<Resp> {
-    let now = crate::cluster::registry::now_ms();
-    let mut nodes: Vec<serde_json::Value> = ctx
-        .services
-        .registry
-        .all()
-        .await?
-        .into_iter()
-        .map(|n| {
-            let live = n.age(now) <= crate::cluster::registry::STALE_AFTER;
-            let mut v = serde_json::to_value(&n).unwrap_or_default();
-            v["live"] = serde_json::Value::Bool(live);
-            v
-        })
-        .collect();
-    nodes.sort_by(|a, b| a["node_id"].as_str().cmp(&b["node_id"].as_str()));
+    let nodes = ctx.services.nodes().await?;
     Ok(response::ok(json!({ "nodes": nodes })))
 }

@@ -4,14 +4,13 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::shapes::{ConversationObject, HistoryPage, ListItem, SearchItem};
 use crate::error::{Code, Error, Result};
 use crate::http::params::{Query, path_uuid};
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
-use crate::store::listing::Page;
+use crate::model::{Page, UserId};
 
 /// `GET /conversations[?search=…]`.
 pub async fn list(ctx: &Ctx, call: Call) -> Result<Resp> {
@@ -47,7 +46,7 @@ pub async fn search(ctx: &Ctx, call: Call) -> Result<Resp> {
 
 #[derive(Deserialize)]
 struct PrivateBody {
-    receiver_id: Uuid,
+    receiver_id: UserId,
 }
 
 /// `POST /conversations/private`.
@@ -67,7 +66,7 @@ pub async fn create_private(ctx: &Ctx, call: Call) -> Result<Resp> {
 #[derive(Deserialize)]
 struct GroupBody {
     group_name: String,
-    member_ids: Vec<Uuid>,
+    member_ids: Vec<UserId>,
 }
 
 /// `POST /conversations/group`.

@@ -9,12 +9,12 @@ use hyper::StatusCode;
 use hyper::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::error::{Code, Error, Result};
 use crate::http::response::{self, Resp};
 use crate::http::router::RouteId;
 use crate::http::{Call, Ctx, body};
+use crate::model::UserId;
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -35,7 +35,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 struct TokenRequest {
     /// The user to sign for; a new random id when absent or null.
     #[serde(default)]
-    user_id: Option<Uuid>,
+    user_id: Option<UserId>,
     /// Adds `role: "admin"`.
     #[serde(default)]
     admin: bool,
@@ -43,7 +43,7 @@ struct TokenRequest {
 
 /// The handler of every route of the web client.
 pub async fn serve(ctx: &Ctx, call: Call) -> Result<Resp> {
-    if !ctx.services.config.dev_ui {
+    if !ctx.services.config().dev_ui {
         // Exactly what an unknown route answers (src/http.rs).
         return Err(Error::route_not_found());
     }
@@ -86,9 +86,12 @@ async fn token(ctx: &Ctx, call: Call) -> Result<Resp> {
             ));
         }
         Some(id) => id,
-        None => Uuid::new_v4(),
+        None => UserId::new_v4(),
     };
-    let token = ctx.services.tokens.issue(user_id, req.admin, DEV_TOKEN_TTL);
+    let token = ctx
+        .services
+        .tokens()
+        .issue(user_id, req.admin, DEV_TOKEN_TTL);
     let mut resp = response::ok(json!({ "token": token, "user_id": user_id }));
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -128,7 +131,7 @@ mod tests {
     fn token_bodies() {
         let r = parse_request(br#"{"user_id": null, "admin": true}"#).unwrap();
         assert!(r.user_id.is_none() && r.admin);
-        let id = Uuid::new_v4();
+        let id = UserId::new_v4();
         let r = parse_request(format!(r#"{{"user_id": "{id}"}}"#).as_bytes()).unwrap();
         assert_eq!(r.user_id, Some(id));
         assert!(!r.admin);

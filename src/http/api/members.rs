@@ -2,19 +2,19 @@
 //! leave and change role. The rules live in `domain::groups`.
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::error::{Code, Error, Result};
 use crate::http::params::path_uuid;
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
 use crate::model::Role;
+use crate::model::UserId;
 
 const INVALID_CONVERSATION: &str = "invalid conversation id";
 
 #[derive(Deserialize)]
 struct AddBody {
-    member_ids: Vec<Uuid>,
+    member_ids: Vec<UserId>,
 }
 
 /// `POST /conversations/:id/members` `{member_ids}`.
@@ -30,7 +30,7 @@ pub async fn add(ctx: &Ctx, call: Call) -> Result<Resp> {
 
 #[derive(Deserialize)]
 struct RemoveBody {
-    user_id: Uuid,
+    user_id: UserId,
 }
 
 /// `POST /conversations/:id/members/remove` `{user_id}`.

@@ -25,7 +25,7 @@ pub async fn search(ctx: &Ctx, call: Call) -> Result<Resp> {
         .ok_or_else(|| Error::bad_request(Code::MissingQuery, "q or keyword is required"))?;
     let conversation = match q.get("conversation_id").map(str::trim) {
         None | Some("") => None,
-        Some(v) => Some(uuid::Uuid::try_parse(v).map_err(|_| {
+        Some(v) => Some(v.parse::<crate::model::ConversationId>().map_err(|_| {
             Error::bad_request(Code::InvalidConversationId, "Invalid conversation_id")
         })?),
     };

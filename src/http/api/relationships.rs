@@ -1,7 +1,6 @@
 //! Blocking routes (PROTOCOL.md §3.6): block, unblock, and the caller's blocks.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::domain::relationships::RelationshipObject;
 use crate::error::{Code, Error, Result};
@@ -9,6 +8,7 @@ use crate::http::body;
 use crate::http::params::Query;
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx};
+use crate::model::UserId;
 
 /// Default page size of `GET /relationships/blocked`.
 const DEFAULT_LIMIT: i64 = 50;
@@ -19,13 +19,14 @@ struct Target {
 }
 
 /// The caller and the `target_user_id` of the body.
-async fn caller_and_target(call: Call) -> Result<(Uuid, Uuid)> {
+async fn caller_and_target(call: Call) -> Result<(UserId, UserId)> {
     let user = call.caller()?.user_id;
     let target: Target = body::json(call.req.into_body()).await?;
     let raw = target
         .target_user_id
         .ok_or_else(|| Error::invalid_body("invalid request body: target_user_id is required"))?;
-    let target = Uuid::try_parse(&raw)
+    let target = raw
+        .parse::<UserId>()
         .ok()
         .filter(|t| !t.is_nil())
         .ok_or_else(|| Error::bad_request(Code::InvalidUserId, "invalid target_user_id"))?;

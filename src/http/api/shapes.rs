@@ -5,18 +5,16 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::domain::conversations::{Found, History, Listed};
 use crate::domain::events::MessageObject;
-use crate::domain::profiles::Profile;
-use crate::model::Timestamp;
-use crate::store::listing::{ConversationRow, MemberRow};
+use crate::model::Profile;
+use crate::model::{ConversationId, ConversationRow, MemberRow, MessageId, Timestamp, UserId};
 
 /// A `conversations` row.
 #[derive(Serialize)]
 pub struct ConversationObject<'a> {
-    id: Uuid,
+    id: ConversationId,
     conversation_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     group_name: Option<&'a str>,
@@ -25,12 +23,12 @@ pub struct ConversationObject<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_message_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_message_id: Option<Uuid>,
+    last_message_id: Option<MessageId>,
 }
 
 impl<'a> ConversationObject<'a> {
     /// The object of a freshly created group.
-    pub fn new_group(id: Uuid, name: &'a str, created_at: Timestamp) -> Self {
+    pub fn new_group(id: ConversationId, name: &'a str, created_at: Timestamp) -> Self {
         ConversationObject {
             id,
             conversation_type: "group",
@@ -67,9 +65,9 @@ struct ProfileFields<'a> {
 /// A member row with its profile.
 #[derive(Serialize)]
 struct MemberObject<'a> {
-    id: Uuid,
-    conversation_id: Uuid,
-    user_id: Uuid,
+    id: uuid::Uuid,
+    conversation_id: ConversationId,
+    user_id: UserId,
     role: &'static str,
     is_muted: bool,
     is_hidden: bool,
@@ -78,7 +76,7 @@ struct MemberObject<'a> {
     left_at: Option<Timestamp>,
     unread_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_read_message_id: Option<Uuid>,
+    last_read_message_id: Option<MessageId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_read_at: Option<Timestamp>,
     #[serde(flatten)]
@@ -117,7 +115,7 @@ pub struct ListItem<'a> {
     unread_count: i64,
     last_message_time: Option<Timestamp>,
     last_message_text: Option<&'a str>,
-    online_status: BTreeMap<Uuid, bool>,
+    online_status: BTreeMap<UserId, bool>,
     members: Vec<MemberObject<'a>>,
     can_send: bool,
 }
@@ -143,7 +141,7 @@ impl<'a> ListItem<'a> {
 
 #[derive(Serialize)]
 struct OtherUser<'a> {
-    user_id: Uuid,
+    user_id: UserId,
     name: &'a str,
     avatar_url: &'a str,
     full_position: &'a str,
@@ -153,13 +151,13 @@ struct OtherUser<'a> {
 struct LastMessageObject<'a> {
     content: Option<&'a str>,
     message_type: &'a str,
-    sender_id: Uuid,
+    sender_id: UserId,
 }
 
 /// One hit of `GET /conversations/search`.
 #[derive(Serialize)]
 pub struct SearchItem<'a> {
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     conversation_type: &'static str,
     other_user: OtherUser<'a>,
     last_message_time: Timestamp,
@@ -192,7 +190,7 @@ impl<'a> SearchItem<'a> {
                 } else {
                     m.content.as_deref()
                 },
-                message_type: &m.message_type,
+                message_type: m.message_type.as_str(),
                 sender_id: m.sender_id,
             }),
         }
@@ -204,7 +202,7 @@ impl<'a> SearchItem<'a> {
 pub struct HistoryPage<'a> {
     messages: Vec<MessageObject<'a>>,
     can_send: bool,
-    online_status: BTreeMap<Uuid, bool>,
+    online_status: BTreeMap<UserId, bool>,
 }
 
 impl<'a> HistoryPage<'a> {

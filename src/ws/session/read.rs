@@ -10,7 +10,6 @@ use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
 use tokio::io::ReadHalf;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use super::{Exit, Io, now_ms};
 use crate::delivery::{Hub, Kill, Outbound};
@@ -18,6 +17,7 @@ use crate::domain::events;
 use crate::domain::writer::Sent;
 use crate::error::{Code, Error};
 use crate::metrics as m;
+use crate::model::UserId;
 use crate::ws::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 
 /// Reads frames until the client closes or the connection fails; returns why.
@@ -25,7 +25,7 @@ use crate::ws::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 pub(super) async fn read_loop(
     rd: WebSocketRead<ReadHalf<Io>>,
     hub: Arc<Hub>,
-    user: Uuid,
+    user: UserId,
     conn: u64,
     tx: mpsc::Sender<Outbound>,
     kill: Arc<Kill>,
@@ -140,7 +140,7 @@ fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
 
 async fn handle(
     hub: &Arc<Hub>,
-    user: Uuid,
+    user: UserId,
     conn: u64,
     tx: &mpsc::Sender<Outbound>,
     request: Request,
@@ -153,7 +153,7 @@ async fn handle(
             Ok(())
         }
         Request::Message(draft) => {
-            let limit = services.settings.get().max_messages_per_second;
+            let limit = services.settings().max_messages_per_second;
             if !hub.allow_send(user, limit) {
                 Err(Error::client(
                     hyper::StatusCode::TOO_MANY_REQUESTS,
