@@ -11,6 +11,7 @@ mod authz_setup;
 mod authz_ws;
 mod authz_ws_room;
 mod browser;
+mod contract_gaps;
 mod cut;
 mod deploy;
 mod drain;
