@@ -34,6 +34,10 @@ pub const SEND_LATENCY: &str = "dinq_send_latency_seconds";
 pub const DELIVERY_LATENCY: &str = "dinq_delivery_latency_seconds";
 /// Messages per batched write transaction.
 pub const WRITER_BATCH_SIZE: &str = "dinq_writer_batch_size";
+/// Counter: writer batches by path (`fast`: one statement; `careful`: row locks first).
+pub const WRITER_BATCHES: &str = "dinq_writer_batches_total";
+/// Counter: one-statement writes refused because the writer's view was stale.
+pub const WRITER_STALE: &str = "dinq_writer_stale_total";
 /// Messages delivered from the offline cursor on connect.
 pub const OFFLINE_DELIVERED: &str = "dinq_offline_messages_delivered_total";
 /// Connections closed because their outbound queue was full.
@@ -139,6 +143,14 @@ fn describe() {
         "Message commit to socket write on the delivering node."
     );
     describe_histogram!(WRITER_BATCH_SIZE, "Messages per batched write transaction.");
+    describe_counter!(
+        WRITER_BATCHES,
+        "Writer transactions by path: fast (one statement) or careful (row locks first)."
+    );
+    describe_counter!(
+        WRITER_STALE,
+        "One-statement writes that found a conversation changed and were written carefully."
+    );
     describe_counter!(
         OFFLINE_DELIVERED,
         "Messages delivered from the offline cursor on connect."

@@ -16,8 +16,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 mod batch;
+mod fast;
 
 use batch::write_batch;
+use fast::KnownMap;
 
 use super::events;
 use super::members::{MemberCache, Members};
@@ -116,42 +118,116 @@ struct Fanout {
 
 async fn write_loop(deps: Deps, mut rx: mpsc::Receiver<Job>, fan_tx: mpsc::Sender<Fanout>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut known = KnownMap::default();
     loop {
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
         metrics::histogram!(m::WRITER_BATCH_SIZE).record(jobs.len() as f64);
         let batch: Vec<Job> = std::mem::take(&mut jobs);
-        let mut outcome = write_batch(&deps, &batch).await;
-        for attempt in 1..=3 {
-            match &outcome {
-                Err(e) if crate::error::is_retryable(e) => {
-                    tracing::debug!(error = %e, attempt, "batch hit a deadlock or serialization failure; retrying");
-                    outcome = write_batch(&deps, &batch).await;
+        let mut plan = fast::plan(&batch, &known, &deps.settings.get());
+        let mut slots: Vec<Option<Job>> = batch.into_iter().map(Some).collect();
+        let mut careful = std::mem::take(&mut plan.careful);
+        if !plan.fast.is_empty() {
+            match write_fast(&deps, &mut plan, &mut known).await {
+                Ok(outcomes) => {
+                    metrics::counter!(m::WRITER_BATCHES, "path" => "fast").increment(1);
+                    let jobs = take(&mut slots, &plan.fast);
+                    finish(jobs, outcomes, &fan_tx).await;
                 }
-                _ => break,
+                Err(e) => {
+                    if fast::is_stale(&e) {
+                        metrics::counter!(m::WRITER_STALE).increment(1);
+                        tracing::debug!(error = %e, "the writer's view of a conversation was stale; writing carefully");
+                    } else {
+                        tracing::warn!(error = %e, "one-statement write failed; writing carefully");
+                    }
+                    for c in plan.conversations() {
+                        known.forget(c);
+                    }
+                    careful.extend_from_slice(&plan.fast);
+                    careful.sort_unstable();
+                }
             }
         }
-        match outcome {
-            Ok(outcomes) => finish(batch, outcomes, &fan_tx).await,
-            Err(e)
-                if batch.len() > 1
-                    && matches!(e, Error::Db(ref d) if d.as_db_error().is_some()) =>
-            {
-                tracing::warn!(error = %e, jobs = batch.len(), "batch failed; retrying its sends one by one");
-                for job in batch {
-                    let one = std::slice::from_ref(&job);
-                    let outcome = write_batch(&deps, one).await;
-                    match outcome {
-                        Ok(outcomes) => finish(vec![job], outcomes, &fan_tx).await,
-                        Err(e) => fail(job, e),
+        if !careful.is_empty() {
+            metrics::counter!(m::WRITER_BATCHES, "path" => "careful").increment(1);
+            let jobs = take(&mut slots, &careful);
+            write_carefully(&deps, jobs, &mut known, &fan_tx).await;
+        }
+    }
+}
+
+/// The jobs at `indices`, moved out of `slots`.
+fn take(slots: &mut [Option<Job>], indices: &[usize]) -> Vec<Job> {
+    indices
+        .iter()
+        .map(|&i| slots[i].take().expect("each job is taken once"))
+        .collect()
+}
+
+/// The one-statement write, retried on a deadlock (nothing was written then).
+async fn write_fast(
+    deps: &Deps,
+    plan: &mut fast::Plan,
+    known: &mut KnownMap,
+) -> Result<Vec<Outcome>> {
+    let conn = deps.store.conn().await?;
+    let mut attempt = 0;
+    loop {
+        match plan.write(&conn, known).await {
+            Err(e) if crate::error::is_retryable(&e) && attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "one-statement write hit a deadlock; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The careful path: row locks first, then the checks; a batch that fails on a database
+/// error is retried one job at a time, so one bad send cannot sink the others.
+async fn write_carefully(
+    deps: &Deps,
+    batch: Vec<Job>,
+    known: &mut KnownMap,
+    fan_tx: &mpsc::Sender<Fanout>,
+) {
+    let mut outcome = write_batch(deps, &batch).await;
+    for attempt in 1..=3 {
+        match &outcome {
+            Err(e) if crate::error::is_retryable(e) => {
+                tracing::debug!(error = %e, attempt, "batch hit a deadlock or serialization failure; retrying");
+                outcome = write_batch(deps, &batch).await;
+            }
+            _ => break,
+        }
+    }
+    match outcome {
+        Ok((outcomes, learned)) => {
+            for (conv, k) in learned {
+                known.put(conv, k);
+            }
+            finish(batch, outcomes, fan_tx).await
+        }
+        Err(e) if batch.len() > 1 && matches!(e, Error::Db(ref d) if d.as_db_error().is_some()) => {
+            tracing::warn!(error = %e, jobs = batch.len(), "batch failed; retrying its sends one by one");
+            for job in batch {
+                let one = std::slice::from_ref(&job);
+                match write_batch(deps, one).await {
+                    Ok((outcomes, learned)) => {
+                        for (conv, k) in learned {
+                            known.put(conv, k);
+                        }
+                        finish(vec![job], outcomes, fan_tx).await
                     }
+                    Err(e) => fail(job, e),
                 }
             }
-            Err(e) => {
-                for job in batch {
-                    fail(job, clone_err(&e));
-                }
+        }
+        Err(e) => {
+            for job in batch {
+                fail(job, clone_err(&e));
             }
         }
     }

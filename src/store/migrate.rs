@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_partition_messages.sql",
         sql: include_str!("../../sql/0006_partition_messages.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_one_statement_send.sql",
+        sql: include_str!("../../sql/0007_one_statement_send.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 
+use super::fast::Known;
 use super::{Deps, Job, Outcome};
 use crate::domain::members::Members;
 use crate::error::{Code, Error, Result};
@@ -41,7 +42,12 @@ impl ConvState {
 /// Writes one batch in one transaction. Statements are pipelined: `BEGIN` travels with the
 /// row locks and `COMMIT` with the writes (if a write fails, PostgreSQL turns that
 /// `COMMIT` into a rollback), so a batch costs three round trips.
-pub(super) async fn write_batch(deps: &Deps, batch: &[Job]) -> Result<Vec<Outcome>> {
+/// Besides each job's outcome it returns what the batch learned of its conversations, for
+/// the writer shard to remember (see `fast.rs`).
+pub(super) async fn write_batch(
+    deps: &Deps,
+    batch: &[Job],
+) -> Result<(Vec<Outcome>, Vec<(ConversationId, Known)>)> {
     let conn = deps.store.conn().await?;
     let result = write_batch_on(&conn, deps, batch).await;
     if result.is_err() {
@@ -57,7 +63,7 @@ async fn write_batch_on(
     tx: &deadpool_postgres::Object,
     deps: &Deps,
     batch: &[Job],
-) -> Result<Vec<Outcome>> {
+) -> Result<(Vec<Outcome>, Vec<(ConversationId, Known)>)> {
     let settings = deps.settings.get();
     let conv_ids: Vec<ConversationId> = {
         let set: HashSet<ConversationId> = batch.iter().map(|j| j.conversation_id).collect();
@@ -274,6 +280,20 @@ async fn write_batch_on(
         });
     }
 
+    let learned: Vec<(ConversationId, Known)> = convs
+        .iter()
+        .map(|(id, c)| {
+            (
+                *id,
+                Known {
+                    members: c.members.clone(),
+                    first_sender: c.first_sender,
+                    replied: c.replied,
+                    legacy_pair: legacy_pairs.contains(id),
+                },
+            )
+        })
+        .collect();
     if !rows.is_empty() {
         let updates: Vec<store::conversations::AfterSend> = convs
             .iter()
@@ -328,8 +348,8 @@ async fn write_batch_on(
                 }
             }
         }
-        return Ok(outcomes);
+        return Ok((outcomes, learned));
     }
     tx.batch_execute("COMMIT").await?;
-    Ok(outcomes)
+    Ok((outcomes, learned))
 }
