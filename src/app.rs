@@ -178,6 +178,11 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
             members: members.clone(),
             indexer: crate::domain::search_index::SearchIndexer::start(store.clone()),
         },
+        writer::Limits {
+            queue_target: config.send_queue_target,
+            deadline: config.send_deadline,
+            lag_limit: config.send_lag_limit,
+        },
     );
     let services = Services::new(Parts {
         tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),

@@ -172,6 +172,15 @@ pub struct Config {
     /// Parallel writer transactions (`WRITER_SHARDS`, default 1; more help when PostgreSQL has
     /// cores to spare, fewer make bigger batches).
     pub writer_shards: usize,
+    /// Admission control: refuse a send (`overloaded`) when its writer queue would take longer
+    /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 50).
+    pub send_queue_target: Duration,
+    /// Admission control: refuse a queued send that waited longer than this
+    /// (`SEND_DEADLINE_MS`, default 200).
+    pub send_deadline: Duration,
+    /// Admission control: refuse sends while the node's timers fire later than this
+    /// (`SEND_LAG_LIMIT_MS`, default 100).
+    pub send_lag_limit: Duration,
     /// Kernel send buffer per client socket (`SOCKET_SEND_BUFFER_BYTES`); unset leaves the
     /// kernel's autotuning. Small values bound kernel memory per slow client and make a
     /// stalled client hit its queue limit (1013) sooner.
@@ -210,6 +219,9 @@ impl fmt::Debug for Config {
             .field("ws_ping", &self.ws_ping)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
             .field("writer_shards", &self.writer_shards)
+            .field("send_queue_target", &self.send_queue_target)
+            .field("send_deadline", &self.send_deadline)
+            .field("send_lag_limit", &self.send_lag_limit)
             .field("socket_send_buffer", &self.socket_send_buffer)
             .field("dev_ui", &self.dev_ui)
             .finish()
@@ -453,6 +465,19 @@ impl Config {
                 86_400,
             )?),
             writer_shards: r.number("WRITER_SHARDS", 1, 1, 64)?,
+            send_queue_target: Duration::from_millis(r.number(
+                "SEND_QUEUE_TARGET_MS",
+                50,
+                1,
+                60_000,
+            )?),
+            send_deadline: Duration::from_millis(r.number("SEND_DEADLINE_MS", 200, 1, 600_000)?),
+            send_lag_limit: Duration::from_millis(r.number(
+                "SEND_LAG_LIMIT_MS",
+                100,
+                1,
+                600_000,
+            )?),
             socket_send_buffer: match r.opt("SOCKET_SEND_BUFFER_BYTES") {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),

@@ -397,6 +397,15 @@ impl LocalSink for Hub {
     }
 
     fn control(&self, message: Bytes) {
+        // Another node's publishes failed: its users here may have missed events.
+        if let Some(users) = crate::cluster::bus::repair_users(&message) {
+            let local = if users.is_empty() {
+                self.local_users()
+            } else {
+                users.into_iter().filter(|u| self.wants(*u)).collect()
+            };
+            return self.repair(local);
+        }
         let services = self.services.clone();
         tokio::spawn(async move { services.on_control(&message).await });
     }

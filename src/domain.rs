@@ -140,15 +140,13 @@ impl Services {
             },
             (None, None) => unreachable!("validate requires a target"),
         };
-        self.writer
-            .submit(Job {
-                sender,
-                conversation_id,
-                draft,
-                received,
-                reply,
-            })
-            .await;
+        self.writer.submit(Job {
+            sender,
+            conversation_id,
+            draft,
+            received,
+            reply,
+        });
     }
 
     /// The private conversation of two users, created when missing. Returns its id.

@@ -29,6 +29,20 @@ pub enum Error {
         /// Human text (the original service's wording where it had one).
         message: Cow<'static, str>,
     },
+    /// Refused for now, to be tried again after `retry_after_ms` (over the send rate, or the
+    /// node is saturated). Shown as is, with the delay (WebSocket `data.retry_after_ms`,
+    /// HTTP `Retry-After`).
+    #[error("{message}")]
+    Busy {
+        /// 429 for a caller over its own rate, 503 for a saturated node.
+        status: StatusCode,
+        /// `rate_limited` or `overloaded`.
+        code: Code,
+        /// Human text.
+        message: Cow<'static, str>,
+        /// When trying again makes sense.
+        retry_after_ms: u64,
+    },
     /// PostgreSQL failed.
     #[error("database: {}", db_detail(.0))]
     Db(#[from] tokio_postgres::Error),
@@ -109,6 +123,37 @@ impl Error {
         Self::not_found(Code::TemplateNotFound, "template not found")
     }
 
+    /// 503 `overloaded`: the node is saturated; try again after `retry_after_ms`.
+    pub fn overloaded(retry_after_ms: u64) -> Self {
+        Error::Busy {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: Code::Overloaded,
+            message: Cow::Borrowed("server busy: message not accepted, retry later"),
+            retry_after_ms,
+        }
+    }
+
+    /// 429 `rate_limited`: over `per_second` messages a second; try again after
+    /// `retry_after_ms`.
+    pub fn rate_limited(per_second: u64, retry_after_ms: u64) -> Self {
+        Error::Busy {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: Code::RateLimited,
+            message: Cow::Owned(format!(
+                "rate limit exceeded: at most {per_second} messages per second"
+            )),
+            retry_after_ms,
+        }
+    }
+
+    /// How long to wait before trying again, for the errors that say so.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Error::Busy { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        }
+    }
+
     /// 500 for a failure we log but do not explain to the client.
     pub fn internal(what: impl Into<String>) -> Self {
         Error::Internal(what.into())
@@ -117,7 +162,7 @@ impl Error {
     /// HTTP status to answer with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Client { status, .. } => *status,
+            Error::Client { status, .. } | Error::Busy { status, .. } => *status,
             Error::Pool(_) | Error::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,7 +172,7 @@ impl Error {
     /// The stable code (`error` field of the envelope, `code` of WebSocket errors).
     pub fn stable_code(&self) -> Code {
         match self {
-            Error::Client { code, .. } => *code,
+            Error::Client { code, .. } | Error::Busy { code, .. } => *code,
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
             _ => Code::InternalError,
         }
@@ -141,7 +186,7 @@ impl Error {
     /// The text a client may see. Internal details never leave the process.
     pub fn public_message(&self) -> Cow<'static, str> {
         match self {
-            Error::Client { message, .. } => message.clone(),
+            Error::Client { message, .. } | Error::Busy { message, .. } => message.clone(),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Cow::Borrowed("service temporarily unavailable, please retry")
             }
@@ -151,7 +196,7 @@ impl Error {
 
     /// True for errors that are the caller's doing (not worth a warning in the log).
     pub fn is_client(&self) -> bool {
-        matches!(self, Error::Client { .. })
+        matches!(self, Error::Client { .. } | Error::Busy { .. })
     }
 }
 

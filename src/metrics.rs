@@ -36,6 +36,12 @@ pub const DELIVERY_LATENCY: &str = "dinq_delivery_latency_seconds";
 pub const WRITER_BATCH_SIZE: &str = "dinq_writer_batch_size";
 /// Counter: writer batches by path (`fast`: one statement; `careful`: row locks first).
 pub const WRITER_BATCHES: &str = "dinq_writer_batches_total";
+/// Gauge: sends waiting in a writer shard's queue when its last batch started.
+pub const WRITER_QUEUE: &str = "dinq_writer_queue_depth";
+/// Counter: sends refused with `overloaded`, by reason (queue, lag, deadline, full).
+pub const SENDS_REFUSED: &str = "dinq_sends_refused_total";
+/// Gauge: how late the runtime's timers fire (smoothed), seconds.
+pub const RUNTIME_LAG: &str = "dinq_runtime_lag_seconds";
 /// Counter: one-statement writes refused because the writer's view was stale.
 pub const WRITER_STALE: &str = "dinq_writer_stale_total";
 /// Messages delivered from the offline cursor on connect.
@@ -50,6 +56,8 @@ pub const REDIS_SUBSCRIBE_ERRORS: &str = "dinq_redis_subscribe_errors_total";
 pub const REDIS_RESUBSCRIPTIONS: &str = "dinq_redis_resubscriptions_total";
 /// Redis Cluster pushes dropped because the subscriber's queue was full.
 pub const REDIS_PUSHES_DROPPED: &str = "dinq_redis_pushes_dropped_total";
+/// Repair requests broadcast after failed publishes.
+pub const REDIS_REPAIRS_REQUESTED: &str = "dinq_redis_repairs_requested_total";
 /// Envelopes published to Redis.
 pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 /// Envelopes received from Redis for local users.
@@ -147,6 +155,18 @@ fn describe() {
         WRITER_BATCHES,
         "Writer transactions by path: fast (one statement) or careful (row locks first)."
     );
+    describe_gauge!(
+        WRITER_QUEUE,
+        "Sends waiting in a writer shard's queue when its last batch started."
+    );
+    describe_counter!(
+        SENDS_REFUSED,
+        "Sends refused with overloaded, by reason: queue (too long in time), lag (node saturated), deadline (waited too long), full."
+    );
+    describe_gauge!(
+        RUNTIME_LAG,
+        "How late the node's runtime timers fire (smoothed), in seconds."
+    );
     describe_counter!(
         WRITER_STALE,
         "One-statement writes that found a conversation changed and were written carefully."
@@ -173,6 +193,10 @@ fn describe() {
         "Redis Cluster pushes dropped because the subscriber's queue was full (every subscription is then restored and repaired)."
     );
     describe_counter!(REDIS_PUBLISHED, "Envelopes published to Redis.");
+    describe_counter!(
+        REDIS_REPAIRS_REQUESTED,
+        "Repair requests broadcast once publishing worked again after failed publishes."
+    );
     describe_counter!(
         REDIS_RECEIVED,
         "Envelopes received from Redis for local users."

@@ -5,6 +5,7 @@ mod client;
 mod harness;
 mod ws_client;
 
+mod admission;
 mod authz;
 mod authz_checks;
 mod authz_setup;
@@ -33,6 +34,7 @@ mod migrations;
 mod partitions;
 mod process;
 mod properties;
+mod publish_faults;
 mod read_replica;
 mod realtime;
 mod realtime_faults;

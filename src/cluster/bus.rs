@@ -58,7 +58,12 @@ impl Bus {
             publish_tx,
             sink: std::sync::OnceLock::new(),
         });
-        tokio::spawn(publish_loop(publisher, keys, publish_rx));
+        tokio::spawn(publish_loop(
+            publisher,
+            keys,
+            origin_of(node_id),
+            publish_rx,
+        ));
         Bus { inner }
     }
 
@@ -147,7 +152,88 @@ impl Bus {
     }
 }
 
-async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, Bytes)>) {
+/// Control message body: the users that follow (16 bytes each) may have missed published
+/// events; the nodes holding them repair from PostgreSQL. Sent by a publisher whose
+/// publishes failed or timed out, once publishing works again.
+pub const CONTROL_REPAIR: &[u8] = b"repair:";
+/// Users named in one repair message at most.
+const REPAIR_CHUNK: usize = 1000;
+/// How soon a failed repair request is tried again when nothing else is published.
+const REPAIR_RETRY: Duration = Duration::from_secs(1);
+/// Users remembered for repair at most; past it, every node repairs every local user.
+const REPAIR_MAX: usize = 100_000;
+
+/// The users of a [`CONTROL_REPAIR`] message body; `Some(empty)` means everyone.
+pub fn repair_users(body: &[u8]) -> Option<Vec<UserId>> {
+    let ids = body.strip_prefix(CONTROL_REPAIR)?;
+    if ids.len() % 16 != 0 {
+        return None;
+    }
+    Some(
+        ids.chunks_exact(16)
+            .map(|c| UserId::from_bytes(c.try_into().expect("16 bytes")))
+            .collect(),
+    )
+}
+
+/// Users whose published events may be lost (a publish failed or timed out), to be repaired
+/// by their nodes once publishing works again: a publish is never dropped silently.
+#[derive(Default)]
+struct Unrepaired {
+    users: std::collections::HashSet<UserId>,
+    everyone: bool,
+}
+
+impl Unrepaired {
+    fn add(&mut self, user: UserId) {
+        if self.everyone {
+            return;
+        }
+        self.users.insert(user);
+        if self.users.len() > REPAIR_MAX {
+            self.users.clear();
+            self.everyone = true;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.everyone && self.users.is_empty()
+    }
+
+    /// The repair control envelopes to publish.
+    fn envelopes(&self, origin: u64) -> Vec<Bytes> {
+        let bodies: Vec<Vec<u8>> = if self.everyone {
+            vec![CONTROL_REPAIR.to_vec()]
+        } else {
+            let users: Vec<UserId> = self.users.iter().copied().collect();
+            users
+                .chunks(REPAIR_CHUNK)
+                .map(|chunk| {
+                    let mut b = CONTROL_REPAIR.to_vec();
+                    for u in chunk {
+                        b.extend_from_slice(u.as_bytes());
+                    }
+                    b
+                })
+                .collect()
+        };
+        bodies
+            .into_iter()
+            .map(|body| {
+                let mut env = envelope::with_header(origin, body.len());
+                env.extend_from_slice(&body);
+                env.freeze()
+            })
+            .collect()
+    }
+}
+
+async fn publish_loop(
+    conn: Redis,
+    keys: Keys,
+    origin: u64,
+    mut rx: mpsc::Receiver<(Target, Bytes)>,
+) {
     let mut batch = Vec::with_capacity(1024);
     let control = keys.control_channel();
     // Sharded Pub/Sub on a cluster: the message goes only to the shard owning the channel.
@@ -158,16 +244,28 @@ async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, B
     };
     let mut channel = Vec::with_capacity(64);
     let mut last_error_log = std::time::Instant::now() - Duration::from_secs(60);
+    let mut unrepaired = Unrepaired::default();
+    let mut users = Vec::with_capacity(1024);
     loop {
-        if rx.recv_many(&mut batch, 1024).await == 0 {
-            return;
+        if unrepaired.is_empty() {
+            if rx.recv_many(&mut batch, 1024).await == 0 {
+                return;
+            }
+        } else {
+            // Try the repair request again within a second even when nothing else is sent.
+            let waited = tokio::time::timeout(REPAIR_RETRY, rx.recv_many(&mut batch, 1024)).await;
+            if waited == Ok(0) {
+                return;
+            }
         }
-        let cmds = batch
+        users.clear();
+        let mut cmds = batch
             .drain(..)
             .map(|(target, payload)| {
                 let mut cmd = redis::cmd(publish);
                 match target {
                     Target::User(user) => {
+                        users.push(user);
                         keys.user_channel_into(&mut channel, user);
                         cmd.arg(&channel[..])
                     }
@@ -177,19 +275,52 @@ async fn publish_loop(conn: Redis, keys: Keys, mut rx: mpsc::Receiver<(Target, B
                 cmd
             })
             .collect::<Vec<_>>();
-        let n = cmds.len() as u64;
+        // Publishing works again after a failure: ask for the repair first.
+        let repairs = if unrepaired.is_empty() {
+            0
+        } else {
+            let envs = unrepaired.envelopes(origin);
+            let n = envs.len();
+            for env in envs.into_iter().rev() {
+                let mut cmd = redis::cmd(publish);
+                cmd.arg(&control).arg(env.as_ref());
+                cmds.insert(0, cmd);
+            }
+            n
+        };
+        let n = (cmds.len() - repairs) as u64;
         match tokio::time::timeout(Duration::from_secs(2), conn.run_all(cmds)).await {
-            Ok(Ok(())) => metrics::counter!(m::REDIS_PUBLISHED).increment(n),
+            Ok(Ok(())) => {
+                metrics::counter!(m::REDIS_PUBLISHED).increment(n);
+                if repairs > 0 {
+                    tracing::info!(
+                        users = unrepaired.users.len(),
+                        everyone = unrepaired.everyone,
+                        "publishing works again; asked the nodes to repair the users whose events failed"
+                    );
+                    metrics::counter!(m::REDIS_REPAIRS_REQUESTED).increment(repairs as u64);
+                    unrepaired = Unrepaired::default();
+                }
+            }
             result => {
-                // Nothing is lost: every message is in PostgreSQL, and receivers repair gaps.
+                // The messages are in PostgreSQL; the users' nodes repair them from there once
+                // the repair request gets through (and after any resubscription anyway).
                 metrics::counter!(m::REDIS_PUBLISH_ERRORS).increment(n);
+                for u in &users {
+                    unrepaired.add(*u);
+                }
                 if last_error_log.elapsed() > Duration::from_secs(5) {
                     last_error_log = std::time::Instant::now();
                     match result {
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, dropped = n, "Redis publish failed")
-                        }
-                        _ => tracing::warn!(dropped = n, "Redis publish timed out"),
+                        Ok(Err(e)) => tracing::warn!(
+                            error = %e, failed = n, to_repair = unrepaired.users.len(),
+                            "Redis publish failed; the users will be repaired"
+                        ),
+                        _ => tracing::warn!(
+                            failed = n,
+                            to_repair = unrepaired.users.len(),
+                            "Redis publish timed out; the users will be repaired"
+                        ),
                     }
                 }
             }

@@ -150,6 +150,31 @@ pub fn error(code: Code, message: &str) -> Bytes {
     frame("error", Data { code, message })
 }
 
+/// The `error` event answering a request that failed with `e`: its code and public text,
+/// `retry_after_ms` when trying again later makes sense (`overloaded`, `rate_limited`), and
+/// the `client_msg_id` of the refused message when it had one, so a client knows which send
+/// to repeat.
+pub fn request_error(e: &crate::error::Error, client_msg_id: Option<&str>) -> Bytes {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<&'a str>,
+    }
+    frame(
+        "error",
+        Data {
+            code: e.code(),
+            message: &e.public_message(),
+            retry_after_ms: e.retry_after_ms(),
+            client_msg_id,
+        },
+    )
+}
+
 /// `conversation_update`.
 pub fn conversation_update(
     conversation_id: ConversationId,

@@ -15,8 +15,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+mod admission;
 mod batch;
 mod fast;
+
+pub use admission::{Admission, Limits};
 
 use batch::write_batch;
 use fast::KnownMap;
@@ -76,34 +79,81 @@ pub struct Deps {
 /// Handle to the writer shards.
 #[derive(Clone)]
 pub struct Writer {
-    shards: Arc<[mpsc::Sender<Job>]>,
+    shards: Arc<[Shard]>,
+    admission: Admission,
+}
+
+/// One shard's queue and pace.
+struct Shard {
+    tx: mpsc::Sender<Job>,
+    pace: Arc<admission::Pace>,
 }
 
 /// Jobs one transaction takes at most.
 const MAX_BATCH: usize = 512;
+/// Jobs one shard queues at most (the bound in time, `Limits::queue_target`, comes first).
+const QUEUE: usize = 8192;
+
+/// What a shard's write loop needs besides the dependencies.
+struct ShardLoop {
+    index: usize,
+    admission: Admission,
+    pace: Arc<admission::Pace>,
+}
+
+/// Answers `job` with `overloaded`.
+fn refuse(job: Job, retry_after_ms: u64) {
+    metrics::counter!(m::MESSAGES_REJECTED, "code" => Code::Overloaded.as_str()).increment(1);
+    (job.reply)(Err(Error::overloaded(retry_after_ms)));
+}
 
 impl Writer {
-    /// Starts `shards` writer tasks, each with its fan-out task.
-    pub fn start(shards: usize, deps: Deps) -> Writer {
-        let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(4096);
+    /// Starts `shards` writer tasks, each with its fan-out task, admitting sends within
+    /// `limits`.
+    pub fn start(shards: usize, deps: Deps, limits: Limits) -> Writer {
+        let admission = Admission::start(limits);
+        let shards: Vec<Shard> = (0..shards.max(1))
+            .map(|i| {
+                let (tx, rx) = mpsc::channel(QUEUE);
                 let (fan_tx, fan_rx) = mpsc::channel(4096);
-                tokio::spawn(write_loop(deps.clone(), rx, fan_tx));
+                let pace = Arc::new(admission::Pace::default());
+                let shard = ShardLoop {
+                    index: i,
+                    admission: admission.clone(),
+                    pace: pace.clone(),
+                };
+                tokio::spawn(write_loop(deps.clone(), rx, fan_tx, shard));
                 tokio::spawn(fanout_loop(deps.bus.clone(), deps.indexer.clone(), fan_rx));
-                tx
+                Shard { tx, pace }
             })
             .collect();
         Writer {
-            shards: senders.into(),
+            shards: shards.into(),
+            admission,
         }
     }
 
-    /// Queues a send; `job.reply` is called with the outcome.
-    pub async fn submit(&self, job: Job) {
-        let shard = (job.conversation_id.as_u128() % self.shards.len() as u128) as usize;
-        if let Err(mpsc::error::SendError(job)) = self.shards[shard].send(job).await {
-            (job.reply)(Err(Error::internal("writer stopped")));
+    /// Queues a send, or refuses it at once (`overloaded`, with a retry delay) when the
+    /// shard's queue would not drain within the target or the node is saturated (see
+    /// `admission`); `job.reply` is called with the outcome. Never waits.
+    pub fn submit(&self, job: Job) {
+        let shard =
+            &self.shards[(job.conversation_id.as_u128() % self.shards.len() as u128) as usize];
+        let queued = shard.tx.max_capacity() - shard.tx.capacity();
+        if let Err((why, after)) = self.admission.check(&shard.pace, queued) {
+            why.count();
+            return refuse(job, after);
+        }
+        match shard.tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                admission::Refusal::Full.count();
+                let after = admission::retry_after(self.admission.limits().deadline);
+                refuse(job, after);
+            }
+            Err(mpsc::error::TrySendError::Closed(job)) => {
+                (job.reply)(Err(Error::internal("writer stopped")))
+            }
         }
     }
 }
@@ -116,15 +166,37 @@ struct Fanout {
     received: Instant,
 }
 
-async fn write_loop(deps: Deps, mut rx: mpsc::Receiver<Job>, fan_tx: mpsc::Sender<Fanout>) {
+async fn write_loop(
+    deps: Deps,
+    mut rx: mpsc::Receiver<Job>,
+    fan_tx: mpsc::Sender<Fanout>,
+    shard: ShardLoop,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut known = KnownMap::default();
+    let label = shard.index.to_string();
     loop {
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
-        metrics::histogram!(m::WRITER_BATCH_SIZE).record(jobs.len() as f64);
-        let batch: Vec<Job> = std::mem::take(&mut jobs);
+        let started = Instant::now();
+        metrics::gauge!(m::WRITER_QUEUE, "shard" => label.clone()).set(rx.len() as f64);
+        // Jobs that waited past the deadline are refused, not written late.
+        let (batch, late): (Vec<Job>, Vec<Job>) = std::mem::take(&mut jobs)
+            .into_iter()
+            .partition(|j| shard.admission.fresh(j.received));
+        if !late.is_empty() {
+            let after = admission::retry_after(shard.admission.limits().deadline);
+            for job in late {
+                admission::Refusal::Deadline.count();
+                refuse(job, after);
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let size = batch.len();
+        metrics::histogram!(m::WRITER_BATCH_SIZE).record(size as f64);
         let mut plan = fast::plan(&batch, &known, &deps.settings.get());
         let mut slots: Vec<Option<Job>> = batch.into_iter().map(Some).collect();
         let mut careful = std::mem::take(&mut plan.careful);
@@ -155,6 +227,7 @@ async fn write_loop(deps: Deps, mut rx: mpsc::Receiver<Job>, fan_tx: mpsc::Sende
             let jobs = take(&mut slots, &careful);
             write_carefully(&deps, jobs, &mut known, &fan_tx).await;
         }
+        shard.pace.record(size, started.elapsed());
     }
 }
 
@@ -235,6 +308,17 @@ async fn write_carefully(
 
 fn clone_err(e: &Error) -> Error {
     match e {
+        Error::Busy {
+            status,
+            code,
+            message,
+            retry_after_ms,
+        } => Error::Busy {
+            status: *status,
+            code: *code,
+            message: message.clone(),
+            retry_after_ms: *retry_after_ms,
+        },
         Error::Client {
             status,
             code,

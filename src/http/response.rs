@@ -85,7 +85,7 @@ pub fn ok_message(message: &str) -> Resp {
 pub fn error(err: &Error, request_id: &str) -> Resp {
     let status = err.status();
     let message = err.public_message();
-    envelope::<()>(
+    let mut resp = envelope::<()>(
         status,
         &Envelope {
             code: status.as_u16(),
@@ -94,7 +94,15 @@ pub fn error(err: &Error, request_id: &str) -> Resp {
             error: Some(err.code()),
             request_id: (!err.is_client()).then_some(request_id),
         },
-    )
+    );
+    if let Some(ms) = err.retry_after_ms() {
+        // Whole seconds, rounded up (RFC 9110 allows no fraction).
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from(ms.div_ceil(1000).max(1)),
+        );
+    }
+    resp
 }
 
 /// A plain-text response (Prometheus exposition).

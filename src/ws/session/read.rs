@@ -15,7 +15,7 @@ use super::{Exit, Io, now_ms};
 use crate::delivery::{Hub, Kill, Outbound};
 use crate::domain::events;
 use crate::domain::writer::Sent;
-use crate::error::{Code, Error};
+use crate::error::Error;
 use crate::metrics as m;
 use crate::model::UserId;
 use crate::ws::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
@@ -106,7 +106,7 @@ pub(super) async fn read_loop(
         match protocol::decode(&mut payload) {
             Ok(request) => {
                 metrics::counter!(m::WS_FRAMES_IN, "type" => request_label(&request)).increment(1);
-                handle(&hub, user, conn, &tx, request, received).await;
+                handle(&hub, user, conn, &tx, &kill, request, received).await;
             }
             Err(e) => {
                 metrics::counter!(m::WS_FRAMES_IN, "type" => "invalid").increment(1);
@@ -129,13 +129,29 @@ fn request_label(r: &Request) -> &'static str {
 }
 
 fn send_error(tx: &mpsc::Sender<Outbound>, e: &Error) {
+    queue_error(tx, None, e, None);
+}
+
+/// Queues the `error` frame answering a request (with `retry_after_ms` and the refused
+/// message's `client_msg_id` where they apply). A connection whose queue is full cannot be
+/// told: it is closed with 1013 like any client too slow to read, and resends what it has
+/// no echo for when it reconnects.
+fn queue_error(
+    tx: &mpsc::Sender<Outbound>,
+    kill: Option<&Kill>,
+    e: &Error,
+    client_msg_id: Option<&str>,
+) {
     if !e.is_client() {
         tracing::error!(error = %e, "request failed");
     }
-    let _ = tx.try_send(Outbound::Text(
-        events::error(e.stable_code(), &e.public_message()),
-        None,
-    ));
+    let frame = Outbound::Text(events::request_error(e, client_msg_id), None);
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame) {
+        metrics::counter!(m::QUEUE_FULL_CLOSES).increment(1);
+        if let Some(kill) = kill {
+            kill.fire(close::TRY_AGAIN_LATER, "outbound queue full");
+        }
+    }
 }
 
 async fn handle(
@@ -143,6 +159,7 @@ async fn handle(
     user: UserId,
     conn: u64,
     tx: &mpsc::Sender<Outbound>,
+    kill: &Arc<Kill>,
     request: Request,
     received: Instant,
 ) {
@@ -154,25 +171,24 @@ async fn handle(
         }
         Request::Message(draft) => {
             let limit = services.settings().max_messages_per_second;
+            let cmid = draft.client_msg_id.clone();
             if !hub.allow_send(user, limit) {
-                Err(Error::client(
-                    hyper::StatusCode::TOO_MANY_REQUESTS,
-                    Code::RateLimited,
-                    format!("rate limit exceeded: at most {limit} messages per second"),
-                ))
-            } else {
-                let reply_tx = tx.clone();
-                let reply = Box::new(move |outcome: crate::error::Result<Sent>| match outcome {
-                    Ok(Sent::Stored(_)) => {}
-                    Ok(Sent::Duplicate(original)) => {
-                        let _ = reply_tx
-                            .try_send(Outbound::Text(events::message(&original, true), None));
-                    }
-                    Err(e) => send_error(&reply_tx, &e),
-                });
-                services.send(user, draft, received, reply).await;
-                Ok(())
+                let e = Error::rate_limited(limit, 1000u64.div_ceil(limit.max(1)));
+                queue_error(tx, Some(kill), &e, cmid.as_deref());
+                return;
             }
+            let reply_tx = tx.clone();
+            let kill = kill.clone();
+            let reply = Box::new(move |outcome: crate::error::Result<Sent>| match outcome {
+                Ok(Sent::Stored(_)) => {}
+                Ok(Sent::Duplicate(original)) => {
+                    let _ =
+                        reply_tx.try_send(Outbound::Text(events::message(&original, true), None));
+                }
+                Err(e) => queue_error(&reply_tx, Some(&kill), &e, cmid.as_deref()),
+            });
+            services.send(user, draft, received, reply).await;
+            Ok(())
         }
         Request::Typing { conversation_id } => services.typing(user, conversation_id, conn).await,
         Request::Read {
@@ -193,6 +209,6 @@ async fn handle(
         }
     };
     if let Err(e) = result {
-        send_error(tx, &e);
+        queue_error(tx, Some(kill), &e, None);
     }
 }
