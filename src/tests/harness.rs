@@ -138,6 +138,12 @@ impl TestEnv {
             ("STARTUP_TIMEOUT_SECONDS", "10"),
             ("SHUTDOWN_GRACE_SECONDS", "5"),
             ("BIND_ADDRESS", "127.0.0.1"),
+            // Debug builds on a shared 2-core machine are slow: admission control would
+            // refuse sends the functional tests expect to go through. tests::admission
+            // sets tight limits of its own.
+            ("SEND_QUEUE_TARGET_MS", "30000"),
+            ("SEND_DEADLINE_MS", "60000"),
+            ("SEND_LAG_LIMIT_MS", "30000"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
