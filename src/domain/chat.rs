@@ -55,7 +55,9 @@ impl Services {
     }
 
     /// `read`: moves the reader's cursor to `message`; when it moved, every device of the
-    /// reader learns the new unread count and (setting on) the other members get a receipt.
+    /// reader learns the new unread count and (setting on) the other members and the
+    /// reader's other devices, on any node, get the same `read` event (not the reading
+    /// device `conn` itself).
     pub async fn read(
         &self,
         user: UserId,
@@ -88,13 +90,12 @@ impl Services {
                         frame: events::read(conversation, message, user),
                         except: conn,
                     });
-                    let others: Vec<UserId> = members
-                        .list
-                        .iter()
-                        .map(|(u, _)| *u)
-                        .filter(|u| *u != user)
+                    // The reader too: its other devices mirror the receipt; the reading
+                    // device is skipped by `except` on this node.
+                    let everyone: Vec<UserId> = std::iter::once(user)
+                        .chain(members.list.iter().map(|(u, _)| *u).filter(|u| *u != user))
                         .collect();
-                    self.route_all(&others, &receipt).await;
+                    self.route_all(&everyone, &receipt).await;
                 }
                 Ok(())
             }
