@@ -54,6 +54,8 @@ pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
 /// Messages not queued for search indexing (the sweep adds them later).
 pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
+/// Presence updates not pushed because the conversation had not reached the user yet.
+pub const PRESENCE_DROPPED: &str = "dinq_presence_updates_dropped_total";
 /// Messages added to search by the sweep.
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
 /// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
@@ -168,6 +170,10 @@ fn describe() {
     describe_counter!(
         GAP_REPAIRS,
         "Messages fetched from PostgreSQL to fill a gap in live delivery."
+    );
+    describe_counter!(
+        PRESENCE_DROPPED,
+        "Presence updates not pushed to a partner whose devices here had not yet received a message of the conversation."
     );
     describe_counter!(DB_ERRORS, "PostgreSQL errors by operation.");
     describe_counter!(

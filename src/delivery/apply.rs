@@ -113,6 +113,22 @@ impl Hub {
                 let skip = (origin == self.origin && except != 0).then_some(except);
                 push_all(entry, Outbound::Text(frame, None), skip);
             }
+            Routed::Presence {
+                conversation_id,
+                frame,
+            } => {
+                // Only once the conversation has reached this user: a brand-new private
+                // conversation's first message comes before the partner's presence.
+                if entry
+                    .convs
+                    .get(&conversation_id)
+                    .is_some_and(|c| c.pushed >= 1)
+                {
+                    push_all(entry, Outbound::Text(frame, None), None);
+                } else {
+                    metrics::counter!(m::PRESENCE_DROPPED).increment(1);
+                }
+            }
             Routed::ReadCursor {
                 conversation_id,
                 read_seq,

@@ -167,7 +167,9 @@ impl Services {
         Ok(recalled)
     }
 
-    /// Tells `user`'s private partners that they came online or went offline.
+    /// Tells `user`'s private partners that they came online or went offline. Each partner's
+    /// node pushes it only once that private conversation has reached the partner (see
+    /// [`Routed::Presence`]), so a new conversation's first message comes first.
     pub async fn presence_changed(&self, user: UserId, online: bool) -> Result<()> {
         if !self.settings.get().online_status {
             return Ok(());
@@ -177,11 +179,14 @@ impl Services {
             let db = self.store.conn().await?;
             store::members::private_partners(&db, user).await?
         };
-        let env = self.envelope(&Routed::Frame {
-            frame: events::online_status_update(user, online),
-            except: 0,
-        });
-        self.route_all(&partners, &env).await;
+        let frame = events::online_status_update(user, online);
+        for (partner, conversation_id) in partners {
+            let env = self.envelope(&Routed::Presence {
+                conversation_id,
+                frame: frame.clone(),
+            });
+            self.bus.route(partner, env).await;
+        }
         tracing::trace!(%user, online, took = ?started.elapsed(), "presence change announced");
         Ok(())
     }

@@ -100,7 +100,11 @@ async fn read_is_mirrored_to_the_readers_other_devices_on_every_node() {
     let expected = json!({"conversation_id": conv, "message_id": m["id"], "reader_id": b1.user});
     // The other member and both other devices (another node, the same node) get the same
     // event; the reading device does not.
-    for (who, ws) in [("member", &mut a), ("device on node 2", &mut b2), ("device on node 1", &mut b3)] {
+    for (who, ws) in [
+        ("member", &mut a),
+        ("device on node 2", &mut b2),
+        ("device on node 1", &mut b3),
+    ] {
         let r: Value = ws.expect("read").await;
         assert_eq!(r, expected, "{who}");
     }
@@ -132,7 +136,13 @@ async fn a_message_is_searchable_within_the_bound_of_its_echo_under_load() {
             send_text(&mut to, Some(conv), None, "load reply").await;
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                send_text(&mut from, Some(conv), None, &format!("background chatter {n}")).await;
+                send_text(
+                    &mut from,
+                    Some(conv),
+                    None,
+                    &format!("background chatter {n}"),
+                )
+                .await;
                 n += 1;
             }
             drop(to);
@@ -145,14 +155,24 @@ async fn a_message_is_searchable_within_the_bound_of_its_echo_under_load() {
     for round in 0..10 {
         let word = format!("needle{round}x{}", Uuid::new_v4().simple());
         // A new receiver each round (the first-message limit allows one message).
-        let echo = send_text(&mut a, None, Some(Uuid::new_v4()), &format!("a {word} here")).await;
+        let echo = send_text(
+            &mut a,
+            None,
+            Some(Uuid::new_v4()),
+            &format!("a {word} here"),
+        )
+        .await;
         let echoed = Instant::now();
         // Search at the bound (a little before it, to leave the request's own time inside).
         tokio::time::sleep(SEARCH_FRESHNESS.saturating_sub(Duration::from_millis(150))).await;
         let (status, body) = searcher.get(&format!("/messages/search?q={word}")).await;
         assert_eq!(status, 200, "{body}");
         assert!(echoed.elapsed() <= SEARCH_FRESHNESS + Duration::from_millis(500));
-        let found: Vec<&Value> = body["data"]["messages"].as_array().unwrap().iter().collect();
+        let found: Vec<&Value> = body["data"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(
             found.iter().map(|m| &m["id"]).collect::<Vec<_>>(),
             [&echo["id"]],
@@ -177,7 +197,7 @@ async fn presence_never_names_a_partner_before_the_conversation_reached_the_user
         // announcement races the first message of the new conversation.
         let mut b = c.user(1).await;
         let a_user = Uuid::new_v4();
-        let mut a = c.connect(0, a_user).await;
+        let a = c.connect(0, a_user).await;
         a.text_to(None, Some(b.user), "hello new friend").await;
         let mut heard_of_a = false;
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -203,5 +223,62 @@ async fn presence_never_names_a_partner_before_the_conversation_reached_the_user
         a.close().await;
         b.close().await;
     }
+    // Without the race: the first message is held back in the writer (the messages table is
+    // locked) after it created the conversation, while A goes offline and comes back, so
+    // both announcements find the new conversation before its first message reaches B.
+    let db = c.env.db().await;
+    let mut b = c.user(1).await;
+    let a_user = Uuid::new_v4();
+    let a = c.connect(0, a_user).await;
+    db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    a.text_to(None, Some(b.user), "held back").await;
+    let created = "SELECT count(*) FROM conversation_members WHERE user_id = $1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db
+        .query_one(created, &[&b.user])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the conversation was created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.close().await;
+    // A is offline everywhere (and announced so) before it comes back.
+    let online_key = format!("{}online:{a_user}", c.env.prefix);
+    let redis = redis::Client::open(format!("redis://{}", c.env.redis)).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    loop {
+        let online: Option<String> = redis::cmd("GET")
+            .arg(&online_key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if online.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A went offline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = c.connect(0, a_user).await;
+    // Both announcements are made while the message is held; B must hear neither.
+    let early = b.drain(Duration::from_millis(800)).await;
+    assert!(
+        early.iter().all(|e| e["type"] != "online_status_update"),
+        "presence of A before the conversation reached B: {early:?}"
+    );
+    db.batch_execute("COMMIT").await.unwrap();
+    let first = b.expect("message").await;
+    assert_eq!(first["content"], "held back");
+    // Once the conversation has reached B, A's presence does.
+    a.close().await;
+    let off = b.expect("online_status_update").await;
+    assert_eq!(
+        (off["user_id"].as_str(), off["is_online"].as_bool()),
+        (Some(a_user.to_string().as_str()), Some(false))
+    );
     c.stop().await;
 }
