@@ -54,6 +54,14 @@ pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
 /// Messages not queued for search indexing (the sweep adds them later).
 pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
+/// Viewing reads (read cursor moves of a viewing device) stored before they were shown.
+pub const VIEWING_READS_STORED: &str = "dinq_viewing_reads_stored_total";
+/// Viewing reads per store statement.
+pub const VIEWING_READ_BATCH: &str = "dinq_viewing_read_batch_size";
+/// How long a user's frames were held for a viewing read to be stored, seconds.
+pub const HOLD_SECONDS: &str = "dinq_delivery_hold_seconds";
+/// Holds released before their viewing read was stored, by reason.
+pub const HOLDS_FORCED: &str = "dinq_delivery_holds_forced_total";
 /// Presence updates not pushed because the conversation had not reached the user yet.
 pub const PRESENCE_DROPPED: &str = "dinq_presence_updates_dropped_total";
 /// Messages added to search by the sweep.
@@ -85,6 +93,12 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(WRITER_BATCH_SIZE.into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(VIEWING_READ_BATCH.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
                     )
                 })
@@ -170,6 +184,23 @@ fn describe() {
     describe_counter!(
         GAP_REPAIRS,
         "Messages fetched from PostgreSQL to fill a gap in live delivery."
+    );
+    describe_counter!(
+        VIEWING_READS_STORED,
+        "Read cursor moves of viewing devices stored before the frames showing them were released."
+    );
+    describe_histogram!(
+        VIEWING_READ_BATCH,
+        "Viewing reads stored per statement (group commit)."
+    );
+    describe_histogram!(
+        HOLD_SECONDS,
+        Unit::Seconds,
+        "How long a user's outbound frames were held for a viewing read to be stored."
+    );
+    describe_counter!(
+        HOLDS_FORCED,
+        "Holds released before their viewing read was stored, by reason (timeout, overflow)."
     );
     describe_counter!(
         PRESENCE_DROPPED,

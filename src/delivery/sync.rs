@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::push_frame;
 use super::missing::{self, Missing, Want};
-use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close, viewing};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::model::{ConversationId, UserId};
@@ -180,7 +180,7 @@ impl Hub {
         let mut outgoing: Vec<(bytes::Bytes, MessageTag)> = Vec::new();
         let mut touched: HashMap<ConversationId, (i64, crate::model::Timestamp, Option<String>)> =
             HashMap::new();
-        let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
+        let (senders, held): (Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)>, _) = {
             let mut shard = self.shard(user);
             let Some(entry) = shard.users.get_mut(&user) else {
                 return;
@@ -226,15 +226,20 @@ impl Hub {
                     ),
                 );
             }
-            entry
+            let senders = entry
                 .devices
                 .iter()
                 .filter(|d| !d.dead)
                 .map(|d| (d.tx.clone(), d.kill.clone()))
-                .collect()
+                .collect();
+            (senders, viewing::wait_released(entry))
         };
 
-        // 2. Send them, waiting for queue space (a device stuck for 10 s is closed).
+        // 2. Send them, waiting for queue space (a device stuck for 10 s is closed), after
+        // the frames held for a viewing read from before the sync (they come first).
+        if let Some(released) = held {
+            let _ = tokio::time::timeout(viewing::HOLD_MAX * 2, released).await;
+        }
         for (tx, kill) in &senders {
             for (frame, tag) in &outgoing {
                 let sent = tokio::time::timeout(
@@ -289,8 +294,7 @@ impl Hub {
                 Phase::Live => (Vec::new(), false),
             };
             for (origin, routed) in buffer {
-                let e = self.apply(user, entry, dirty, origin, routed);
-                effects.read_moved.extend(e.read_moved);
+                let e = self.apply(user, entry, origin, routed);
                 effects.resync |= e.resync;
                 if matches!(entry.phase, Phase::Syncing { .. }) {
                     // A gap inside the buffer: the rest is re-read anyway.
@@ -310,7 +314,7 @@ impl Hub {
                 effects.resync = true;
             }
         }
-        if !effects.read_moved.is_empty() || effects.resync {
+        if effects.resync {
             tokio::spawn(self.arc().after_effects(user, effects));
         }
     }

@@ -58,6 +58,8 @@ async fn http_never_shows_an_older_unread_count_than_the_one_pushed() {
     a.expect("message").await;
     send_text(&mut a, Some(conv), None, "reply").await;
     b.expect("message").await;
+    // A second device of A, on another node, not viewing: it learns of the read there.
+    let mut a2 = c.connect(2, a.user).await;
     a.send(json!({"type": "set_current_conversation", "data": {"conversation_id": conv}}))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -65,17 +67,45 @@ async fn http_never_shows_an_older_unread_count_than_the_one_pushed() {
     // Read on every node, right after the push: the viewer's node, the sender's, a third.
     let apis: Vec<Api> = (0..3).map(|i| Api::new(&c, i, a.user)).collect();
     for round in 0..5 {
-        send_text(&mut b, Some(conv), None, &format!("while viewing {round}")).await;
-        assert_eq!(next_unread(&mut a, conv).await, 0, "round {round}");
-        let api = &apis[round % 3];
-        assert_eq!(
-            listed_unread(api, conv).await,
-            (0, 0),
-            "round {round}: GET /conversations on node {} right after unread_count_update 0",
-            round % 3
-        );
+        let echo = send_text(&mut b, Some(conv), None, &format!("while viewing {round}")).await;
+        // Odd rounds look at the other device first (before the viewer has been answered).
+        for device in [round % 2, 1 - round % 2] {
+            let node = (round + device) % 3;
+            if device == 0 {
+                assert_eq!(next_unread(&mut a, conv).await, 0, "round {round}");
+            } else {
+                read_elsewhere(&mut a2, conv, &echo["id"]).await;
+            }
+            assert_eq!(
+                listed_unread(&apis[node], conv).await,
+                (0, 0),
+                "round {round}: GET /conversations on node {node} right after device {device} \
+                 of A (0 viewing, 1 not) was sent unread_count_update 0",
+            );
+        }
     }
     c.stop().await;
+}
+
+/// Waits until a device that is not viewing `conv` has the message `id` and has been told
+/// the unread count 0 (the viewing device read it, on another node).
+async fn read_elsewhere(ws: &mut Ws, conv: Uuid, id: &Value) {
+    let (mut unread, mut arrived) = (None, false);
+    while !(arrived && unread == Some(0)) {
+        match ws.next(Duration::from_secs(10)).await {
+            Some(Seen::Event(v)) if v["type"] == "message" && &v["data"]["id"] == id => {
+                arrived = true
+            }
+            Some(Seen::Event(v))
+                if v["type"] == "unread_count_update"
+                    && v["data"]["conversation_id"] == conv.to_string() =>
+            {
+                unread = v["data"]["unread_count"].as_i64()
+            }
+            Some(Seen::Event(_)) => {}
+            other => panic!("waiting for the read on another device: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
