@@ -26,6 +26,7 @@ mod cursors;
 mod device;
 mod missing;
 mod rate;
+mod repair;
 mod sync;
 mod viewing;
 
@@ -106,6 +107,8 @@ pub struct Hub {
     flushing: Mutex<HashMap<UserId, watch::Receiver<bool>>>,
     /// Viewing reads waiting to be stored.
     viewing: Arc<viewing::Persister>,
+    /// Users waiting for a gap repair.
+    repairs: Arc<repair::Repairs>,
     me: Weak<Hub>,
 }
 
@@ -132,6 +135,7 @@ impl Hub {
             sessions_done: Notify::new(),
             flushing: Mutex::new(HashMap::new()),
             viewing: Arc::default(),
+            repairs: Arc::default(),
             me: me.clone(),
         })
     }
@@ -305,20 +309,6 @@ impl Hub {
             })
             .collect()
     }
-
-    /// Runs effects decided under a lock (boxed: it may start a resync, which may decide
-    /// more effects).
-    fn after_effects(
-        self: Arc<Self>,
-        user: UserId,
-        effects: Effects,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            if effects.resync {
-                self.resync(vec![user]).await;
-            }
-        })
-    }
 }
 
 impl LocalSink for Hub {
@@ -344,10 +334,9 @@ impl LocalSink for Hub {
                 Phase::Live => self.apply(user, entry, origin, routed),
             }
         };
-        if !effects.resync {
-            return;
+        if effects.resync {
+            self.resync(vec![user]);
         }
-        tokio::spawn(self.arc().after_effects(user, effects));
     }
 
     fn wants(&self, user: UserId) -> bool {
@@ -377,11 +366,9 @@ impl LocalSink for Hub {
     }
 
     fn repair(&self, users: Vec<UserId>) {
-        if users.is_empty() {
-            return;
+        if !users.is_empty() {
+            self.resync(users);
         }
-        let hub = self.arc();
-        tokio::spawn(async move { hub.resync(users).await });
     }
 
     fn control(&self, message: Bytes) {

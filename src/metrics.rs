@@ -52,6 +52,8 @@ pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
 /// Messages fetched from PostgreSQL to fill a gap in live delivery.
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
+/// Users per gap-repair round (one batched read per round).
+pub const REPAIR_ROUND_USERS: &str = "dinq_delivery_repair_round_users";
 /// Messages not queued for search indexing (the sweep adds them later).
 pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
 /// Viewing reads (read cursor moves of a viewing device) stored before they were shown.
@@ -93,6 +95,12 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(WRITER_BATCH_SIZE.into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(REPAIR_ROUND_USERS.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
                     )
                 })
@@ -205,6 +213,10 @@ fn describe() {
     describe_counter!(
         PRESENCE_DROPPED,
         "Presence updates not pushed to a partner whose devices here had not yet received a message of the conversation."
+    );
+    describe_histogram!(
+        REPAIR_ROUND_USERS,
+        "Users repaired per gap-repair round (one batched read of what they missed per round)."
     );
     describe_counter!(DB_ERRORS, "PostgreSQL errors by operation.");
     describe_counter!(
