@@ -26,7 +26,7 @@ pub enum Routed {
         /// The serialized `message` frame for this user.
         frame: Bytes,
     },
-    /// A frame for every device of the user as it is (typing, receipts, presence…), except
+    /// A frame for every device of the user as it is (typing, receipts, notifications…), except
     /// connection `except` of the origin node (0: none), so an actor's own device is skipped
     /// while its other devices get the mirror.
     Frame {
