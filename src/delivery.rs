@@ -17,15 +17,18 @@
 //! user channels ([`LocalSink`]). `apply`: one live event (dedupe, gaps, unread counts).
 //! `cursors`: delivery and read cursors, their confirmation and storage. `sync`: the
 //! offline drain and the repair, with `missing` (what a user missed, read from
-//! PostgreSQL). `device`: a connection's queue, close switch and bookkeeping. `rate`: the
-//! per-user send rate limit.
+//! PostgreSQL). `viewing`: viewing reads stored before the frames that show them (the
+//! user's frames are held meanwhile). `device`: a connection's queue, close switch and
+//! bookkeeping. `rate`: the per-user send rate limit.
 
 mod apply;
 mod cursors;
 mod device;
 mod missing;
 mod rate;
+mod repair;
 mod sync;
+mod viewing;
 
 pub use cursors::{CONFIRM, Cursor};
 pub use device::{Device, Kill, MessageTag, Outbound, close};
@@ -68,6 +71,8 @@ struct UserEntry {
     /// Devices waiting for the current sync to finish before their handshake completes.
     sync_waiters: Vec<oneshot::Sender<()>>,
     send_budget: rate::Bucket,
+    /// Outbound frames held until a viewing read is stored (see `viewing`).
+    hold: Option<viewing::Hold>,
 }
 
 #[derive(Default)]
@@ -100,24 +105,18 @@ pub struct Hub {
     sessions_done: Notify,
     /// Users whose last device left and whose cursors are being stored.
     flushing: Mutex<HashMap<UserId, watch::Receiver<bool>>>,
+    /// Viewing reads waiting to be stored.
+    viewing: Arc<viewing::Persister>,
+    /// Users waiting for a gap repair.
+    repairs: Arc<repair::Repairs>,
     me: Weak<Hub>,
 }
 
 /// Side effects decided under a shard lock and run after it is released.
 #[derive(Default)]
 struct Effects {
-    /// Read cursors moved by viewing: tell the user's other nodes.
-    read_moved: Vec<ReadMoved>,
     /// Start a resync of the user.
     resync: bool,
-}
-
-/// A read cursor moved here by viewing.
-struct ReadMoved {
-    conversation_id: ConversationId,
-    read_seq: i64,
-    /// The conversation's newest seq (for the unread count).
-    last_seq: i64,
 }
 
 impl Hub {
@@ -135,6 +134,8 @@ impl Hub {
             sessions: AtomicUsize::new(0),
             sessions_done: Notify::new(),
             flushing: Mutex::new(HashMap::new()),
+            viewing: Arc::default(),
+            repairs: Arc::default(),
             me: me.clone(),
         })
     }
@@ -188,6 +189,7 @@ impl Hub {
                             sub_waiters: Vec::new(),
                             sync_waiters: vec![tx],
                             send_budget: rate::Bucket::full(),
+                            hold: None,
                         },
                     );
                     true
@@ -307,29 +309,6 @@ impl Hub {
             })
             .collect()
     }
-
-    /// Runs effects decided under a lock (boxed: it may start a resync, which may decide
-    /// more effects).
-    fn after_effects(
-        self: Arc<Self>,
-        user: UserId,
-        effects: Effects,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            for moved in effects.read_moved {
-                let env = self.services.envelope(&Routed::ReadCursor {
-                    conversation_id: moved.conversation_id,
-                    read_seq: moved.read_seq,
-                    last_seq: moved.last_seq,
-                });
-                // Other nodes holding devices of this user; our own copy is dropped by origin.
-                self.bus.route_remote(user, env).await;
-            }
-            if effects.resync {
-                self.resync(vec![user]).await;
-            }
-        })
-    }
 }
 
 impl LocalSink for Hub {
@@ -340,8 +319,7 @@ impl LocalSink for Hub {
         };
         let effects = {
             let mut shard = self.shard(user);
-            let Shard { users, dirty } = &mut *shard;
-            let Some(entry) = users.get_mut(&user) else {
+            let Some(entry) = shard.users.get_mut(&user) else {
                 return;
             };
             match &mut entry.phase {
@@ -353,13 +331,12 @@ impl LocalSink for Hub {
                     }
                     return;
                 }
-                Phase::Live => self.apply(user, entry, dirty, origin, routed),
+                Phase::Live => self.apply(user, entry, origin, routed),
             }
         };
-        if effects.read_moved.is_empty() && !effects.resync {
-            return;
+        if effects.resync {
+            self.resync(vec![user]);
         }
-        tokio::spawn(self.arc().after_effects(user, effects));
     }
 
     fn wants(&self, user: UserId) -> bool {
@@ -389,11 +366,9 @@ impl LocalSink for Hub {
     }
 
     fn repair(&self, users: Vec<UserId>) {
-        if users.is_empty() {
-            return;
+        if !users.is_empty() {
+            self.resync(users);
         }
-        let hub = self.arc();
-        tokio::spawn(async move { hub.resync(users).await });
     }
 
     fn control(&self, message: Bytes) {

@@ -64,8 +64,20 @@ pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
 /// Messages fetched from PostgreSQL to fill a gap in live delivery.
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
+/// Users per gap-repair round (one batched read per round).
+pub const REPAIR_ROUND_USERS: &str = "dinq_delivery_repair_round_users";
 /// Messages not queued for search indexing (the sweep adds them later).
 pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
+/// Viewing reads (read cursor moves of a viewing device) stored before they were shown.
+pub const VIEWING_READS_STORED: &str = "dinq_viewing_reads_stored_total";
+/// Viewing reads per store statement.
+pub const VIEWING_READ_BATCH: &str = "dinq_viewing_read_batch_size";
+/// How long a user's frames were held for a viewing read to be stored, seconds.
+pub const HOLD_SECONDS: &str = "dinq_delivery_hold_seconds";
+/// Holds released before their viewing read was stored, by reason.
+pub const HOLDS_FORCED: &str = "dinq_delivery_holds_forced_total";
+/// Presence updates not pushed because the conversation had not reached the user yet.
+pub const PRESENCE_DROPPED: &str = "dinq_presence_updates_dropped_total";
 /// Messages added to search by the sweep.
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
 /// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
@@ -95,6 +107,18 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(WRITER_BATCH_SIZE.into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(REPAIR_ROUND_USERS.into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(VIEWING_READ_BATCH.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
                     )
                 })
@@ -204,6 +228,31 @@ fn describe() {
     describe_counter!(
         GAP_REPAIRS,
         "Messages fetched from PostgreSQL to fill a gap in live delivery."
+    );
+    describe_counter!(
+        VIEWING_READS_STORED,
+        "Read cursor moves of viewing devices stored before the frames showing them were released."
+    );
+    describe_histogram!(
+        VIEWING_READ_BATCH,
+        "Viewing reads stored per statement (group commit)."
+    );
+    describe_histogram!(
+        HOLD_SECONDS,
+        Unit::Seconds,
+        "How long a user's outbound frames were held for a viewing read to be stored."
+    );
+    describe_counter!(
+        HOLDS_FORCED,
+        "Holds released before their viewing read was stored, by reason (timeout, overflow)."
+    );
+    describe_counter!(
+        PRESENCE_DROPPED,
+        "Presence updates not pushed to a partner whose devices here had not yet received a message of the conversation."
+    );
+    describe_histogram!(
+        REPAIR_ROUND_USERS,
+        "Users repaired per gap-repair round (one batched read of what they missed per round)."
     );
     describe_counter!(DB_ERRORS, "PostgreSQL errors by operation.");
     describe_counter!(

@@ -2,7 +2,7 @@
 //! that [`harness`] starts once per test run.
 
 mod client;
-mod harness;
+pub(crate) mod harness;
 mod ws_client;
 
 mod admission;
@@ -19,6 +19,7 @@ mod drain;
 mod faults;
 mod foundation;
 mod foundation_requests;
+mod gap_repair;
 mod http_admin;
 mod http_api;
 mod http_batch_send;

@@ -1,12 +1,11 @@
 //! Applying one routed event to a live user: dedupe and gap detection by seq, exact unread
-//! counts from the local read cursor, viewing auto-read, and pushing frames to the devices.
-
-use std::collections::HashSet;
+//! counts from the local read cursor, viewing auto-read (stored before it is shown, see
+//! `viewing`), and pushing frames to the devices.
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, ReadMoved, UserEntry, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, UserEntry, close, viewing};
 use crate::domain::events;
 use crate::domain::routing::Routed;
 use crate::metrics as m;
@@ -18,7 +17,6 @@ impl Hub {
         &self,
         user: UserId,
         entry: &mut UserEntry,
-        dirty: &mut HashSet<UserId>,
         origin: u64,
         routed: Routed,
     ) -> Effects {
@@ -79,16 +77,16 @@ impl Hub {
                     .devices
                     .iter()
                     .any(|d| !d.dead && d.viewing == Some(conversation_id));
-                if viewing {
+                let unread = if viewing {
+                    // Read by the viewing device: stored before the count is shown (the
+                    // frames below wait behind the hold), so HTTP never shows an older one.
                     c.read = seq;
-                    dirty.insert(user);
-                    effects.read_moved.push(ReadMoved {
-                        conversation_id,
-                        read_seq: seq,
-                        last_seq: seq,
-                    });
-                }
-                let unread = (seq - c.read).max(0);
+                    let ticket = self.viewing.enqueue(&self.me, user, conversation_id, seq);
+                    viewing::hold(entry, ticket);
+                    0
+                } else {
+                    (seq - c.read).max(0)
+                };
                 push_all(
                     entry,
                     Outbound::Text(
@@ -112,6 +110,22 @@ impl Hub {
             Routed::Frame { frame, except } => {
                 let skip = (origin == self.origin && except != 0).then_some(except);
                 push_all(entry, Outbound::Text(frame, None), skip);
+            }
+            Routed::Presence {
+                conversation_id,
+                frame,
+            } => {
+                // Only once the conversation has reached this user: a brand-new private
+                // conversation's first message comes before the partner's presence.
+                if entry
+                    .convs
+                    .get(&conversation_id)
+                    .is_some_and(|c| c.pushed >= 1)
+                {
+                    push_all(entry, Outbound::Text(frame, None), None);
+                } else {
+                    metrics::counter!(m::PRESENCE_DROPPED).increment(1);
+                }
             }
             Routed::ReadCursor {
                 conversation_id,
@@ -183,9 +197,17 @@ impl Hub {
     }
 }
 
-/// Pushes a frame to every live device except `skip`; a device whose queue is full is
-/// closed with 1013 (what it missed comes back by cursor when it reconnects).
+/// Pushes a frame to every live device except `skip`, behind the frames held for a
+/// viewing read if there are any (so the order holds).
 pub(super) fn push_all(entry: &mut UserEntry, item: Outbound, skip: Option<u64>) {
+    if let Some((item, skip)) = viewing::held(entry, item, skip) {
+        push_now(entry, item, skip);
+    }
+}
+
+/// Pushes a frame to every live device except `skip` now; a device whose queue is full is
+/// closed with 1013 (what it missed comes back by cursor when it reconnects).
+pub(super) fn push_now(entry: &mut UserEntry, item: Outbound, skip: Option<u64>) {
     let live = entry
         .devices
         .iter()

@@ -1,5 +1,6 @@
-//! What a user has not received yet, read from PostgreSQL by cursor (the read queries of
-//! the offline drain on connect and of the repair of gaps in live delivery).
+//! What users have not received yet, read from PostgreSQL by cursor (the read queries of
+//! the offline drain on connect and of the repair of gaps in live delivery, which reads
+//! for many users at once).
 //!
 //! The newest `limit` pending messages are returned oldest first; conversations with more
 //! pending than that are named in `truncated`, for the client to page through history.
@@ -40,9 +41,59 @@ pub async fn memberships(store: &Store, users: &[UserId]) -> Result<Vec<Membersh
     store::members::memberships(&conn, users).await
 }
 
+/// Conversations read per query by [`missing_many`] (each brings at most `limit` rows).
+const CONVERSATIONS_PER_QUERY: usize = 200;
+
 /// Fetches what follows each position of `wants`, at most `limit` messages in all (the
 /// newest).
 pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Missing> {
+    let user = UserId::nil();
+    let mut all = missing_many(store, &[(user, wants.to_vec())], limit).await?;
+    Ok(all.remove(&user).unwrap_or_default())
+}
+
+/// [`missing`] for many users at once: one query per [`CONVERSATIONS_PER_QUERY`]
+/// conversations, whatever the number of users. A conversation is read once, from the
+/// lowest position any of them wants (its newest `limit` from there hold each user's
+/// newest `limit` from its own position).
+pub async fn missing_many(
+    store: &Store,
+    wants: &[(UserId, Vec<Want>)],
+    limit: usize,
+) -> Result<HashMap<UserId, Missing>> {
+    let mut from: HashMap<ConversationId, i64> = HashMap::new();
+    if limit > 0 {
+        for w in wants.iter().flat_map(|(_, w)| w) {
+            if w.last_seq > w.after {
+                let after = from.entry(w.conversation_id).or_insert(w.after);
+                *after = (*after).min(w.after);
+            }
+        }
+    }
+    let mut by_conv: HashMap<ConversationId, Vec<Message>> = HashMap::new();
+    if !from.is_empty() {
+        let from: Vec<(ConversationId, i64)> = from.into_iter().collect();
+        let conn = store.conn().await?;
+        for chunk in from.chunks(CONVERSATIONS_PER_QUERY) {
+            let convs: Vec<ConversationId> = chunk.iter().map(|(c, _)| *c).collect();
+            let afters: Vec<i64> = chunk.iter().map(|(_, a)| *a).collect();
+            for m in store::messages::pending(&conn, &convs, &afters, limit as i64).await? {
+                by_conv.entry(m.conversation_id).or_default().push(m);
+            }
+        }
+    }
+    Ok(wants
+        .iter()
+        .map(|(user, w)| (*user, assemble(w, &by_conv, limit)))
+        .collect())
+}
+
+/// One user's [`Missing`] from the messages read for its conversations.
+fn assemble(
+    wants: &[Want],
+    by_conv: &HashMap<ConversationId, Vec<Message>>,
+    limit: usize,
+) -> Missing {
     let wants: Vec<&Want> = wants.iter().filter(|w| w.last_seq > w.after).collect();
     if wants.is_empty() || limit == 0 {
         let truncated = wants
@@ -53,16 +104,22 @@ pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Miss
                 newest_skipped_seq: w.last_seq,
             })
             .collect();
-        return Ok(Missing {
+        return Missing {
             messages: Vec::new(),
             truncated,
-        });
+        };
     }
-    let convs: Vec<ConversationId> = wants.iter().map(|w| w.conversation_id).collect();
-    let afters: Vec<i64> = wants.iter().map(|w| w.after).collect();
-    let conn = store.conn().await?;
-    let fetched = store::messages::pending(&conn, &convs, &afters, limit as i64).await?;
-    drop(conn);
+    let fetched: Vec<Message> = wants
+        .iter()
+        .flat_map(|w| {
+            by_conv
+                .get(&w.conversation_id)
+                .into_iter()
+                .flatten()
+                .filter(move |m| m.seq > w.after)
+                .cloned()
+        })
+        .collect();
     let fetched = order_for_delivery(fetched, limit);
     let mut oldest_taken: HashMap<ConversationId, (i64, i64)> = HashMap::new();
     for m in &fetched {
@@ -85,10 +142,10 @@ pub async fn missing(store: &Store, wants: &[Want], limit: usize) -> Result<Miss
             });
         }
     }
-    Ok(Missing {
+    Missing {
         messages: fetched,
         truncated,
-    })
+    }
 }
 
 /// The newest `limit` of `fetched`, oldest first. Within a conversation seq is the order.
@@ -120,6 +177,7 @@ pub fn order_for_delivery(mut fetched: Vec<Message>, limit: usize) -> Vec<Messag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::harness::TestEnv;
 
     fn msg(conv: ConversationId, seq: i64, at: i64) -> Message {
         Message {
@@ -164,5 +222,121 @@ mod tests {
             .map(|m| (m.conversation_id, m.seq))
             .collect();
         assert_eq!(newest, [(b, 1), (a, 43)], "the newest two by time");
+    }
+
+    /// Transactions committed in the test database so far, once `store`'s one connection
+    /// has flushed its statistics (every statement here is a transaction of its own).
+    async fn commits(store: &Store, observer: &tokio_postgres::Client) -> i64 {
+        let worker = store.conn().await.unwrap();
+        worker
+            .simple_query("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        worker.simple_query("SELECT 1").await.unwrap();
+        drop(worker);
+        observer
+            .simple_query("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        observer
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_read_serves_many_users_and_each_gets_what_it_would_alone() {
+        let env = TestEnv::new().await;
+        let observer = env.db().await;
+        {
+            let (mut client, conn) =
+                tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            store::migrate::run(&mut client).await.unwrap();
+        }
+        let store = Store::new(&env.database_url, 1).unwrap();
+        // A group of 30 messages, and each user's own conversation of 3.
+        let users: Vec<UserId> = (0..40).map(|_| UserId::new_v4()).collect();
+        let group = ConversationId::new_v4();
+        let mut convs = vec![(group, 30i64)];
+        let own: Vec<ConversationId> = users.iter().map(|_| ConversationId::new_v4()).collect();
+        convs.extend(own.iter().map(|c| (*c, 3i64)));
+        for (conv, n) in &convs {
+            observer
+                .execute(
+                    "INSERT INTO conversations (id, conversation_type, last_seq) VALUES ($1, 'group', $2)",
+                    &[conv, n],
+                )
+                .await
+                .unwrap();
+            for seq in 1..=*n {
+                observer
+                    .execute(
+                        "INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, bucket)
+                         VALUES ($1, $2, $3, $4, 'text', 'm', msg_bucket($2))",
+                        &[&store::messages::new_id(*conv), conv, &seq, &users[0]],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        // Each user stands somewhere else in the group; some have their own conversation.
+        let wants: Vec<(UserId, Vec<Want>)> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let mut w = vec![Want {
+                    conversation_id: group,
+                    after: (i as i64 * 7) % 31,
+                    last_seq: 30,
+                }];
+                w.push(Want {
+                    conversation_id: own[i],
+                    after: (i as i64) % 4,
+                    last_seq: 3,
+                });
+                (*u, w)
+            })
+            .collect();
+        let limit = 12;
+        let shown = |m: &Missing| {
+            let seqs: Vec<(ConversationId, i64)> = m
+                .messages
+                .iter()
+                .map(|m| (m.conversation_id, m.seq))
+                .collect();
+            (seqs, m.truncated.clone())
+        };
+        // Each user's share of the batched read is what it would read alone.
+        let all = missing_many(&store, &wants, limit).await.unwrap();
+        assert_eq!(all.len(), users.len());
+        for (user, w) in &wants {
+            let alone = missing(&store, w, limit).await.unwrap();
+            assert_eq!(shown(&all[user]), shown(&alone), "user {user}");
+        }
+        // One user or forty: the same statements. Autovacuum's transactions count too, so
+        // each is the fewest of a few tries (they only ever add), after a first measurement
+        // that settles the counters.
+        observer
+            .batch_execute("VACUUM ANALYZE conversations, messages")
+            .await
+            .unwrap();
+        commits(&store, &observer).await;
+        commits(&store, &observer).await;
+        let (mut one, mut forty) = (i64::MAX, i64::MAX);
+        for _ in 0..3 {
+            for (n, fewest) in [(1, &mut one), (users.len(), &mut forty)] {
+                let before = commits(&store, &observer).await;
+                missing_many(&store, &wants[..n], limit).await.unwrap();
+                *fewest = (*fewest).min(commits(&store, &observer).await - before);
+            }
+        }
+        assert_eq!(forty, one, "statements for 40 users and for 1");
     }
 }

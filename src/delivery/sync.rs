@@ -1,6 +1,6 @@
 //! Reading what a user has not received from PostgreSQL: the offline drain when the first
-//! device connects, and the repair after a gap or a lost Redis subscription. Both end by
-//! replaying the live events buffered meanwhile, deduplicated by seq.
+//! device connects, and finishing a sync (the drain's, or a repair's from `repair`). Both
+//! end by replaying the live events buffered meanwhile, deduplicated by seq.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,14 +10,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::push_frame;
 use super::missing::{self, Missing, Want};
-use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close};
+use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close, viewing};
 use crate::domain::events;
 use crate::metrics as m;
 use crate::model::{ConversationId, UserId};
 use crate::store::members::Membership;
-
-/// Users read from PostgreSQL per query when many resync at once.
-const RESYNC_CHUNK: usize = 500;
 
 impl Hub {
     /// The first device of `user` connected: subscribe, drain by cursor, go live.
@@ -81,74 +78,7 @@ impl Hub {
                 tracing::error!(%user, error = %e, "offline drain failed; retrying");
                 metrics::counter!(m::DB_ERRORS, "op" => "offline_drain").increment(1);
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                self.resync(vec![user]).await;
-            }
-        }
-    }
-
-    /// Repairs `users` from PostgreSQL (after a gap, or for everyone after Redis came back).
-    pub(super) async fn resync(self: std::sync::Arc<Self>, users: Vec<UserId>) {
-        for user in &users {
-            let mut shard = self.shard(*user);
-            if let Some(e) = shard.users.get_mut(user)
-                && matches!(e.phase, Phase::Live)
-            {
-                e.phase = Phase::Syncing {
-                    buffer: Vec::new(),
-                    overflowed: false,
-                };
-            }
-        }
-        let limit = self.services.settings().offline_max_per_connect.max(1) as usize;
-        for chunk in users.chunks(RESYNC_CHUNK) {
-            let mut attempt = 0u32;
-            let memberships = loop {
-                match missing::memberships(&self.store, chunk).await {
-                    Ok(ms) => break ms,
-                    Err(e) => {
-                        attempt += 1;
-                        tracing::warn!(error = %e, attempt, "resync read failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * attempt.min(10) as u64))
-                            .await;
-                    }
-                }
-            };
-            let mut by_user: HashMap<UserId, Vec<Membership>> = HashMap::new();
-            for m in memberships {
-                by_user.entry(m.user_id).or_default().push(m);
-            }
-            for user in chunk {
-                let ms = by_user.remove(user).unwrap_or_default();
-                let wants: Vec<Want> = {
-                    let shard = self.shard(*user);
-                    let Some(e) = shard.users.get(user) else {
-                        continue;
-                    };
-                    ms.iter()
-                        .map(|m| {
-                            let pushed = e
-                                .convs
-                                .get(&m.conversation_id)
-                                .map_or(m.delivered_seq, |c| c.pushed);
-                            Want {
-                                conversation_id: m.conversation_id,
-                                after: pushed,
-                                last_seq: m.last_seq,
-                            }
-                        })
-                        .collect()
-                };
-                let missing = loop {
-                    match missing::missing(&self.store, &wants, limit).await {
-                        Ok(mi) => break mi,
-                        Err(e) => {
-                            tracing::warn!(%user, error = %e, "resync fetch failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
-                };
-                metrics::counter!(m::GAP_REPAIRS).increment(missing.messages.len() as u64);
-                self.finish_sync(*user, &ms, missing, false).await;
+                self.resync(vec![user]);
             }
         }
     }
@@ -169,7 +99,7 @@ impl Hub {
     /// Sends what was read from PostgreSQL (awaiting queue space, so a large drain slows
     /// down instead of overflowing the queue), replays the buffered live events and goes
     /// live. Live events stay buffered until then, so the order holds.
-    async fn finish_sync(
+    pub(super) async fn finish_sync(
         &self,
         user: UserId,
         memberships: &[Membership],
@@ -180,7 +110,7 @@ impl Hub {
         let mut outgoing: Vec<(bytes::Bytes, MessageTag)> = Vec::new();
         let mut touched: HashMap<ConversationId, (i64, crate::model::Timestamp, Option<String>)> =
             HashMap::new();
-        let senders: Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)> = {
+        let (senders, held): (Vec<(mpsc::Sender<Outbound>, Arc<super::Kill>)>, _) = {
             let mut shard = self.shard(user);
             let Some(entry) = shard.users.get_mut(&user) else {
                 return;
@@ -226,15 +156,20 @@ impl Hub {
                     ),
                 );
             }
-            entry
+            let senders = entry
                 .devices
                 .iter()
                 .filter(|d| !d.dead)
                 .map(|d| (d.tx.clone(), d.kill.clone()))
-                .collect()
+                .collect();
+            (senders, viewing::wait_released(entry))
         };
 
-        // 2. Send them, waiting for queue space (a device stuck for 10 s is closed).
+        // 2. Send them, waiting for queue space (a device stuck for 10 s is closed), after
+        // the frames held for a viewing read from before the sync (they come first).
+        if let Some(released) = held {
+            let _ = tokio::time::timeout(viewing::HOLD_MAX * 2, released).await;
+        }
         for (tx, kill) in &senders {
             for (frame, tag) in &outgoing {
                 let sent = tokio::time::timeout(
@@ -289,8 +224,7 @@ impl Hub {
                 Phase::Live => (Vec::new(), false),
             };
             for (origin, routed) in buffer {
-                let e = self.apply(user, entry, dirty, origin, routed);
-                effects.read_moved.extend(e.read_moved);
+                let e = self.apply(user, entry, origin, routed);
                 effects.resync |= e.resync;
                 if matches!(entry.phase, Phase::Syncing { .. }) {
                     // A gap inside the buffer: the rest is re-read anyway.
@@ -310,8 +244,8 @@ impl Hub {
                 effects.resync = true;
             }
         }
-        if !effects.read_moved.is_empty() || effects.resync {
-            tokio::spawn(self.arc().after_effects(user, effects));
+        if effects.resync {
+            self.resync(vec![user]);
         }
     }
 }

@@ -55,7 +55,9 @@ impl Services {
     }
 
     /// `read`: moves the reader's cursor to `message`; when it moved, every device of the
-    /// reader learns the new unread count and (setting on) the other members get a receipt.
+    /// reader learns the new unread count and (setting on) the other members and the
+    /// reader's other devices, on any node, get the same `read` event (not the reading
+    /// device `conn` itself).
     pub async fn read(
         &self,
         user: UserId,
@@ -88,13 +90,12 @@ impl Services {
                         frame: events::read(conversation, message, user),
                         except: conn,
                     });
-                    let others: Vec<UserId> = members
-                        .list
-                        .iter()
-                        .map(|(u, _)| *u)
-                        .filter(|u| *u != user)
+                    // The reader too: its other devices mirror the receipt; the reading
+                    // device is skipped by `except` on this node.
+                    let everyone: Vec<UserId> = std::iter::once(user)
+                        .chain(members.list.iter().map(|(u, _)| *u).filter(|u| *u != user))
                         .collect();
-                    self.route_all(&others, &receipt).await;
+                    self.route_all(&everyone, &receipt).await;
                 }
                 Ok(())
             }
@@ -166,7 +167,9 @@ impl Services {
         Ok(recalled)
     }
 
-    /// Tells `user`'s private partners that they came online or went offline.
+    /// Tells `user`'s private partners that they came online or went offline. Each partner's
+    /// node pushes it only once that private conversation has reached the partner (see
+    /// [`Routed::Presence`]), so a new conversation's first message comes first.
     pub async fn presence_changed(&self, user: UserId, online: bool) -> Result<()> {
         if !self.settings.get().online_status {
             return Ok(());
@@ -176,11 +179,14 @@ impl Services {
             let db = self.store.conn().await?;
             store::members::private_partners(&db, user).await?
         };
-        let env = self.envelope(&Routed::Frame {
-            frame: events::online_status_update(user, online),
-            except: 0,
-        });
-        self.route_all(&partners, &env).await;
+        let frame = events::online_status_update(user, online);
+        for (partner, conversation_id) in partners {
+            let env = self.envelope(&Routed::Presence {
+                conversation_id,
+                frame: frame.clone(),
+            });
+            self.bus.route(partner, env).await;
+        }
         tracing::trace!(%user, online, took = ?started.elapsed(), "presence change announced");
         Ok(())
     }

@@ -26,7 +26,7 @@ pub enum Routed {
         /// The serialized `message` frame for this user.
         frame: Bytes,
     },
-    /// A frame for every device of the user as it is (typing, receipts, presence…), except
+    /// A frame for every device of the user as it is (typing, receipts, notifications…), except
     /// connection `except` of the origin node (0: none), so an actor's own device is skipped
     /// while its other devices get the mirror.
     Frame {
@@ -34,6 +34,16 @@ pub enum Routed {
         frame: Bytes,
         /// Connection id on the origin node to skip; 0 for none.
         except: u64,
+    },
+    /// A partner's presence changed (`online_status_update`), for the user's private
+    /// conversation `conversation_id` with that partner. Pushed only when a message of that
+    /// conversation has reached the user's devices here, so a client never hears of a
+    /// partner before the conversation; otherwise dropped (HTTP `online_status` has it).
+    Presence {
+        /// The private conversation with the partner.
+        conversation_id: ConversationId,
+        /// The serialized `online_status_update` frame.
+        frame: Bytes,
     },
     /// The user's read cursor moved (on another device or node).
     ReadCursor {
@@ -80,6 +90,7 @@ const RECALL: u8 = 4;
 const LOGOUT: u8 = 5;
 const JOINED: u8 = 6;
 const LEFT: u8 = 7;
+const PRESENCE: u8 = 8;
 
 fn put_id(b: &mut BytesMut, id: &[u8; 16]) {
     b.put_slice(id);
@@ -129,6 +140,15 @@ impl Routed {
             Routed::Frame { frame, except } => {
                 out.put_u8(FRAME);
                 out.put_u64(*except);
+                out.put_slice(frame);
+            }
+            Routed::Presence {
+                conversation_id,
+                frame,
+            } => {
+                out.reserve(17 + frame.len());
+                out.put_u8(PRESENCE);
+                put_id(out, conversation_id.as_bytes());
                 out.put_slice(frame);
             }
             Routed::ReadCursor {
@@ -227,6 +247,10 @@ impl Routed {
                 except: (b.remaining() >= 8).then(|| b.get_u64())?,
                 frame: b.split_off(0),
             },
+            PRESENCE => Routed::Presence {
+                conversation_id: conv(b)?,
+                frame: b.split_off(0),
+            },
             READ_CURSOR => Routed::ReadCursor {
                 conversation_id: conv(b)?,
                 read_seq: i64_(b)?,
@@ -279,6 +303,10 @@ mod tests {
             Routed::Frame {
                 frame: Bytes::from_static(b"{}"),
                 except: 42,
+            },
+            Routed::Presence {
+                conversation_id: c,
+                frame: Bytes::from_static(b"{\"type\":\"online_status_update\"}"),
             },
             Routed::ReadCursor {
                 conversation_id: c,

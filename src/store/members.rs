@@ -187,22 +187,28 @@ pub async fn mark_read(
     }
 }
 
-/// The other member of every private conversation `user` belongs to.
-pub async fn private_partners(client: &impl GenericClient, user: UserId) -> Result<Vec<UserId>> {
+/// The other member of every private conversation `user` belongs to, with that
+/// conversation (one per partner: a database from the original may hold two conversations
+/// of a pair; then the busiest).
+pub async fn private_partners(
+    client: &impl GenericClient,
+    user: UserId,
+) -> Result<Vec<(UserId, ConversationId)>> {
     let stmt = client
         .prepare_cached(
-            "SELECT DISTINCT other.user_id
+            "SELECT DISTINCT ON (other.user_id) other.user_id, me.conversation_id
              FROM conversation_members me
              JOIN conversations c ON c.id = me.conversation_id AND c.conversation_type = 'private'
              JOIN conversation_members other
                ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id
-             WHERE me.user_id = $1",
+             WHERE me.user_id = $1
+             ORDER BY other.user_id, c.last_seq DESC",
         )
         .await?;
     Ok(client
         .query(&stmt, &[&user])
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect())
 }

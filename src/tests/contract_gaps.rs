@@ -58,6 +58,8 @@ async fn http_never_shows_an_older_unread_count_than_the_one_pushed() {
     a.expect("message").await;
     send_text(&mut a, Some(conv), None, "reply").await;
     b.expect("message").await;
+    // A second device of A, on another node, not viewing: it learns of the read there.
+    let mut a2 = c.connect(2, a.user).await;
     a.send(json!({"type": "set_current_conversation", "data": {"conversation_id": conv}}))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -65,17 +67,45 @@ async fn http_never_shows_an_older_unread_count_than_the_one_pushed() {
     // Read on every node, right after the push: the viewer's node, the sender's, a third.
     let apis: Vec<Api> = (0..3).map(|i| Api::new(&c, i, a.user)).collect();
     for round in 0..5 {
-        send_text(&mut b, Some(conv), None, &format!("while viewing {round}")).await;
-        assert_eq!(next_unread(&mut a, conv).await, 0, "round {round}");
-        let api = &apis[round % 3];
-        assert_eq!(
-            listed_unread(api, conv).await,
-            (0, 0),
-            "round {round}: GET /conversations on node {} right after unread_count_update 0",
-            round % 3
-        );
+        let echo = send_text(&mut b, Some(conv), None, &format!("while viewing {round}")).await;
+        // Odd rounds look at the other device first (before the viewer has been answered).
+        for device in [round % 2, 1 - round % 2] {
+            let node = (round + device) % 3;
+            if device == 0 {
+                assert_eq!(next_unread(&mut a, conv).await, 0, "round {round}");
+            } else {
+                read_elsewhere(&mut a2, conv, &echo["id"]).await;
+            }
+            assert_eq!(
+                listed_unread(&apis[node], conv).await,
+                (0, 0),
+                "round {round}: GET /conversations on node {node} right after device {device} \
+                 of A (0 viewing, 1 not) was sent unread_count_update 0",
+            );
+        }
     }
     c.stop().await;
+}
+
+/// Waits until a device that is not viewing `conv` has the message `id` and has been told
+/// the unread count 0 (the viewing device read it, on another node).
+async fn read_elsewhere(ws: &mut Ws, conv: Uuid, id: &Value) {
+    let (mut unread, mut arrived) = (None, false);
+    while !(arrived && unread == Some(0)) {
+        match ws.next(Duration::from_secs(10)).await {
+            Some(Seen::Event(v)) if v["type"] == "message" && &v["data"]["id"] == id => {
+                arrived = true
+            }
+            Some(Seen::Event(v))
+                if v["type"] == "unread_count_update"
+                    && v["data"]["conversation_id"] == conv.to_string() =>
+            {
+                unread = v["data"]["unread_count"].as_i64()
+            }
+            Some(Seen::Event(_)) => {}
+            other => panic!("waiting for the read on another device: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,5 +253,62 @@ async fn presence_never_names_a_partner_before_the_conversation_reached_the_user
         a.close().await;
         b.close().await;
     }
+    // Without the race: the first message is held back in the writer (the messages table is
+    // locked) after it created the conversation, while A goes offline and comes back, so
+    // both announcements find the new conversation before its first message reaches B.
+    let db = c.env.db().await;
+    let mut b = c.user(1).await;
+    let a_user = Uuid::new_v4();
+    let a = c.connect(0, a_user).await;
+    db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    a.text_to(None, Some(b.user), "held back").await;
+    let created = "SELECT count(*) FROM conversation_members WHERE user_id = $1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db
+        .query_one(created, &[&b.user])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the conversation was created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.close().await;
+    // A is offline everywhere (and announced so) before it comes back.
+    let online_key = format!("{}online:{a_user}", c.env.prefix);
+    let redis = redis::Client::open(format!("redis://{}", c.env.redis)).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    loop {
+        let online: Option<String> = redis::cmd("GET")
+            .arg(&online_key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if online.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A went offline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = c.connect(0, a_user).await;
+    // Both announcements are made while the message is held; B must hear neither.
+    let early = b.drain(Duration::from_millis(800)).await;
+    assert!(
+        early.iter().all(|e| e["type"] != "online_status_update"),
+        "presence of A before the conversation reached B: {early:?}"
+    );
+    db.batch_execute("COMMIT").await.unwrap();
+    let first = b.expect("message").await;
+    assert_eq!(first["content"], "held back");
+    // Once the conversation has reached B, A's presence does.
+    a.close().await;
+    let off = b.expect("online_status_update").await;
+    assert_eq!(
+        (off["user_id"].as_str(), off["is_online"].as_bool()),
+        (Some(a_user.to_string().as_str()), Some(false))
+    );
     c.stop().await;
 }

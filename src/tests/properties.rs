@@ -224,7 +224,7 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
     for seed in 1..=3000u64 {
         let mut g = Gen(seed.wrapping_mul(0xA24B_AED4_963E_E407) | 1);
         let conv = ConversationId::new_v4();
-        let routed = match g.below(7) {
+        let routed = match g.below(8) {
             0 => Routed::Message {
                 conversation_id: conv,
                 seq: g.next() as i64 >> 1,
@@ -253,6 +253,10 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
             5 => Routed::Joined {
                 conversation_id: conv,
                 last_seq: g.below(1000) as i64,
+            },
+            6 => Routed::Presence {
+                conversation_id: conv,
+                frame: bytes::Bytes::from(g.text(40)),
             },
             _ => Routed::Left {
                 conversation_id: conv,

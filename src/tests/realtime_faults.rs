@@ -11,13 +11,13 @@ use super::realtime::{Cluster, befriend, send_text, uuid_of};
 use super::ws_client::{ConnectOptions, Ws};
 
 /// A Redis server of this test's own, restartable on the same port.
-struct OwnRedis {
+pub(super) struct OwnRedis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl OwnRedis {
-    fn start() -> OwnRedis {
+    pub(super) fn start() -> OwnRedis {
         let mut r = OwnRedis {
             port: free_port(),
             child: None,
@@ -50,7 +50,7 @@ impl OwnRedis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
