@@ -80,6 +80,8 @@ pub const HOLDS_FORCED: &str = "dinq_delivery_holds_forced_total";
 pub const PRESENCE_DROPPED: &str = "dinq_presence_updates_dropped_total";
 /// Messages added to search by the sweep.
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
+/// Messages read from PostgreSQL for conversation exports.
+pub const EXPORTED_MESSAGES: &str = "dinq_exported_messages_total";
 /// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
 /// whole seconds: the exporter's counters are integers, so this one is a gauge).
 pub const CPU_SECONDS: &str = "dinq_process_cpu_seconds";
@@ -260,6 +262,10 @@ fn describe() {
         "Messages not queued for search indexing (added later by the sweep)."
     );
     describe_counter!(SEARCH_SWEPT, "Messages added to search by the sweep.");
+    describe_counter!(
+        EXPORTED_MESSAGES,
+        "Messages read from PostgreSQL for conversation exports."
+    );
     describe_gauge!(
         CPU_SECONDS,
         Unit::Seconds,

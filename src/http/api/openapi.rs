@@ -30,6 +30,8 @@ pub struct Doc {
     pub data: Option<&'static str>,
     /// Who may call it: "public", "user" or "admin".
     pub auth: &'static str,
+    /// For an answer that is not an envelope but NDJSON: the schema of each line.
+    pub lines: Option<&'static str>,
 }
 
 const PAGING: [(&str, &str, &str); 2] = [
@@ -43,6 +45,9 @@ const PAGING: [(&str, &str, &str); 2] = [
 
 macro_rules! doc {
     ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal) => {
+        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, lines: None)
+    };
+    ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal, lines: $l:expr) => {
         Doc {
             method: Method::$m,
             path: $path,
@@ -51,6 +56,7 @@ macro_rules! doc {
             body: $b,
             data: $d,
             auth: $a,
+            lines: $l,
         }
     };
 }
@@ -65,12 +71,18 @@ pub static DOCS: &[Doc] = &[
     doc!(GET "/api/v1/openapi.json", "This document", query: &[], body: None, data: None, auth: "public"),
     doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
     doc!(POST "/api/v1/logout", "Closes every connection of the caller on every node", query: &[], body: None, data: None, auth: "user"),
-    doc!(GET "/api/v1/conversations", "The caller's conversations, newest activity first (hidden ones left out)", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
+    doc!(GET "/api/v1/conversations", "The caller's conversations: pinned ones first, newest activity first within each part (hidden ones left out); with total_unread over the ones not muted", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
     doc!(GET "/api/v1/conversations/search", "The caller's private conversations whose partner's name matches", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), PAGING[0], PAGING[1]], body: None, data: Some("ConversationSearch"), auth: "user"),
     doc!(POST "/api/v1/conversations/private", "Get or create the private conversation with a user", query: &[], body: Some("PrivateRequest"), data: Some("PrivateResponse"), auth: "user"),
     doc!(POST "/api/v1/conversations/group", "Create a group; the caller becomes its owner", query: &[], body: Some("GroupRequest"), data: Some("Conversation"), auth: "user"),
     doc!(GET "/api/v1/conversations/:id/messages", "History, oldest to newest within the page; pages by offset, before_seq or after_seq", query: &[PAGING[0], PAGING[1], ("before_seq", "integer", "the page just before this seq"), ("after_seq", "integer", "the page just after this seq")], body: None, data: Some("History"), auth: "user"),
     doc!(POST "/api/v1/conversations/:id/hide", "Hide a conversation for the caller until its next message", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/pin", "Pin a conversation for the caller (active members): first in their list. A change reaches the caller's devices as conversation_settings_update", query: &[], body: None, data: Some("ConversationSettings"), auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/unpin", "Unpin a conversation for the caller (active members). A change reaches the caller's devices as conversation_settings_update", query: &[], body: None, data: Some("ConversationSettings"), auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/mute", "Mute a conversation for the caller (active members): left out of their total_unread. A change reaches the caller's devices as conversation_settings_update", query: &[], body: None, data: Some("ConversationSettings"), auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/unmute", "Unmute a conversation for the caller (active members). A change reaches the caller's devices as conversation_settings_update", query: &[], body: None, data: Some("ConversationSettings"), auth: "user"),
+    doc!(GET "/api/v1/conversations/:id/messages/:message_id/readers", "Group read status of a message, from the members' read cursors: who read it and who did not (the sender and members who joined after it left out); 403 read_receipts_disabled while enable_read_receipt is off", query: &[], body: None, data: Some("Readers"), auth: "user"),
+    doc!(GET "/api/v1/conversations/:id/export", "Every message of the conversation up to its last seq when the export starts, oldest first, as NDJSON (one history item per line, recalled ones without content), streamed; active members only. Cut short by a server failure, the response ends without its final chunk: resume with after_seq = the last seq received", query: &[("after_seq", "integer", "only messages after this seq (to resume)")], body: None, data: None, auth: "user", lines: Some("Message")),
     doc!(POST "/api/v1/conversations/:id/members", "Add members to a group (owner or admin)", query: &[], body: Some("MemberIds"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/remove", "Remove a member from a group (owner or admin; admins cannot remove admins)", query: &[], body: Some("UserIdRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
@@ -132,11 +144,18 @@ fn operation(d: &Doc) -> Value {
         ]}),
         None => json!({"$ref": "#/components/schemas/Envelope"}),
     };
+    let ok = match d.lines {
+        Some(schema) => json!({"description": "success: one JSON object per line",
+            "content": {"application/x-ndjson": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+        None => {
+            json!({"description": "success", "content": {"application/json": {"schema": success}}})
+        }
+    };
     let mut op = json!({
         "summary": d.summary,
         "parameters": params,
         "responses": {
-            "200": {"description": "success", "content": {"application/json": {"schema": success}}},
+            "200": ok,
             "default": {"description": "an error envelope: code is the HTTP status, error a stable code",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         }
