@@ -41,5 +41,6 @@ mod realtime_session;
 mod redis_cluster;
 pub(crate) mod redis_cluster_harness;
 mod redis_cluster_pipeline;
+mod search_index;
 mod ws_errors;
 mod ws_errors_limits;

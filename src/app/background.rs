@@ -1,22 +1,21 @@
 //! The node's periodic tasks, all ending at shutdown: storing delivery cursors, refreshing
-//! presence, the registry heartbeat and the dead-node reaper, the search sweep, and a
-//! settings reload that catches up if a control message was lost.
+//! presence, the registry heartbeat and the dead-node reaper, search indexing (one pass at
+//! a time in the cluster, deferred while this node's writer is backlogged), and a settings
+//! reload that catches up if a control message was lost.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cluster::registry;
 use crate::delivery::Hub;
-use crate::model::Timestamp;
+use crate::domain::search_index;
 use crate::shutdown::Shutdown;
 
 /// How often changed delivery and read cursors are stored.
 const CURSOR_FLUSH: Duration = Duration::from_secs(1);
 /// How often `online:{user}` is refreshed for local users.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
-/// How often recent messages missing from search are added.
-const SEARCH_SWEEP: Duration = Duration::from_secs(30);
 /// How often settings are re-read whatever the control channel said.
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
 
@@ -54,27 +53,35 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
     });
 
     let h = hub.clone();
-    // First sweep: the last 15 minutes; then from the previous sweep, minus a minute.
-    let since = Arc::new(std::sync::Mutex::new(Timestamp(
-        Timestamp::now().micros() - 15 * 60 * 1_000_000,
-    )));
-    every(shutdown, SEARCH_SWEEP, move || {
-        let (h, since) = (h.clone(), since.clone());
+    let last_pass = Arc::new(std::sync::Mutex::new(Instant::now()));
+    every(shutdown, search_index::PASS_EVERY, move || {
+        let (h, last_pass) = (h.clone(), last_pass.clone());
         async move {
-            let from = *since.lock().unwrap_or_else(|e| e.into_inner());
-            let started = Timestamp::now();
-            let result = h.services().sweep_search_index(from).await;
-            if result.is_ok() {
-                *since.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Timestamp(started.micros() - 60 * 1_000_000);
+            let services = h.services();
+            let since = last_pass
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed();
+            if !search_index::due(services.writer_backlogged(), since) {
+                metrics::counter!(crate::metrics::SEARCH_INDEX_DEFERRED).increment(1);
+                return;
             }
-            match result {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(rows = n, "search sweep added messages");
-                    metrics::counter!(crate::metrics::SEARCH_SWEPT).increment(n);
+            *last_pass.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            match services.index_search().await {
+                Ok(pass) => {
+                    metrics::counter!(crate::metrics::SEARCH_INDEXED).increment(pass.indexed);
+                    if pass.swept > 0 {
+                        tracing::warn!(rows = pass.swept, "search sweep added stragglers");
+                        metrics::counter!(crate::metrics::SEARCH_SWEPT).increment(pass.swept);
+                    }
+                    if pass.ignored > 0 {
+                        tracing::warn!(
+                            transactions = pass.ignored,
+                            "open transactions older than a minute no longer hold back search indexing"
+                        );
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "search sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "search indexing pass failed"),
             }
         }
     });

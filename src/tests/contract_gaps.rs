@@ -100,7 +100,11 @@ async fn read_is_mirrored_to_the_readers_other_devices_on_every_node() {
     let expected = json!({"conversation_id": conv, "message_id": m["id"], "reader_id": b1.user});
     // The other member and both other devices (another node, the same node) get the same
     // event; the reading device does not.
-    for (who, ws) in [("member", &mut a), ("device on node 2", &mut b2), ("device on node 1", &mut b3)] {
+    for (who, ws) in [
+        ("member", &mut a),
+        ("device on node 2", &mut b2),
+        ("device on node 1", &mut b3),
+    ] {
         let r: Value = ws.expect("read").await;
         assert_eq!(r, expected, "{who}");
     }
@@ -132,7 +136,13 @@ async fn a_message_is_searchable_within_the_bound_of_its_echo_under_load() {
             send_text(&mut to, Some(conv), None, "load reply").await;
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                send_text(&mut from, Some(conv), None, &format!("background chatter {n}")).await;
+                send_text(
+                    &mut from,
+                    Some(conv),
+                    None,
+                    &format!("background chatter {n}"),
+                )
+                .await;
                 n += 1;
             }
             drop(to);
@@ -145,14 +155,24 @@ async fn a_message_is_searchable_within_the_bound_of_its_echo_under_load() {
     for round in 0..10 {
         let word = format!("needle{round}x{}", Uuid::new_v4().simple());
         // A new receiver each round (the first-message limit allows one message).
-        let echo = send_text(&mut a, None, Some(Uuid::new_v4()), &format!("a {word} here")).await;
+        let echo = send_text(
+            &mut a,
+            None,
+            Some(Uuid::new_v4()),
+            &format!("a {word} here"),
+        )
+        .await;
         let echoed = Instant::now();
         // Search right after the echo: the bound is an upper limit, and a message is
         // searchable as soon as it is committed (the unindexed tail is searched directly).
         let (status, body) = searcher.get(&format!("/messages/search?q={word}")).await;
         assert_eq!(status, 200, "{body}");
         assert!(echoed.elapsed() <= SEARCH_FRESHNESS + Duration::from_millis(500));
-        let found: Vec<&Value> = body["data"]["messages"].as_array().unwrap().iter().collect();
+        let found: Vec<&Value> = body["data"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(
             found.iter().map(|m| &m["id"]).collect::<Vec<_>>(),
             [&echo["id"]],
@@ -177,7 +197,7 @@ async fn presence_never_names_a_partner_before_the_conversation_reached_the_user
         // announcement races the first message of the new conversation.
         let mut b = c.user(1).await;
         let a_user = Uuid::new_v4();
-        let mut a = c.connect(0, a_user).await;
+        let a = c.connect(0, a_user).await;
         a.text_to(None, Some(b.user), "hello new friend").await;
         let mut heard_of_a = false;
         let deadline = Instant::now() + Duration::from_secs(3);
