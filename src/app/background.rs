@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::registry;
 use crate::delivery::Hub;
@@ -53,37 +53,10 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
     });
 
     let h = hub.clone();
-    let last_pass = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let pacer = Arc::new(tokio::sync::Mutex::new(search_index::Pacer::default()));
     every(shutdown, search_index::PASS_EVERY, move || {
-        let (h, last_pass) = (h.clone(), last_pass.clone());
-        async move {
-            let services = h.services();
-            let since = last_pass
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed();
-            if !search_index::due(services.writer_backlogged(), since) {
-                metrics::counter!(crate::metrics::SEARCH_INDEX_DEFERRED).increment(1);
-                return;
-            }
-            *last_pass.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-            match services.index_search().await {
-                Ok(pass) => {
-                    metrics::counter!(crate::metrics::SEARCH_INDEXED).increment(pass.indexed);
-                    if pass.swept > 0 {
-                        tracing::warn!(rows = pass.swept, "search sweep added stragglers");
-                        metrics::counter!(crate::metrics::SEARCH_SWEPT).increment(pass.swept);
-                    }
-                    if pass.ignored > 0 {
-                        tracing::warn!(
-                            transactions = pass.ignored,
-                            "open transactions older than a minute no longer hold back search indexing"
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "search indexing pass failed"),
-            }
-        }
+        let (h, pacer) = (h.clone(), pacer.clone());
+        async move { h.services().index_search(&mut *pacer.lock().await).await }
     });
 
     let h = hub.clone();
