@@ -9,6 +9,7 @@
 //! its size. A node whose writer is backlogged leaves the work to others, for at most
 //! [`MAX_DEFER`]. A rare straggler sweep adds what the mark passed before it was committed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -39,6 +40,8 @@ const SUMMARIZE_LOCK_TIMEOUT_MS: i64 = 20;
 /// mark passed it is found within 10 minutes.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 const SWEEP_WINDOW: Duration = Duration::from_secs(900);
+/// Most of `created_at` one sweep transaction covers.
+const SWEEP_SLICE: Duration = Duration::from_secs(60);
 
 /// Advisory lock of the indexer: whoever holds it (one pass, or a test holding the indexer
 /// off) is the only indexer.
@@ -61,6 +64,14 @@ pub struct Pass {
 /// last pass is less than [`MAX_DEFER`] ago.
 pub fn due(backlogged: bool, since_last: Duration) -> bool {
     !backlogged || since_last >= MAX_DEFER
+}
+
+/// Whether summarizing has failed for a reason other than a busy lock, once warned.
+static SUMMARIZE_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn lock_busy(e: &crate::error::Error) -> bool {
+    matches!(e, crate::error::Error::Db(d)
+        if d.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE))
 }
 
 fn micros(d: Duration) -> i64 {
@@ -106,7 +117,14 @@ pub async fn pass(store: &Store, backlogged: impl Fn() -> bool) -> Result<Pass> 
         match store::search::summarize_recent(&sp, SUMMARIZE_LOCK_TIMEOUT_MS).await {
             Ok(_) => sp.commit().await?,
             Err(e) => {
-                tracing::debug!(error = %e, "BRIN summarization skipped");
+                // Busy (autovacuum) now and then; a lasting failure (the role does not own
+                // the table) is worth one warning: scans by time then slow down between
+                // vacuums.
+                if lock_busy(&e) || SUMMARIZE_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(error = %e, "BRIN summarization skipped");
+                } else {
+                    tracing::warn!(error = %e, "cannot summarize the messages BRIN index");
+                }
                 sp.rollback().await?;
             }
         }
@@ -116,26 +134,49 @@ pub async fn pass(store: &Store, backlogged: impl Fn() -> bool) -> Result<Pass> 
         }
     }
     if sweep_due && !backlogged() {
+        // Claim this period's sweep for the cluster, then sweep in slices.
         let tx = conn.transaction().await?;
-        if store::search::try_lock(&tx, SWEEP_LOCK).await? {
-            let since = store::search::start_sweep(&tx, SWEEP_WINDOW.as_secs_f64()).await?;
-            done.swept = store::search::sweep(&tx, since).await?;
-            tx.commit().await?;
+        let claimed = match store::search::try_lock(&tx, SWEEP_LOCK).await? {
+            true => {
+                store::search::claim_sweep(
+                    &tx,
+                    SWEEP_EVERY.as_secs_f64(),
+                    SWEEP_WINDOW.as_secs_f64(),
+                )
+                .await?
+            }
+            false => None,
+        };
+        tx.commit().await?;
+        if let Some(since) = claimed {
+            done.swept = sweep_on(&mut conn, since).await?;
         }
     }
     Ok(done)
 }
 
 /// Adds the messages created after `since` and at or before the mark that the search
-/// table lacks (committed after the mark had passed their time, or lost); waits for a
-/// sweep running elsewhere. Returns rows added.
+/// table lacks (committed after the mark had passed their time, or lost), a minute of
+/// `created_at` per transaction; waits for a sweep running elsewhere. Returns rows added.
 pub async fn sweep(store: &Store, since: Timestamp) -> Result<u64> {
-    let mut conn = store.conn().await?;
-    let tx = conn.transaction().await?;
-    store::search::lock(&tx, SWEEP_LOCK).await?;
-    let added = store::search::sweep(&tx, since).await?;
-    tx.commit().await?;
-    Ok(added)
+    sweep_on(&mut store.conn().await?, since).await
+}
+
+async fn sweep_on(conn: &mut deadpool_postgres::Object, since: Timestamp) -> Result<u64> {
+    let mut added = 0;
+    let mut from = since;
+    loop {
+        let tx = conn.transaction().await?;
+        store::search::lock(&tx, SWEEP_LOCK).await?;
+        let until = Timestamp(from.micros() + micros(SWEEP_SLICE));
+        let (n, mark) = store::search::sweep(&tx, from, until).await?;
+        tx.commit().await?;
+        added += n;
+        if until >= mark {
+            return Ok(added);
+        }
+        from = until;
+    }
 }
 
 /// This node's side of the indexer: when it last tried a pass, and how many too-old

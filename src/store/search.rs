@@ -141,8 +141,8 @@ pub async fn lock(client: &impl GenericClient, key: i64) -> Result<()> {
 /// start (`now()` there), and a row becomes visible at its commit, so every message at or
 /// before the bound is already visible to any later statement when the bound is below
 /// the start of every transaction still open: the oldest open transaction of this
-/// database and role (other than this one, and not older than `hold_back_s`), minus a
-/// microsecond, and at most `now() - guard_s` (which covers what `pg_stat_activity` cannot
+/// database and role (other than this one and straggler sweeps, and not older than
+/// `hold_back_s`), minus a microsecond, and at most `now() - guard_s` (which covers what `pg_stat_activity` cannot
 /// show: a transaction of another role, or `track_activities` off). The activity is read
 /// before the caller's next statement takes its snapshot, so a transaction that starts
 /// after this read starts after the bound.
@@ -164,11 +164,15 @@ pub async fn progress(
                  FROM pg_stat_activity
                  WHERE datname = current_database() AND usename = current_user
                    AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+                   AND application_name IS DISTINCT FROM $4
              ) a",
         )
         .await?;
     let row = client
-        .query_one(&stmt, &[&guard_s, &hold_back_s, &sweep_every_s])
+        .query_one(
+            &stmt,
+            &[&guard_s, &hold_back_s, &sweep_every_s, &SWEEP_APPLICATION],
+        )
         .await?;
     Ok(Progress {
         indexed_until: row.get(0),
@@ -221,31 +225,59 @@ pub async fn summarize_recent(client: &impl GenericClient, lock_timeout_ms: i64)
     Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
 
-/// Adds the text of messages created in `(since, indexed_until]` that `message_search`
-/// lacks (stragglers: committed after the mark had passed their time). Returns rows added.
-pub async fn sweep(client: &impl GenericClient, since: Timestamp) -> Result<u64> {
+/// `application_name` of a straggler sweep's transactions, which [`progress`] does not
+/// wait for (a sweep writes no messages, and one can take seconds).
+pub const SWEEP_APPLICATION: &str = "dinq-message search sweep";
+
+/// Adds the text of messages created in `(from, until]`, and at or before the mark, that
+/// `message_search` lacks (stragglers: committed after the mark had passed their time).
+/// Returns rows added and the mark.
+pub async fn sweep(
+    client: &impl GenericClient,
+    from: Timestamp,
+    until: Timestamp,
+) -> Result<(u64, Timestamp)> {
+    client
+        .batch_execute(&format!(
+            "SET LOCAL application_name = '{SWEEP_APPLICATION}'"
+        ))
+        .await?;
     let stmt = client
         .prepare_cached(
-            "INSERT INTO message_search (message_id, conversation_id, created_at, content)
-             SELECT m.id, m.conversation_id, m.created_at, m.content FROM messages m
-             WHERE m.created_at > $1
-               AND m.created_at <= (SELECT indexed_until FROM search_progress)
-               AND m.content IS NOT NULL AND m.content <> ''
-               AND NOT EXISTS (SELECT 1 FROM message_search s WHERE s.message_id = m.id)
-             ON CONFLICT DO NOTHING",
+            "WITH hw AS (SELECT indexed_until AS t FROM search_progress),
+             added AS (
+                 INSERT INTO message_search (message_id, conversation_id, created_at, content)
+                 SELECT m.id, m.conversation_id, m.created_at, m.content FROM messages m
+                 WHERE m.created_at > $1 AND m.created_at <= $2
+                   AND m.created_at <= (SELECT t FROM hw)
+                   AND m.content IS NOT NULL AND m.content <> ''
+                   AND NOT EXISTS (SELECT 1 FROM message_search s WHERE s.message_id = m.id)
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM added), (SELECT t FROM hw)",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&since]).await?)
+    let row = client.query_one(&stmt, &[&from, &until]).await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get(1)))
 }
 
-/// Records that the straggler sweep ran, and returns the mark it should start from:
-/// `window_s` before `indexed_until`.
-pub async fn start_sweep(client: &impl GenericClient, window_s: f64) -> Result<Timestamp> {
+/// Claims the straggler sweep when it is due (`swept_at` more than `every_s` ago): records
+/// it as run and returns where it starts, `window_s` before the mark.
+pub async fn claim_sweep(
+    client: &impl GenericClient,
+    every_s: f64,
+    window_s: f64,
+) -> Result<Option<Timestamp>> {
     let stmt = client
         .prepare_cached(
             "UPDATE search_progress SET swept_at = now()
-             RETURNING indexed_until - $1::float8 * interval '1 second'",
+             WHERE swept_at < now() - $1::float8 * interval '1 second'
+             RETURNING indexed_until - $2::float8 * interval '1 second'",
         )
         .await?;
-    Ok(client.query_one(&stmt, &[&window_s]).await?.get(0))
+    Ok(client
+        .query_opt(&stmt, &[&every_s, &window_s])
+        .await?
+        .map(|r| r.get(0)))
 }
