@@ -11,7 +11,7 @@ mod authz_setup;
 mod authz_ws;
 mod authz_ws_room;
 mod browser;
-mod contract_gaps;
+pub(crate) mod contract_gaps;
 mod cut;
 mod deploy;
 mod drain;

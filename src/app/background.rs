@@ -52,11 +52,20 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
         async move { h.services().refresh_presence(&h.local_users()).await }
     });
 
+    // The indexer's pacing state belongs to its own task (no lock across the pass).
     let h = hub.clone();
-    let pacer = Arc::new(tokio::sync::Mutex::new(search_index::Pacer::default()));
-    every(shutdown, search_index::PASS_EVERY, move || {
-        let (h, pacer) = (h.clone(), pacer.clone());
-        async move { h.services().index_search(&mut *pacer.lock().await).await }
+    let stop = shutdown.wait();
+    tokio::spawn(async move {
+        let mut pacer = search_index::Pacer::default();
+        let mut tick = tokio::time::interval(search_index::PASS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => h.services().index_search(&mut pacer).await,
+            }
+        }
     });
 
     let h = hub.clone();
