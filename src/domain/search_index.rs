@@ -54,8 +54,8 @@ const SWEEP_LOCK: i64 = 7_314_227_001;
 pub struct Pass {
     /// Messages added by the indexer.
     pub indexed: u64,
-    /// Messages added by the straggler sweep.
-    pub swept: u64,
+    /// The straggler sweep this pass claimed for the cluster: [`sweep`] from here.
+    pub sweep_from: Option<Timestamp>,
     /// Open transactions too old to hold the mark back (see [`HOLD_BACK`]).
     pub ignored: i64,
 }
@@ -78,8 +78,8 @@ fn micros(d: Duration) -> i64 {
     d.as_micros() as i64
 }
 
-/// One indexing pass on `store` (then the straggler sweep when due). `backlogged` is asked
-/// between slices, so a long catch-up yields to sends.
+/// One indexing pass on `store`, claiming the straggler sweep when it is due. `backlogged`
+/// is asked between slices, so a long catch-up yields to sends.
 pub async fn pass(store: &Store, backlogged: impl Fn() -> bool) -> Result<Pass> {
     let mut conn = store.conn().await?;
     let mut done = Pass::default();
@@ -129,7 +129,8 @@ pub async fn pass(store: &Store, backlogged: impl Fn() -> bool) -> Result<Pass> 
             }
         }
         tx.commit().await?;
-        if until < p.bound || backlogged() {
+        // Caught up, or sends are waiting: the rest is for the next pass.
+        if until >= p.bound || backlogged() {
             break;
         }
     }
@@ -148,9 +149,7 @@ pub async fn pass(store: &Store, backlogged: impl Fn() -> bool) -> Result<Pass> 
             false => None,
         };
         tx.commit().await?;
-        if let Some(since) = claimed {
-            done.swept = sweep_on(&mut conn, since).await?;
-        }
+        done.sweep_from = claimed;
     }
     Ok(done)
 }
@@ -208,9 +207,19 @@ impl super::Services {
         match pass(&self.store, || self.writer.backlogged()).await {
             Ok(done) => {
                 metrics::counter!(m::SEARCH_INDEXED).increment(done.indexed);
-                if done.swept > 0 {
-                    tracing::warn!(rows = done.swept, "search sweep added stragglers");
-                    metrics::counter!(m::SEARCH_SWEPT).increment(done.swept);
+                if let Some(since) = done.sweep_from {
+                    // On its own connection, so this node's passes go on meanwhile.
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        match sweep(&store, since).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::warn!(rows = n, "search sweep added stragglers");
+                                metrics::counter!(m::SEARCH_SWEPT).increment(n);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "search sweep failed"),
+                        }
+                    });
                 }
                 if done.ignored > pacer.ignored {
                     tracing::warn!(

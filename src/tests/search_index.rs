@@ -1,6 +1,8 @@
 //! The cluster's search indexer and the unindexed tail: a message is found while the
-//! indexer is held off, and a send transaction open longer than the indexer's time guard
-//! is neither skipped by the high-water mark nor left to the straggler sweep.
+//! indexer is held off, a send transaction open longer than the indexer's time guard is
+//! neither skipped by the high-water mark nor left to the straggler sweep, and a pass
+//! catches up slice by slice, stops after one slice while sends wait, and claims the
+//! straggler sweep once per period.
 
 use std::time::Duration;
 
@@ -167,4 +169,81 @@ async fn a_send_transaction_longer_than_the_guard_is_not_passed_by_the_mark() {
     .await
     .unwrap();
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_catches_up_slice_by_slice_and_yields_to_a_backlogged_writer() {
+    let env = super::harness::TestEnv::new().await;
+    {
+        let (mut client, conn) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        crate::store::migrate::run(&mut client).await.unwrap();
+    }
+    let db = env.db().await;
+    // Twenty seconds of messages, one every half second, the mark just before them.
+    let conv = Uuid::new_v4();
+    let user = Uuid::new_v4();
+    db.batch_execute(&format!(
+        "INSERT INTO conversations (id, conversation_type, last_seq, last_message_at)
+             VALUES ('{conv}', 'group', 40, now() - interval '3 seconds');
+         INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, created_at, bucket)
+             SELECT gen_random_uuid(), '{conv}', i, '{user}', 'text', 'line ' || i,
+                    now() - interval '23 seconds' + i * interval '500 milliseconds', msg_bucket('{conv}')
+             FROM generate_series(1, 40) i;
+         UPDATE search_progress SET indexed_until = now() - interval '23 seconds';"
+    ))
+    .await
+    .unwrap();
+    let start: crate::model::Timestamp = db
+        .query_one("SELECT indexed_until FROM search_progress", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // (the mark's distance from the start in seconds, from now() in seconds, rows indexed)
+    let mark = || async {
+        let row = db
+            .query_one(
+                "SELECT extract(epoch FROM indexed_until - $1)::float8,
+                        extract(epoch FROM now() - indexed_until)::float8,
+                        (SELECT count(*) FROM message_search)
+                 FROM search_progress",
+                &[&start],
+            )
+            .await
+            .unwrap();
+        (
+            row.get::<_, f64>(0),
+            row.get::<_, f64>(1),
+            row.get::<_, i64>(2),
+        )
+    };
+    let store = crate::store::Store::new(&env.database_url, 2).unwrap();
+    use crate::domain::search_index::pass;
+
+    // Sends waiting: one slice (5 s of messages) and no more.
+    let first = pass(&store, || true).await.unwrap();
+    assert_eq!(first.indexed, 10);
+    assert_eq!(
+        first.sweep_from, None,
+        "no straggler sweep while sends wait"
+    );
+    let (moved, _, rows) = mark().await;
+    assert_eq!(rows, 10);
+    assert_eq!(moved, 5.0, "the mark moved one slice");
+
+    // No backlog: the rest in one pass, up to the guard.
+    let second = pass(&store, || false).await.unwrap();
+    assert_eq!(second.indexed, 30);
+    assert!(second.sweep_from.is_some(), "the sweep is due: claimed");
+    let (moved, behind, rows) = mark().await;
+    assert_eq!(rows, 40);
+    assert!(moved >= 20.0, "past the last message: {moved}");
+    assert!(behind >= 2.0, "not past the guard: {behind}");
+
+    // Nothing new: a pass does nothing, and the sweep is not claimed twice in a period.
+    let third = pass(&store, || false).await.unwrap();
+    assert_eq!(third.indexed, 0);
+    assert_eq!(third.sweep_from, None);
 }
