@@ -178,12 +178,14 @@ async fn sweep_on(conn: &mut deadpool_postgres::Object, since: Timestamp) -> Res
     }
 }
 
-/// This node's side of the indexer: when it last tried a pass, and how many too-old
-/// transactions the last pass ignored (to warn once, not every pass).
+/// This node's side of the indexer: when it last tried a pass, how many too-old
+/// transactions the last pass ignored, and whether it failed (to warn once, not every
+/// pass).
 #[derive(Debug)]
 pub struct Pacer {
     last: Instant,
     ignored: i64,
+    failing: bool,
 }
 
 impl Default for Pacer {
@@ -191,6 +193,7 @@ impl Default for Pacer {
         Pacer {
             last: Instant::now(),
             ignored: 0,
+            failing: false,
         }
     }
 }
@@ -228,8 +231,15 @@ impl super::Services {
                     );
                 }
                 pacer.ignored = done.ignored;
+                if std::mem::take(&mut pacer.failing) {
+                    tracing::info!("search indexing passes work again");
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "search indexing pass failed"),
+            Err(e) if pacer.failing => tracing::debug!(error = %e, "search indexing pass failed"),
+            Err(e) => {
+                pacer.failing = true;
+                tracing::warn!(error = %e, "search indexing pass failed (search reads the unindexed messages meanwhile)");
+            }
         }
     }
 }
