@@ -176,7 +176,6 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
             bus: bus.clone(),
             settings: settings.clone(),
             members: members.clone(),
-            indexer: crate::domain::search_index::SearchIndexer::start(store.clone()),
         },
         writer::Limits {
             queue_target: config.send_queue_target,
