@@ -12,8 +12,15 @@ use crate::store::listing;
 use crate::store::messages::{self, Recall};
 use crate::store::{Store, members, migrate, search};
 
-/// Scans (sequential + index) of each `messages_pNN` partition so far.
+/// Scans (sequential + index) of each `messages_pNN` partition so far. The observer's own
+/// pending statistics (its setup inserts check keys against the partitions) are flushed
+/// first: left pending, they land whenever it next goes idle a second after its last
+/// flush, which on a loaded machine is in the middle of a measured step.
 async fn scans(observer: &tokio_postgres::Client) -> HashMap<String, i64> {
+    observer
+        .simple_query("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
     observer
         .query(
             "SELECT relname::text, COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0)
