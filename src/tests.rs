@@ -39,5 +39,7 @@ mod realtime_session;
 mod redis_cluster;
 pub(crate) mod redis_cluster_harness;
 mod redis_cluster_pipeline;
+mod tls;
+mod tls_stack;
 mod ws_errors;
 mod ws_errors_limits;
