@@ -2,7 +2,7 @@
 //! a node works over TLS end to end; each `sslmode` and `REDIS_TLS_VERIFY` level checks
 //! what it says (a wrong host name or an untrusted CA is refused where it should be); and
 //! the binary, given a wrong host name or a plain connection, stops at start-up with exit
-//! 69 and says why.
+//! 69 and says why. Also a Redis Cluster that speaks TLS only.
 //!
 //! [`tls_stack`]: super::tls_stack
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::harness::TestNode;
+use super::redis_cluster_harness::RedisCluster;
 use super::tls_stack::{TlsStack, tls_stack};
 use super::ws_client::Ws;
 use crate::config::Config;
@@ -320,4 +321,86 @@ async fn start_up_stops_with_69_on_a_wrong_host_name_or_a_plain_connection() {
             "{var}={value}: {stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_tls_only_redis_cluster_delivers_and_pipelines_per_master() {
+    let s = tls_stack();
+    let certs = s.certs.clone();
+    let rc = tokio::task::spawn_blocking(move || RedisCluster::start_tls(3, 0, &certs))
+        .await
+        .unwrap();
+    let seeds = rc
+        .seeds()
+        .split(',')
+        .map(|a| format!("rediss://{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ca = s.file("ca.crt");
+    // The nodes are announced (and the seeds given) as 127.0.0.1, which the certificate
+    // does not name: verify-full refuses them, `ca` checks the chain only.
+    let full = redis_config(&[("REDIS_CLUSTER_URLS", &seeds), ("REDIS_TLS_CA_FILE", &ca)]);
+    let e = crate::cluster::connect(&full, Duration::from_secs(1))
+        .await
+        .map(|_| ())
+        .expect_err("verify-full against 127.0.0.1");
+    assert!(chain(&e).contains("not valid for name"), "{}", chain(&e));
+    let vars = [
+        ("REDIS_CLUSTER_URLS", seeds.as_str()),
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_VERIFY", "ca"),
+    ];
+    let redis = crate::cluster::connect(&redis_config(&vars), Duration::from_secs(10))
+        .await
+        .expect("TLS cluster connection");
+    // Once the slot map is read, a batch goes as one pipeline per master, on the
+    // per-master TLS connections (nothing resent, nothing sent on its own).
+    let batch = || {
+        (0..100)
+            .map(|i| {
+                let mut set = redis::cmd("SET");
+                set.arg(format!("tls:{{user-{i}}}"))
+                    .arg("v")
+                    .arg("EX")
+                    .arg(60);
+                set
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut all_pipelined = false;
+    for _ in 0..50 {
+        let before = redis.pipeline_stats().expect("a cluster connection");
+        redis.run_all(batch()).await.expect("run_all over TLS");
+        let after = redis.pipeline_stats().unwrap();
+        if after.pipelined - before.pipelined == 100
+            && after.resent == before.resent
+            && after.direct == before.direct
+        {
+            all_pipelined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(all_pipelined, "{:?}", redis.pipeline_stats());
+    // A node on it delivers a message (sharded Pub/Sub over TLS).
+    let db = s.create_database().await;
+    let mut env = node_env(s, &db);
+    env.remove("REDIS_URL");
+    for (k, v) in vars {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let node = TestNode::start(env).await;
+    let tokens = crate::auth::Tokens::new("tls-test-secret", Default::default());
+    let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
+    let ttl = Duration::from_secs(600);
+    let a = Ws::connect(node.addr, &tokens.issue(ua, false, ttl), ua)
+        .await
+        .expect("connect a");
+    let mut b = Ws::connect(node.addr, &tokens.issue(ub, false, ttl), ub)
+        .await
+        .expect("connect b");
+    a.text_to(None, Some(ub), "over a TLS cluster").await;
+    assert_eq!(b.expect("message").await["content"], "over a TLS cluster");
+    node.stop().await;
+    drop(rc);
 }
