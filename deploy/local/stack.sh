@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 and Redis for local runs and tests, without Docker.
+# A throwaway PostgreSQL (15, 16 or 17) and Redis for local runs and tests, without Docker.
 #
 #   stack.sh start [--dir DIR] [--pg-port N] [--redis-port N] [--fast] [--watch-pid PID]
 #                  [--tls CERTS]
 #   stack.sh stop  [--dir DIR] [--purge]   (--purge also deletes the data)
 #   stack.sh env   [--dir DIR]      print DATABASE_URL and REDIS_URL for the running stack
-#   stack.sh deps                   install what is missing (redis-server, PostgreSQL 15)
+#   stack.sh deps                   install what is missing (redis-server, PostgreSQL, a C
+#                                   toolchain for building the server)
 #
-# DIR defaults to target/dinq-local in the repository. PostgreSQL runs from the Debian
-# binaries in /usr/lib/postgresql/15/bin (as the `postgres` user when started by root),
-# with trust auth on 127.0.0.1 only. Redis comes from Debian's redis-server, installed
-# when missing. --fast turns off fsync (tests). --watch-pid stops the stack once that
+# DIR defaults to target/dinq-local in the repository. PostgreSQL runs from Debian's
+# binaries in /usr/lib/postgresql/N/bin: the newest installed of 15, 16 and 17 (or the
+# version an existing data directory was made with), else Debian's default `postgresql`
+# package is installed and used; PG_BIN overrides. It runs as the `postgres` user when
+# started by root, with trust auth on 127.0.0.1 only. Redis comes from Debian's
+# redis-server, installed when missing. When `cc` is missing, gcc and libc6-dev are
+# installed (cargo links with cc, and ring builds C code). --fast turns off fsync (tests). --watch-pid stops the stack once that
 # process exits (the test harness uses it so nothing outlives a test run).
 # --tls CERTS serves TLS only, with CERTS/server.crt and CERTS/server.key (issued by
 # CERTS/ca.crt): PostgreSQL refuses unencrypted connections over TCP (hostssl in pg_hba.conf)
@@ -20,7 +24,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_BIN=${PG_BIN:-}
 
 cmd=${1:-}
 [ -n "$cmd" ] && shift
@@ -55,10 +59,27 @@ as_pg() {
   fi
 }
 
+# find_pg_bin MAJOR…: sets PG_BIN to the binaries of the first of these major versions
+# that is installed; false when none is. `any` stands for every installed version, newest
+# first.
+find_pg_bin() {
+  local v
+  for v in "$@"; do
+    [ "$v" = any ] && v=$(ls /usr/lib/postgresql 2>/dev/null | sort -rn | tr '\n' ' ')
+    for v in $v; do
+      [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && { PG_BIN=/usr/lib/postgresql/$v/bin; return 0; }
+    done
+  done
+  return 1
+}
+
 ensure_packages() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15 postgresql-contrib)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+  if [ -z "$PG_BIN" ] && ! find_pg_bin 17 16 15; then
+    missing+=(postgresql postgresql-contrib)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       log "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
@@ -69,6 +90,8 @@ ensure_packages() {
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  [ -n "$PG_BIN" ] || find_pg_bin 17 16 15 any \
+    || { log "no PostgreSQL binaries in /usr/lib/postgresql"; exit 69; }
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
   fi
@@ -91,6 +114,11 @@ start() {
     log "postgres cannot reach $dir; keeping its data in $pgdata"
   fi
   local sockdir="$pgdata.sock"
+  if [ -f "$pgdata/PG_VERSION" ] && [ "$PG_BIN" != "/usr/lib/postgresql/$(cat "$pgdata/PG_VERSION")/bin" ]; then
+    # Data made by another major version: use that version's binaries when present.
+    find_pg_bin "$(cat "$pgdata/PG_VERSION")" \
+      || { log "$pgdata holds PostgreSQL $(cat "$pgdata/PG_VERSION") data; delete it or install that version"; exit 69; }
+  fi
   mkdir -p "$pgdata" "$sockdir"
   [ "$(id -u)" = 0 ] && chown postgres: "$pgdata" "$sockdir" && chmod 700 "$pgdata"
   if [ ! -f "$pgdata/PG_VERSION" ]; then
@@ -137,6 +165,7 @@ start() {
 
   cat >"$dir/ports.env" <<EOF
 PGDATA_DIR=$pgdata
+PG_BIN=$PG_BIN
 PG_PORT=$pg_port
 REDIS_PORT=$redis_port
 TLS_DIR=$tls
@@ -145,7 +174,7 @@ EOF
     nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; '$here/stack.sh' stop --purge --dir '$dir'" \
       >/dev/null 2>&1 &
   fi
-  log "PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (data in $dir)"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $NF}') on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (data in $dir)"
   print_env
 }
 
@@ -182,6 +211,7 @@ stop() {
   [ -f "$dir/ports.env" ] || { log "nothing to stop in $dir"; return; }
   # shellcheck disable=SC1091
   . "$dir/ports.env"
+  [ -n "$PG_BIN" ] || find_pg_bin 17 16 15 any || true
   if [ -f "$dir/redis.pid" ]; then
     kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
     rm -f "$dir/redis.pid"
