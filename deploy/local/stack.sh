@@ -6,7 +6,7 @@
 #   stack.sh stop  [--dir DIR] [--purge]   (--purge also deletes the data)
 #   stack.sh env   [--dir DIR]      print DATABASE_URL and REDIS_URL for the running stack
 #   stack.sh deps                   install what is missing (redis-server, PostgreSQL, a C
-#                                   toolchain for building the server)
+#                                   toolchain for building the server, openssl for tests)
 #
 # DIR defaults to target/dinq-local in the repository. PostgreSQL runs from Debian's
 # binaries in /usr/lib/postgresql/N/bin: the newest installed of 15, 16 and 17 (or the
@@ -77,6 +77,8 @@ ensure_packages() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+  # The TLS tests make their certificates with it.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ -z "$PG_BIN" ] && ! find_pg_bin 17 16 15; then
     missing+=(postgresql postgresql-contrib)
   fi
