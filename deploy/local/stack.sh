@@ -176,7 +176,7 @@ EOF
     nohup bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; '$here/stack.sh' stop --purge --dir '$dir'" \
       >/dev/null 2>&1 &
   fi
-  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $NF}') on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (data in $dir)"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (data in $dir)"
   print_env
 }
 
