@@ -46,5 +46,7 @@ pub(crate) mod redis_cluster_harness;
 mod redis_cluster_pipeline;
 mod search_index;
 mod send_paths;
+mod tls;
+mod tls_stack;
 mod ws_errors;
 mod ws_errors_limits;
