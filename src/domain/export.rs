@@ -8,7 +8,9 @@
 //! away drops the channel and the task stops at its next chunk. The export ends at the
 //! conversation's last seq when it started, so a busy conversation cannot keep it going;
 //! membership is checked then, on the primary, and the pages are read where history pages
-//! are (the read replica when there is one).
+//! are (the read replica when there is one). A page that comes back short of that last
+//! seq is read again from the primary, so a lagging replica cannot end an export early
+//! with its tail missing.
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -52,7 +54,7 @@ impl Services {
         .ok_or_else(Error::not_member)?;
         let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
         tokio::spawn(produce(
-            self.reader.clone(),
+            [self.reader.clone(), self.store.clone()],
             conversation,
             after_seq,
             last_seq,
@@ -62,20 +64,39 @@ impl Services {
     }
 }
 
+/// One page of an export: from `reader`, or when that comes back short of `upto` (a
+/// replica behind the primary), from `primary`.
+async fn page(
+    [reader, primary]: &[Store; 2],
+    conversation: ConversationId,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Message>> {
+    let read = |from: &Store| {
+        let from = from.clone();
+        async move {
+            let db = from.conn().await?;
+            store::listing::export_page(&db, conversation, after, upto, PAGE).await
+        }
+    };
+    let messages = read(reader).await?;
+    let reached = messages.last().map_or(after, |m| m.seq);
+    if (messages.len() as i64) < PAGE && reached < upto {
+        return read(primary).await;
+    }
+    Ok(messages)
+}
+
 /// Reads and sends the pages of one export until the end, an error, or the client leaving.
 async fn produce(
-    reader: Store,
+    stores: [Store; 2],
     conversation: ConversationId,
     mut after: i64,
     upto: i64,
     tx: mpsc::Sender<Result<Bytes>>,
 ) {
     while after < upto {
-        let page = async {
-            let db = reader.conn().await?;
-            store::listing::export_page(&db, conversation, after, upto, PAGE).await
-        }
-        .await;
+        let page = page(&stores, conversation, after, upto).await;
         let messages = match page {
             Ok(messages) => messages,
             Err(e) => {
