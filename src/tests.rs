@@ -28,6 +28,7 @@ mod http_member_settings;
 mod http_members;
 mod http_notification_events;
 mod http_notifications;
+mod http_read_status;
 mod http_relationships;
 mod http_search;
 mod layers;
