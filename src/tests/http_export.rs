@@ -37,7 +37,10 @@ fn lines(a: &client::Answer) -> Vec<Value> {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.headers["content-type"], "application/x-ndjson");
     let text = std::str::from_utf8(&a.body).expect("UTF-8");
-    assert!(text.is_empty() || text.ends_with('\n'), "every line ends: {text:?}");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "every line ends: {text:?}"
+    );
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
@@ -64,7 +67,9 @@ async fn export_is_the_history_items_as_ndjson_in_seq_order() {
     }
     let a_api = Api::new(&c, 0, a.user);
     let recalled = sent[1]["id"].as_str().unwrap();
-    let (status, body) = a_api.post(&format!("/messages/{recalled}/recall"), json!({})).await;
+    let (status, body) = a_api
+        .post(&format!("/messages/{recalled}/recall"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // B exports on the other node: the history, item for item, oldest first.
@@ -77,12 +82,22 @@ async fn export_is_the_history_items_as_ndjson_in_seq_order() {
     let contents: Vec<&Value> = items.iter().map(|i| &i["content"]).collect();
     assert_eq!(
         contents,
-        [&json!("hi"), &json!("hello"), &json!("one"), &Value::Null, &json!("three \"quoted\""), &json!("four")]
+        [
+            &json!("hi"),
+            &json!("hello"),
+            &json!("one"),
+            &Value::Null,
+            &json!("three \"quoted\""),
+            &json!("four")
+        ]
     );
     let gone = &items[3];
     assert_eq!(gone["id"], recalled);
     assert_eq!(gone["is_recalled"], true);
-    assert!(gone.get("content").is_none() && gone.get("recalled_at").is_some(), "{gone}");
+    assert!(
+        gone.get("content").is_none() && gone.get("recalled_at").is_some(),
+        "{gone}"
+    );
     assert!(
         answer.headers["content-disposition"]
             .to_str()
@@ -93,8 +108,14 @@ async fn export_is_the_history_items_as_ndjson_in_seq_order() {
     // after_seq resumes after a seq; past the end the answer is empty.
     let rest = lines(&export(&a_api, conv, "?after_seq=4").await);
     assert_eq!(rest, items[4..].to_vec());
-    assert_eq!(lines(&export(&a_api, conv, "?after_seq=6").await), Vec::<Value>::new());
-    assert_eq!(lines(&export(&a_api, conv, "?after_seq=600").await), Vec::<Value>::new());
+    assert_eq!(
+        lines(&export(&a_api, conv, "?after_seq=6").await),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        lines(&export(&a_api, conv, "?after_seq=600").await),
+        Vec::<Value>::new()
+    );
     assert_eq!(lines(&export(&a_api, conv, "?after_seq=0").await), items);
 
     // A group with nothing in it exports nothing; a late member exports it all.
@@ -103,7 +124,10 @@ async fn export_is_the_history_items_as_ndjson_in_seq_order() {
     send_text(&mut a, Some(group), None, "before the late one").await;
     let late = Uuid::new_v4();
     let (status, body) = a_api
-        .post(&format!("/conversations/{group}/members"), json!({"member_ids": [late]}))
+        .post(
+            &format!("/conversations/{group}/members"),
+            json!({"member_ids": [late]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let late_items = lines(&export(&Api::new(&c, 1, late), group, "").await);
@@ -126,7 +150,10 @@ async fn export_refusals() {
     let error = |a: &client::Answer| -> (u16, Value) {
         let body = a.json();
         assert_eq!(body["code"], a.status, "an error envelope: {body}");
-        assert_eq!(a.headers["content-type"], "application/json; charset=utf-8", "{body}");
+        assert_eq!(
+            a.headers["content-type"], "application/json; charset=utf-8",
+            "{body}"
+        );
         (a.status, body["error"].clone())
     };
     // Bad ids and bad after_seq.
@@ -152,16 +179,23 @@ async fn export_refusals() {
         assert_eq!(error(&a), (403, json!("not_member")));
     }
     // A former member.
-    let (status, body) = leaver.post(&format!("/conversations/{group}/leave"), json!({})).await;
+    let (status, body) = leaver
+        .post(&format!("/conversations/{group}/leave"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     let a = export(&leaver, group, "").await;
     assert_eq!(error(&a), (403, json!("not_member")));
     // Wrong method, no token.
-    let (status, body) = owner_api.post(&format!("/conversations/{group}/export"), json!({})).await;
+    let (status, body) = owner_api
+        .post(&format!("/conversations/{group}/export"), json!({}))
+        .await;
     assert_eq!(status, 405, "{body}");
-    let (status, _) = client::get(&format!("{}/conversations/{group}/export", owner_api.base), None)
-        .await
-        .unwrap();
+    let (status, _) = client::get(
+        &format!("{}/conversations/{group}/export", owner_api.base),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 401);
     c.stop().await;
 }
@@ -200,7 +234,10 @@ async fn a_lagging_replica_does_not_cut_the_export_short() {
     assert_eq!(history(&api, conv).await.len(), 1);
     // ... the export goes to the primary for what the replica does not have yet.
     let items = lines(&export(&api, conv, "").await);
-    let contents: Vec<&str> = items.iter().map(|i| i["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> = items
+        .iter()
+        .map(|i| i["content"].as_str().unwrap())
+        .collect();
     assert_eq!(contents, ["first", "second", "third"]);
     c.stop().await;
 }

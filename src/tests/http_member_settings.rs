@@ -83,11 +83,16 @@ async fn pin_and_mute_order_the_list_count_unread_and_reach_every_device() {
     assert_eq!(unread, [2, 3, 3], "{items:?}");
     assert_eq!(before["total_unread"], 8);
     for i in items {
-        assert_eq!((&i["is_pinned"], &i["is_muted"]), (&json!(false), &json!(false)));
+        assert_eq!(
+            (&i["is_pinned"], &i["is_muted"]),
+            (&json!(false), &json!(false))
+        );
     }
 
     // Pin the oldest: it comes first; both of A's devices hear of it, on other nodes.
-    let (status, body) = a.post(&format!("/conversations/{with_d}/pin"), json!({})).await;
+    let (status, body) = a
+        .post(&format!("/conversations/{with_d}/pin"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], settings(with_d, true, false));
     assert_eq!(next_settings(&mut a0).await, settings(with_d, true, false));
@@ -105,13 +110,16 @@ async fn pin_and_mute_order_the_list_count_unread_and_reach_every_device() {
     assert_eq!(member_entry(d_item, a.user)["is_pinned"], false);
 
     // Pin the group too: both pinned ones first, newest activity first among them.
-    a.post(&format!("/conversations/{group}/pin"), json!({})).await;
+    a.post(&format!("/conversations/{group}/pin"), json!({}))
+        .await;
     next_settings(&mut a0).await;
     let items = list(&a).await["conversations"].as_array().unwrap().clone();
     assert_eq!(ids(&items), [group, with_d, with_b]);
 
     // Mute the group: its count stays on the item, the total leaves it out.
-    let (status, body) = a.post(&format!("/conversations/{group}/mute"), json!({})).await;
+    let (status, body) = a
+        .post(&format!("/conversations/{group}/mute"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], settings(group, true, true));
     assert_eq!(next_settings(&mut a0).await, settings(group, true, true));
@@ -126,7 +134,10 @@ async fn pin_and_mute_order_the_list_count_unread_and_reach_every_device() {
     send_text(&mut b, Some(group), None, "g4").await;
     send_text(&mut b, Some(with_b), None, "b2").await;
     let now = list(&a).await;
-    assert_eq!(item(now["conversations"].as_array().unwrap(), group)["unread_count"], 4);
+    assert_eq!(
+        item(now["conversations"].as_array().unwrap(), group)["unread_count"],
+        4
+    );
     assert_eq!(now["total_unread"], 6);
     // The total covers every conversation, whatever the page and the search.
     let (status, body) = a.get("/conversations?limit=1&offset=2").await;
@@ -136,10 +147,14 @@ async fn pin_and_mute_order_the_list_count_unread_and_reach_every_device() {
 
     // Setting what is set answers the same and pushes nothing: the next push A's device
     // gets (from the same node, in order) is the unmute after it.
-    let (status, body) = a.post(&format!("/conversations/{group}/mute"), json!({})).await;
+    let (status, body) = a
+        .post(&format!("/conversations/{group}/mute"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], settings(group, true, true));
-    let (_, body) = a.post(&format!("/conversations/{group}/unmute"), json!({})).await;
+    let (_, body) = a
+        .post(&format!("/conversations/{group}/unmute"), json!({}))
+        .await;
     assert_eq!(body["data"], settings(group, true, false));
     assert_eq!(next_settings(&mut a0).await, settings(group, true, false));
     assert_eq!(list(&a).await["total_unread"], 10);
@@ -147,16 +162,23 @@ async fn pin_and_mute_order_the_list_count_unread_and_reach_every_device() {
     // B's settings are B's own: B mutes the conversation with A; the first settings push
     // B's device gets is B's own (none of A's came before it), and A's view does not move.
     let b_api = Api::new(&c, 2, b.user);
-    let (_, body) = b_api.post(&format!("/conversations/{with_b}/mute"), json!({})).await;
+    let (_, body) = b_api
+        .post(&format!("/conversations/{with_b}/mute"), json!({}))
+        .await;
     assert_eq!(body["data"], settings(with_b, false, true));
     assert_eq!(next_settings(&mut b).await, settings(with_b, false, true));
     let now = list(&a).await;
-    assert_eq!(item(now["conversations"].as_array().unwrap(), with_b)["is_muted"], false);
+    assert_eq!(
+        item(now["conversations"].as_array().unwrap(), with_b)["is_muted"],
+        false
+    );
     assert_eq!(now["total_unread"], 10);
 
     // Unpin: back to activity order behind the pinned group. A's other device got every
     // change, in order, and nothing for the repeated mute.
-    let (_, body) = a.post(&format!("/conversations/{with_d}/unpin"), json!({})).await;
+    let (_, body) = a
+        .post(&format!("/conversations/{with_d}/unpin"), json!({}))
+        .await;
     assert_eq!(body["data"], settings(with_d, false, false));
     assert_eq!(next_settings(&mut a1).await, settings(group, true, false));
     assert_eq!(next_settings(&mut a1).await, settings(group, true, true));
@@ -193,13 +215,17 @@ async fn pin_and_mute_refusals() {
     for route in ["pin", "unpin", "mute", "unmute"] {
         // Bad ids.
         for bad in ["abc", "123", "00000000-0000-0000-0000-00000000000g"] {
-            let r = owner.post(&format!("/conversations/{bad}/{route}"), json!({})).await;
+            let r = owner
+                .post(&format!("/conversations/{bad}/{route}"), json!({}))
+                .await;
             assert_error(&r, 400, "invalid conversation id");
             assert_eq!(r.1["error"], "invalid_id");
         }
         // A conversation that does not exist, and one the caller is not in.
         for conv in [Uuid::new_v4(), group] {
-            let r = stranger.post(&format!("/conversations/{conv}/{route}"), json!({})).await;
+            let r = stranger
+                .post(&format!("/conversations/{conv}/{route}"), json!({}))
+                .await;
             assert_eq!(r.0, 403, "{route}: {}", r.1);
             assert_eq!(r.1["error"], "not_member");
         }
@@ -218,32 +244,47 @@ async fn pin_and_mute_refusals() {
     }
     // The body is not read: a pin is a pin whatever it carries.
     let r = member
-        .post_raw(&format!("/conversations/{group}/pin"), b"{\"is_pinned\":false")
+        .post_raw(
+            &format!("/conversations/{group}/pin"),
+            b"{\"is_pinned\":false",
+        )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(flags(member.user).await, (true, false));
-    member.post(&format!("/conversations/{group}/mute"), json!({})).await;
+    member
+        .post(&format!("/conversations/{group}/mute"), json!({}))
+        .await;
     assert_eq!(flags(member.user).await, (true, true));
 
     // A former member: refused, and the row keeps what it had.
-    let (status, body) = member.post(&format!("/conversations/{group}/leave"), json!({})).await;
+    let (status, body) = member
+        .post(&format!("/conversations/{group}/leave"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     for route in ["unpin", "unmute"] {
-        let r = member.post(&format!("/conversations/{group}/{route}"), json!({})).await;
+        let r = member
+            .post(&format!("/conversations/{group}/{route}"), json!({}))
+            .await;
         assert_eq!(r.0, 403, "{route}: {}", r.1);
         assert_eq!(r.1["error"], "not_member");
     }
     assert_eq!(flags(member.user).await, (true, true));
     // Settings end with the membership: added back, the member starts unpinned, unmuted.
     let (status, body) = owner
-        .post(&format!("/conversations/{group}/members"), json!({"member_ids": [member.user]}))
+        .post(
+            &format!("/conversations/{group}/members"),
+            json!({"member_ids": [member.user]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(flags(member.user).await, (false, false));
     let (status, body) = member.get("/conversations").await;
     assert_eq!(status, 200, "{body}");
     let listed = item(body["data"]["conversations"].as_array().unwrap(), group);
-    assert_eq!((&listed["is_pinned"], &listed["is_muted"]), (&json!(false), &json!(false)));
+    assert_eq!(
+        (&listed["is_pinned"], &listed["is_muted"]),
+        (&json!(false), &json!(false))
+    );
     // The owner's flags were never touched by any of this.
     assert_eq!(flags(owner.user).await, (false, false));
     c.stop().await;

@@ -14,7 +14,10 @@ use super::ws_client::Ws;
 
 /// The read status of `message`, asserting 200: (read, unread) user ids.
 async fn readers(api: &Api, conversation: Uuid, message: &Value) -> (Vec<Uuid>, Vec<Uuid>) {
-    let path = format!("/conversations/{conversation}/messages/{}/readers", message["id"].as_str().unwrap());
+    let path = format!(
+        "/conversations/{conversation}/messages/{}/readers",
+        message["id"].as_str().unwrap()
+    );
     let (status, body) = api.get(&path).await;
     assert_eq!(status, 200, "{body}");
     let data = &body["data"];
@@ -61,7 +64,9 @@ async fn readers_come_from_the_cursors_without_the_sender_or_later_joiners() {
     let m1 = c.user(1).await;
     let mut m2 = c.user(2).await;
     let api = |i: usize, user: Uuid| Api::new(&c, i, user);
-    let group = api(0, owner.user).group("read status", &[m1.user, m2.user]).await;
+    let group = api(0, owner.user)
+        .group("read status", &[m1.user, m2.user])
+        .await;
 
     let first = send_text(&mut owner, Some(group), None, "first").await;
     // Nobody has read it: both members unread, the sender in neither list.
@@ -79,14 +84,25 @@ async fn readers_come_from_the_cursors_without_the_sender_or_later_joiners() {
     // A member added now joined after `first`: left out of it, counted for what follows.
     let late = Uuid::new_v4();
     let (status, body) = api(0, owner.user)
-        .post(&format!("/conversations/{group}/members"), json!({"member_ids": [late]}))
+        .post(
+            &format!("/conversations/{group}/members"),
+            json!({"member_ids": [late]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (r, u) = readers(&api(2, late), group, &first).await;
-    assert_eq!((r, u), (vec![m1.user], vec![m2.user]), "the late member may ask");
+    assert_eq!(
+        (r, u),
+        (vec![m1.user], vec![m2.user]),
+        "the late member may ask"
+    );
     let second = send_text(&mut m2, Some(group), None, "second").await;
     let (r, u) = readers(&api(0, owner.user), group, &second).await;
-    assert_eq!(r, Vec::<Uuid>::new(), "the sender's own cursor does not count");
+    assert_eq!(
+        r,
+        Vec::<Uuid>::new(),
+        "the sender's own cursor does not count"
+    );
     assert_eq!(sorted(u), sorted(vec![owner.user, m1.user, late]));
 
     // Sending reads what came before: m2's cursor moved to `second`, so m2 read `first`.
@@ -96,7 +112,10 @@ async fn readers_come_from_the_cursors_without_the_sender_or_later_joiners() {
     // The owner reads `second` (on node 0), seen by m2 (on node 2).
     read(&owner, &mut m2, group, &second).await;
     let (r, u) = readers(&api(1, m1.user), group, &second).await;
-    assert_eq!((r, sorted(u)), (vec![owner.user], sorted(vec![m1.user, late])));
+    assert_eq!(
+        (r, sorted(u)),
+        (vec![owner.user], sorted(vec![m1.user, late]))
+    );
 
     // A member who leaves drops out of both lists.
     let (status, body) = api(1, m1.user)
@@ -129,7 +148,9 @@ async fn readers_refusals() {
     let leaver = Api::new(&c, 1, Uuid::new_v4());
     let stranger = Api::new(&c, 0, Uuid::new_v4());
     let owner_api = Api::new(&c, 0, owner.user);
-    let group = owner_api.group("refused", &[member.user, leaver.user]).await;
+    let group = owner_api
+        .group("refused", &[member.user, leaver.user])
+        .await;
     let other = owner_api.group("other", &[member.user]).await;
     let m = send_text(&mut owner, Some(group), None, "in the group").await;
     let elsewhere = send_text(&mut owner, Some(other), None, "in the other group").await;
@@ -149,19 +170,28 @@ async fn readers_refusals() {
         assert_eq!(r.1["error"], "invalid_id");
     }
     // A message of another conversation, one that does not exist: 404.
-    for msg in [elsewhere["id"].as_str().unwrap().to_string(), Uuid::new_v4().to_string()] {
+    for msg in [
+        elsewhere["id"].as_str().unwrap().to_string(),
+        Uuid::new_v4().to_string(),
+    ] {
         let r = member.get(&path(&group, &msg)).await;
         assert_eq!(r.0, 404, "{}", r.1);
         assert_eq!(r.1["error"], "message_not_found");
     }
     // A non-member, for a real message and a made-up one; a made-up conversation.
-    for (conv, msg) in [(group, mid.to_string()), (group, Uuid::new_v4().to_string()), (Uuid::new_v4(), mid.to_string())] {
+    for (conv, msg) in [
+        (group, mid.to_string()),
+        (group, Uuid::new_v4().to_string()),
+        (Uuid::new_v4(), mid.to_string()),
+    ] {
         let r = stranger.get(&path(&conv, &msg)).await;
         assert_eq!(r.0, 403, "{}", r.1);
         assert_eq!(r.1["error"], "not_member");
     }
     // A former member.
-    let (status, body) = leaver.post(&format!("/conversations/{group}/leave"), json!({})).await;
+    let (status, body) = leaver
+        .post(&format!("/conversations/{group}/leave"), json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     let r = leaver.get(&path(&group, &mid)).await;
     assert_eq!(r.0, 403, "{}", r.1);
