@@ -5,12 +5,15 @@
 pub mod chat;
 pub mod conversations;
 pub mod events;
+pub mod export;
 pub mod groups;
+pub mod member_settings;
 pub mod members;
 pub mod node;
 pub mod notifications;
 pub mod presence;
 pub mod profiles;
+pub mod read_status;
 pub mod relationships;
 pub mod routing;
 pub mod search;

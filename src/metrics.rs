@@ -82,6 +82,8 @@ pub const SEARCH_INDEXED: &str = "dinq_search_indexed_total";
 pub const SEARCH_INDEX_DEFERRED: &str = "dinq_search_index_deferred_total";
 /// Stragglers added to search by the sweep (committed after the indexer had passed them).
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
+/// Messages read from PostgreSQL for conversation exports.
+pub const EXPORTED_MESSAGES: &str = "dinq_exported_messages_total";
 /// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
 /// whole seconds: the exporter's counters are integers, so this one is a gauge).
 pub const CPU_SECONDS: &str = "dinq_process_cpu_seconds";
@@ -268,6 +270,10 @@ fn describe() {
     describe_counter!(
         SEARCH_SWEPT,
         "Stragglers added to search by the sweep (committed after the indexer had passed them)."
+    );
+    describe_counter!(
+        EXPORTED_MESSAGES,
+        "Messages read from PostgreSQL for conversation exports."
     );
     describe_gauge!(
         CPU_SECONDS,

@@ -17,7 +17,6 @@ pub mod seed;
 pub mod sends;
 pub mod settings;
 pub mod templates;
-pub mod tls;
 
 use std::time::Duration;
 
@@ -33,10 +32,10 @@ pub struct Store {
 
 impl Store {
     /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
-    /// `sslrootcert` say ([`tls`]). Fails on a malformed URL or an unreadable CA file.
+    /// `sslrootcert` say ([`crate::tls::postgres`]). Fails on a malformed URL or an unreadable CA file.
     pub fn new(database_url: &str, max_size: usize) -> Result<Self> {
-        let (mut pg, tls) =
-            tls::parse(database_url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
+        let (mut pg, tls) = crate::tls::postgres::parse(database_url)
+            .map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
         let tls = tls
             .connector()
             .map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;

@@ -222,6 +222,31 @@ async function run(browser) {
   await shot(b, '06-b-is-back');
   await shot(a, '07-a-sees-b-read-them');
 
+  step('A pins and mutes the chat with B; A\'s page on the other node follows; B\'s view stays B\'s');
+  const a2 = await openPage(contextA, B_URL, 'A on the other node');
+  await a2.getByTestId('login-user-id').fill(idA); // another origin: the form cannot remember A
+  check((await signIn(a2, 'A on the other node')) === idA, 'A is A on the other node');
+  const itemA = conversationWith(a, idB);
+  const itemA2 = conversationWith(a2, idB);
+  await itemA2.waitFor();
+  check((await itemA2.getAttribute('data-pinned')) === 'false', 'not pinned yet');
+  await a.getByTestId('pin-toggle').click();
+  await until('A\'s button says Unpin', async () => (await textOf(a.getByTestId('pin-toggle'))) === 'Unpin');
+  await a.getByTestId('mute-toggle').click();
+  await until('A\'s button says Unmute', async () => (await textOf(a.getByTestId('mute-toggle'))) === 'Unmute');
+  check((await itemA.getAttribute('data-pinned')) === 'true', 'A\'s item is pinned');
+  check((await itemA.getAttribute('data-muted')) === 'true', 'A\'s item is muted');
+  await until('A\'s other page hears of both', async () =>
+    (await itemA2.getAttribute('data-pinned')) === 'true' && (await itemA2.getAttribute('data-muted')) === 'true');
+  check((await conversationWith(b, idA).getAttribute('data-pinned')) === 'false', 'B\'s item is not pinned');
+  await shot(a2, '08-a-pinned-and-muted-on-the-other-node');
+  await itemA2.click();
+  await until('the other page offers Unpin', async () => (await textOf(a2.getByTestId('pin-toggle'))) === 'Unpin');
+  await a2.getByTestId('pin-toggle').click();
+  await until('A\'s first page hears of the unpin', async () => (await itemA.getAttribute('data-pinned')) === 'false');
+  check((await textOf(a.getByTestId('pin-toggle'))) === 'Pin', 'A\'s open chat offers Pin again');
+  await a2.close();
+
   step('an admin sees the settings and both nodes, and turns a setting off');
   const contextC = await browser.newContext({ viewport });
   const admin = await openPage(contextC, A_URL, 'admin');

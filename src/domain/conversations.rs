@@ -1,10 +1,12 @@
 //! Conversations as a member sees them (PROTOCOL.md §3.3, §5.11-5.13): the list with
-//! unread counts, previews, presence, members and profiles; the two name searches; the
-//! private get-or-create; history pages by seq; hiding.
+//! unread counts (and their total over the conversations not muted), previews, presence,
+//! members and profiles, pinned conversations first; the two name searches; the private
+//! get-or-create; history pages by seq; hiding.
 //!
 //! A page costs a fixed number of round trips whatever its size: one query for the
-//! conversations, one for all their members, one Redis read for presence and one for
-//! profiles (plus, on a cache miss, one call to the profile service).
+//! conversations (with the unread total pipelined on the same connection), one for all
+//! their members, one Redis read for presence and one for profiles (plus, on a cache miss,
+//! one call to the profile service).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +36,16 @@ pub struct Listed {
     pub members: Vec<(MemberRow, Option<Arc<Profile>>)>,
     /// Whether the caller may send now (first-message limit).
     pub can_send: bool,
+}
+
+/// A page of the conversation list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    /// The conversations of the page, in list order.
+    pub conversations: Vec<Listed>,
+    /// The caller's unread messages over every conversation the list shows (all pages),
+    /// muted ones left out.
+    pub total_unread: i64,
 }
 
 /// One hit of the private-conversation search.
@@ -82,10 +94,12 @@ fn list_preview(c: &ConversationRow) -> Option<String> {
     Some(events::preview(&m.message_type, m.content.as_deref(), false).unwrap_or_default())
 }
 
-/// The list order: newest activity first, conversations without messages last.
+/// The list order: the caller's pinned conversations first; within each part newest
+/// activity first, conversations without messages last.
 fn list_order(a: &ConversationRow, b: &ConversationRow) -> std::cmp::Ordering {
-    b.last_message_at
-        .cmp(&a.last_message_at)
+    b.is_pinned
+        .cmp(&a.is_pinned)
+        .then(b.last_message_at.cmp(&a.last_message_at))
         .then(b.created_at.cmp(&a.created_at))
         .then(b.id.cmp(&a.id))
 }
@@ -119,7 +133,12 @@ fn listed(
         can_send: can_send(limit_on, c.kind, c.first_sender_id, c.replied, user),
         members: members
             .into_iter()
-            .map(|m| {
+            .map(|mut m| {
+                if m.user_id != user {
+                    // A member's settings are their own: others see the defaults.
+                    m.is_pinned = false;
+                    m.is_muted = false;
+                }
                 let p = profiles.get(&m.user_id).cloned();
                 (m, p)
             })
@@ -129,41 +148,58 @@ fn listed(
 }
 
 impl Services {
-    /// `GET /conversations`: the caller's active, non-hidden conversations; with `search`,
-    /// only private ones whose partner's profile name or domain contains it.
+    /// `GET /conversations`: the caller's active, non-hidden conversations, pinned ones
+    /// first; with `search`, only private ones whose partner's profile name or domain
+    /// contains it. The unread total is over every conversation the list shows, whatever
+    /// the page and the search.
     pub async fn conversation_list(
         &self,
         user: UserId,
         limit: i64,
         offset: i64,
         search: Option<&str>,
-    ) -> Result<Vec<Listed>> {
+    ) -> Result<ListPage> {
         let Some(term) = search else {
-            let rows = {
+            let (rows, total_unread) = {
                 let db = self.store.conn().await?;
-                listing::page(&db, user, limit, offset).await?
+                tokio::try_join!(
+                    listing::page(&db, user, limit, offset),
+                    listing::unread_total(&db, user)
+                )?
             };
-            return self.enrich(user, rows).await;
+            return Ok(ListPage {
+                conversations: self.enrich(user, rows).await?,
+                total_unread,
+            });
         };
         let term = term.to_lowercase();
-        let partners = {
+        let (partners, total_unread) = {
             let db = self.store.conn().await?;
-            listing::private_partners(&db, user, false).await?
+            tokio::try_join!(
+                listing::private_partners(&db, user, false),
+                listing::unread_total(&db, user)
+            )?
         };
-        let others: Vec<UserId> = partners.iter().map(|(_, o)| *o).collect();
+        let mut partners = partners;
+        // Pinned first, as in the list; the sort is stable, so newest first within each part.
+        partners.sort_by_key(|p| !p.pinned);
+        let others: Vec<UserId> = partners.iter().map(|p| p.other).collect();
         let profiles = self.profiles(&others).await;
         let page: Vec<ConversationId> = partners
             .iter()
-            .filter(|(_, o)| {
+            .filter(|p| {
                 profiles
-                    .get(o)
+                    .get(&p.other)
                     .is_some_and(|p| contains_ci(&p.name, &term) || contains_ci(&p.domain, &term))
             })
-            .map(|(c, _)| *c)
+            .map(|p| p.conversation)
             .skip(offset as usize)
             .take(limit as usize)
             .collect();
-        self.conversation_views(user, &page).await
+        Ok(ListPage {
+            conversations: self.conversation_views(user, &page).await?,
+            total_unread,
+        })
     }
 
     /// The caller's view of each of `ids` they are an active member of, in list order.
@@ -262,11 +298,12 @@ impl Services {
             let db = self.store.conn().await?;
             listing::private_partners(&db, user, true).await?
         };
-        let others: Vec<UserId> = partners.iter().map(|(_, o)| *o).collect();
+        let others: Vec<UserId> = partners.iter().map(|p| p.other).collect();
         let profiles = self.profiles(&others).await;
         let mut seen = HashSet::new();
         let matches: Vec<(ConversationId, UserId, Arc<Profile>)> = partners
             .into_iter()
+            .map(|p| (p.conversation, p.other))
             .filter_map(|(c, o)| {
                 let p = profiles.get(&o)?;
                 (contains_ci(&p.name, &term) && seen.insert(o)).then(|| (c, o, p.clone()))
@@ -420,6 +457,8 @@ mod tests {
             first_sender_id: None,
             replied: false,
             read_seq: 0,
+            is_pinned: false,
+            is_muted: false,
             last_message: None,
         }
     }

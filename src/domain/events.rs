@@ -276,6 +276,29 @@ pub fn online_status_update(user_id: UserId, is_online: bool) -> Bytes {
     frame("online_status_update", Data { user_id, is_online })
 }
 
+/// `conversation_settings_update`: the member's own settings of a conversation changed
+/// (pinned, muted), for the member's devices.
+pub fn conversation_settings_update(
+    conversation_id: ConversationId,
+    is_pinned: bool,
+    is_muted: bool,
+) -> Bytes {
+    #[derive(Serialize)]
+    struct Data {
+        conversation_id: ConversationId,
+        is_pinned: bool,
+        is_muted: bool,
+    }
+    frame(
+        "conversation_settings_update",
+        Data {
+            conversation_id,
+            is_pinned,
+            is_muted,
+        },
+    )
+}
+
 /// One conversation left out of an offline delivery.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Truncated {

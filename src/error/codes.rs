@@ -81,6 +81,7 @@ codes! {
     NotSender = "not_sender",
     AlreadyRecalled = "already_recalled",
     RecallWindowPassed = "recall_window_passed",
+    ReadReceiptsDisabled = "read_receipts_disabled",
     // Conversations, groups and members.
     NotMember = "not_member",
     InvalidReceiver = "invalid_receiver",

@@ -14,6 +14,7 @@ mod shapes;
 use super::response::{Body, Resp};
 use super::router::RouteId;
 use super::{Call, Ctx, probes};
+use crate::domain::member_settings::Setting;
 use crate::error::Result;
 
 /// Runs the handler of `call.route`.
@@ -42,6 +43,12 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         R::ConversationGroup => conversations::create_group(ctx, call).await,
         R::ConversationMessages => conversations::history(ctx, call).await,
         R::ConversationHide => conversations::hide(ctx, call).await,
+        R::ConversationPin => conversations::setting(ctx, call, Setting::Pin).await,
+        R::ConversationUnpin => conversations::setting(ctx, call, Setting::Unpin).await,
+        R::ConversationMute => conversations::setting(ctx, call, Setting::Mute).await,
+        R::ConversationUnmute => conversations::setting(ctx, call, Setting::Unmute).await,
+        R::MessageReaders => conversations::readers(ctx, call).await,
+        R::ConversationExport => conversations::export(ctx, call).await,
         R::MembersAdd => members::add(ctx, call).await,
         R::MembersRemove => members::remove(ctx, call).await,
         R::ConversationLeave => members::leave(ctx, call).await,

@@ -1,17 +1,78 @@
 //! The JSON envelope of every HTTP answer: `{code, message, data}` on success and
 //! `{code, message, error}` on failure, where `code` is the HTTP status of the error
-//! (DECISIONS.md "error envelope").
+//! (DECISIONS.md "error envelope"); and the body type, whole or streamed in chunks.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::error::{Code, Error};
 
-/// The body type of every response.
-pub type Body = Full<Bytes>;
+/// The body of every response: whole (envelopes, probes, the web client), or chunks taken
+/// from a bounded channel as the connection can send them (an export), so a long answer
+/// is never held in memory at once and its producer waits while the client reads slowly.
+/// A chunk that is an error ends the response abruptly (the connection is closed without
+/// the final chunk), so a client can tell a cut-short stream from a complete one.
+#[derive(Debug)]
+pub struct Body(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Whole(Full<Bytes>),
+    Chunks(mpsc::Receiver<Result<Bytes, Error>>),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body(Inner::Whole(Full::default()))
+    }
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(full: Full<Bytes>) -> Self {
+        Body(Inner::Whole(full))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match &mut self.get_mut().0 {
+            Inner::Whole(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Inner::Chunks(chunks) => chunks
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| c.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Inner::Whole(full) => full.is_end_stream(),
+            Inner::Chunks(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Inner::Whole(full) => full.size_hint(),
+            Inner::Chunks(_) => SizeHint::default(),
+        }
+    }
+}
 
 /// A finished response.
 pub type Resp = Response<Body>;
@@ -30,7 +91,7 @@ struct Envelope<'a, T: Serialize> {
 
 /// A JSON response with `status` and a serialized body.
 pub fn json(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Body::from(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -107,8 +168,17 @@ pub fn error(err: &Error, request_id: &str) -> Resp {
 
 /// A plain-text response (Prometheus exposition).
 pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Body::from(Full::new(body.into())));
     *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A 200 whose body is the chunks of `chunks`, sent as they come (chunked transfer
+/// encoding), with `content_type`.
+pub fn stream(content_type: &'static str, chunks: mpsc::Receiver<Result<Bytes, Error>>) -> Resp {
+    let mut resp = Response::new(Body(Inner::Chunks(chunks)));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp

@@ -44,6 +44,10 @@ pub struct ConversationRow {
     pub replied: bool,
     /// The viewing member's read cursor.
     pub read_seq: i64,
+    /// The viewing member pinned it.
+    pub is_pinned: bool,
+    /// The viewing member muted it.
+    pub is_muted: bool,
     /// The newest message, when there is one.
     pub last_message: Option<LastMessage>,
 }
@@ -59,8 +63,10 @@ pub struct MemberRow {
     pub user_id: UserId,
     /// Role.
     pub role: Role,
-    /// Never changed by any route.
+    /// The member muted the conversation.
     pub is_muted: bool,
+    /// The member pinned the conversation.
+    pub is_pinned: bool,
     /// Hidden by the member and nothing newer since (`hidden_seq >= last_seq`).
     pub is_hidden: bool,
     /// When the member joined.

@@ -94,7 +94,8 @@ pub async fn roles(
 
 /// Makes each of `users` (distinct) an active member: new rows, or rows of members who
 /// left brought back. Either way they start as plain members with nothing unread or
-/// pending before `last_seq`. Active members are left alone. Returns who joined.
+/// pending before `last_seq` (their `joined_seq`), unpinned and unmuted: settings end with
+/// the membership. Active members are left alone. Returns who joined.
 pub async fn add(
     client: &impl GenericClient,
     conversation: ConversationId,
@@ -104,11 +105,12 @@ pub async fn add(
     let stmt = client
         .prepare_cached(
             "INSERT INTO conversation_members
-                 (conversation_id, user_id, role, joined_at, read_seq, delivered_seq)
-             SELECT $1, u, 'member', now(), $3, $3 FROM unnest($2::uuid[]) AS u
+                 (conversation_id, user_id, role, joined_at, read_seq, delivered_seq, joined_seq)
+             SELECT $1, u, 'member', now(), $3, $3, $3 FROM unnest($2::uuid[]) AS u
              ON CONFLICT (conversation_id, user_id) DO UPDATE
                 SET left_at = NULL, role = 'member', joined_at = now(),
                     read_seq = EXCLUDED.read_seq, delivered_seq = EXCLUDED.delivered_seq,
+                    joined_seq = EXCLUDED.joined_seq, is_pinned = FALSE, is_muted = FALSE,
                     hidden_seq = NULL, last_read_message_id = NULL, last_read_at = NULL
                 WHERE conversation_members.left_at IS NOT NULL
              RETURNING user_id",

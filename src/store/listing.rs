@@ -1,6 +1,7 @@
-//! Reads behind the conversation routes: a user's conversation page (with the last message
-//! and the user's read cursor), active members with their derived unread counts and hidden
-//! flags, private partners for the name searches, history pages by seq, and hiding.
+//! Reads behind the conversation routes: a user's conversation page (with the last message,
+//! the user's read cursor and settings; pinned first) and unread total, active members with
+//! their derived unread counts and hidden flags, private partners for the name searches,
+//! history and export pages by seq, and hiding.
 //!
 //! Every function answers for a whole page with one query; nothing here loops over rows
 //! issuing more queries.
@@ -31,7 +32,7 @@ pub struct Access {
 const CONVERSATION_SELECT: &str = "SELECT c.id, c.conversation_type, c.group_name, c.created_at,
         c.updated_at, c.last_message_at, c.last_message_id, c.last_seq, c.first_sender_id,
         c.replied, cm.read_seq, lm.sender_id, lm.message_type, lm.content,
-        COALESCE(lm.is_recalled, FALSE)
+        COALESCE(lm.is_recalled, FALSE), cm.is_pinned, COALESCE(cm.is_muted, FALSE)
      FROM conversation_members cm
      JOIN conversations c ON c.id = cm.conversation_id
      LEFT JOIN messages lm ON lm.id = c.last_message_id AND lm.bucket = msg_bucket(c.id)";
@@ -56,6 +57,8 @@ fn conversation_from_row(r: &Row) -> ConversationRow {
         first_sender_id: r.get(8),
         replied: r.get(9),
         read_seq: r.get(10),
+        is_pinned: r.get(15),
+        is_muted: r.get(16),
         last_message: sender
             .zip(message_type)
             .map(|(sender_id, message_type)| LastMessage {
@@ -67,7 +70,8 @@ fn conversation_from_row(r: &Row) -> ConversationRow {
     }
 }
 
-/// `user`'s active, non-hidden conversations, newest activity first.
+/// `user`'s active, non-hidden conversations: pinned ones first, newest activity first
+/// within each part.
 pub async fn page(
     client: &impl GenericClient,
     user: UserId,
@@ -78,7 +82,8 @@ pub async fn page(
         .prepare_cached(&format!(
             "{CONVERSATION_SELECT}
              WHERE cm.user_id = $1 AND cm.left_at IS NULL AND NOT {HIDDEN}
-             ORDER BY c.last_message_at DESC NULLS LAST, c.created_at DESC, c.id DESC
+             ORDER BY cm.is_pinned DESC, c.last_message_at DESC NULLS LAST, c.created_at DESC,
+                      c.id DESC
              LIMIT $2 OFFSET $3"
         ))
         .await?;
@@ -103,16 +108,41 @@ pub async fn by_ids(
     Ok(rows.iter().map(conversation_from_row).collect())
 }
 
-/// `(conversation, other member)` of `user`'s active private conversations, most recently
-/// updated first; hidden ones only when `include_hidden`.
+/// The sum of `user`'s unread counts over the conversations the list shows (active, not
+/// hidden), all of them, leaving out the muted ones.
+pub async fn unread_total(client: &impl GenericClient, user: UserId) -> Result<i64> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT COALESCE(sum(GREATEST(c.last_seq - cm.read_seq, 0)), 0)::int8
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.user_id = $1 AND cm.left_at IS NULL AND NOT {HIDDEN}
+               AND NOT COALESCE(cm.is_muted, FALSE)"
+        ))
+        .await?;
+    Ok(client.query_one(&stmt, &[&user]).await?.get(0))
+}
+
+/// One private conversation of a user, for the name searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partner {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The other member.
+    pub other: UserId,
+    /// The user pinned it.
+    pub pinned: bool,
+}
+
+/// `user`'s active private conversations, most recently updated first; hidden ones only
+/// when `include_hidden`.
 pub async fn private_partners(
     client: &impl GenericClient,
     user: UserId,
     include_hidden: bool,
-) -> Result<Vec<(ConversationId, UserId)>> {
+) -> Result<Vec<Partner>> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT c.id, other.user_id
+            "SELECT c.id, other.user_id, cm.is_pinned
              FROM conversation_members cm
              JOIN conversations c ON c.id = cm.conversation_id AND c.conversation_type = 'private'
              JOIN conversation_members other
@@ -123,7 +153,14 @@ pub async fn private_partners(
         ))
         .await?;
     let rows = client.query(&stmt, &[&user, &include_hidden]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Partner {
+            conversation: r.get(0),
+            other: r.get(1),
+            pinned: r.get(2),
+        })
+        .collect())
 }
 
 /// Active members of each conversation in `ids`, oldest membership first.
@@ -135,7 +172,7 @@ pub async fn members(
         .prepare_cached(&format!(
             "SELECT cm.id, cm.conversation_id, cm.user_id, cm.role, COALESCE(cm.is_muted, FALSE),
                     {HIDDEN}, cm.joined_at, cm.left_at, GREATEST(c.last_seq - cm.read_seq, 0),
-                    cm.last_read_message_id, cm.last_read_at
+                    cm.last_read_message_id, cm.last_read_at, cm.is_pinned
              FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
              WHERE cm.conversation_id = ANY($1) AND cm.left_at IS NULL
              ORDER BY cm.conversation_id, cm.joined_at, cm.user_id"
@@ -156,6 +193,7 @@ pub async fn members(
                     .and_then(Role::parse)
                     .unwrap_or(Role::Member),
                 is_muted: r.get(4),
+                is_pinned: r.get(11),
                 is_hidden: r.get(5),
                 joined_at: joined_at.unwrap_or(Timestamp(0)),
                 left_at: r.get(7),
@@ -241,6 +279,47 @@ pub async fn history(
         messages.reverse();
     }
     Ok(messages)
+}
+
+/// `conversation`'s highest seq, when `user` is an active member of it.
+pub async fn member_last_seq(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    user: UserId,
+) -> Result<Option<i64>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT c.last_seq
+             FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+             WHERE cm.conversation_id = $1 AND cm.user_id = $2 AND cm.left_at IS NULL",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&conversation, &user])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Up to `limit` messages of `conversation` with `after < seq <= upto`, oldest first: one
+/// page of an export, read by key (seq), so each page costs the same however far it is.
+pub async fn export_page(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE conversation_id = $1 AND bucket = msg_bucket($1) AND seq > $2 AND seq <= $3
+             ORDER BY seq LIMIT $4"
+        ))
+        .await?;
+    let rows = client
+        .query(&stmt, &[&conversation, &after, &upto, &limit])
+        .await?;
+    Ok(rows.iter().map(message_from_row).collect())
 }
 
 /// Hides `conversation` for `user` up to its current last seq. False when the user is not

@@ -1,5 +1,6 @@
 //! `conversation_members` rows: memberships with their cursors, the read cursor and the
-//! delivery cursor.
+//! delivery cursor, a member's own settings (pinned, muted), and who has read a message
+//! (derived from the read cursors).
 //!
 //! Multi-row updates lock their rows in (conversation, user) order first, so the writer's
 //! transactions and the cursor flushes of every node cannot deadlock each other.
@@ -211,4 +212,124 @@ pub async fn private_partners(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect())
+}
+
+/// A member's own settings of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    /// Pinned: first in the member's list.
+    pub is_pinned: bool,
+    /// Muted: left out of the member's total unread count.
+    pub is_muted: bool,
+}
+
+/// Sets `user`'s flags in `conversation`: `pinned` and `muted` when given, the others kept.
+/// Returns the flags now and whether they changed; `None` when `user` is not an active
+/// member. Concurrent calls are serialized by the row lock, so exactly one of two equal
+/// changes reports a change.
+pub async fn set_flags(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    user: UserId,
+    pinned: Option<bool>,
+    muted: Option<bool>,
+) -> Result<Option<(Flags, bool)>> {
+    let stmt = client
+        .prepare_cached(
+            "WITH me AS (
+                 SELECT id, is_pinned AS pinned, COALESCE(is_muted, FALSE) AS muted
+                 FROM conversation_members
+                 WHERE conversation_id = $1 AND user_id = $2 AND left_at IS NULL
+                 FOR UPDATE
+             ), wanted AS (
+                 SELECT id, pinned, muted, COALESCE($3::bool, pinned) AS new_pinned,
+                        COALESCE($4::bool, muted) AS new_muted
+                 FROM me
+             ), changed AS (
+                 UPDATE conversation_members cm
+                 SET is_pinned = w.new_pinned, is_muted = w.new_muted
+                 FROM wanted w
+                 WHERE cm.id = w.id AND (w.new_pinned, w.new_muted) <> (w.pinned, w.muted)
+                 RETURNING cm.id
+             )
+             SELECT new_pinned, new_muted, EXISTS (SELECT 1 FROM changed) FROM wanted",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&conversation, &user, &pinned, &muted])
+        .await?
+        .map(|r| {
+            let flags = Flags {
+                is_pinned: r.get(0),
+                is_muted: r.get(1),
+            };
+            (flags, r.get(2))
+        }))
+}
+
+/// What [`readers`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readers {
+    /// The asking user is not an active member.
+    NotMember,
+    /// No such message in that conversation.
+    NoSuchMessage,
+    /// The active members who were in the conversation when the message was sent, its
+    /// sender left out, oldest membership first, each with whether their read cursor is at
+    /// or past the message.
+    Found(Vec<(UserId, bool)>),
+}
+
+/// Who of `conversation`'s members has read `message`, as `user` (an active member) asks.
+/// Derived from the read cursors: nothing is stored per message. A member counts when
+/// they joined before the message: by `joined_seq`, or for rows older than that column by
+/// `joined_at` against the message's time.
+pub async fn readers(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    user: UserId,
+    message: MessageId,
+) -> Result<Readers> {
+    let (head, list) = tokio::try_join!(
+        async {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT m.seq
+                     FROM conversation_members me
+                     LEFT JOIN messages m ON m.id = $3 AND m.conversation_id = $1
+                                           AND m.bucket = msg_bucket($1)
+                     WHERE me.conversation_id = $1 AND me.user_id = $2 AND me.left_at IS NULL",
+                )
+                .await?;
+            Ok::<_, crate::error::Error>(
+                client
+                    .query_opt(&stmt, &[&conversation, &user, &message])
+                    .await?,
+            )
+        },
+        async {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT cm.user_id, cm.read_seq >= m.seq
+                     FROM messages m
+                     JOIN conversation_members cm ON cm.conversation_id = m.conversation_id
+                     WHERE m.id = $2 AND m.conversation_id = $1 AND m.bucket = msg_bucket($1)
+                       AND cm.left_at IS NULL AND cm.user_id <> m.sender_id
+                       AND CASE WHEN cm.joined_seq IS NOT NULL THEN cm.joined_seq < m.seq
+                                ELSE COALESCE(cm.joined_at <= m.created_at, TRUE) END
+                     ORDER BY cm.joined_at, cm.user_id",
+                )
+                .await?;
+            Ok(client.query(&stmt, &[&conversation, &message]).await?)
+        }
+    )?;
+    let Some(head) = head else {
+        return Ok(Readers::NotMember);
+    };
+    if head.get::<_, Option<i64>>(0).is_none() {
+        return Ok(Readers::NoSuchMessage);
+    }
+    Ok(Readers::Found(
+        list.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    ))
 }

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_search_progress.sql",
         sql: include_str!("../../sql/0008_search_progress.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_member_settings.sql",
+        sql: include_str!("../../sql/0009_member_settings.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

@@ -36,6 +36,7 @@ const NO_OWNER_REMOVAL: Want = Want::Err(403, "cannot_remove_owner");
 const NS: Want = Want::Err(403, "not_sender");
 const NF: Want = Want::Err(404, "notification_not_found");
 const NB: Want = Want::Err(404, "not_blocked");
+const MNF: Want = Want::Err(404, "message_not_found");
 
 /// Public routes: anyone, with a token or without.
 const PUBLIC: [Want; 9] = [OK; 9];
@@ -70,6 +71,13 @@ const HTTP: &[(RouteId, &str, [Want; 9])] = {
         (R::ConversationGroup, "", USERS),
         (R::ConversationMessages, "", MEMBERS),
         (R::ConversationHide, "", MEMBERS),
+        (R::ConversationPin, "", MEMBERS),
+        (R::ConversationUnpin, "", MEMBERS),
+        (R::ConversationMute, "", MEMBERS),
+        (R::ConversationUnmute, "", MEMBERS),
+        (R::MessageReaders, "its own message", MEMBERS),
+        (R::MessageReaders, "another conversation's message", [MNF, MNF, MNF, NM, NM, MNF, NM, NM, ANON]),
+        (R::ConversationExport, "", MEMBERS),
         (R::MembersAdd, "a new user", [OK, OK, NOA, NM, NM, NG, NM, NM, ANON]),
         (R::MembersRemove, "a member", [OK, OK, NOA, NM, NM, NG, NM, NM, ANON]),
         (R::MembersRemove, "another admin", [OK, NO_ADMIN_REMOVAL, NOA, NM, NM, NG, NM, NM, ANON]),

@@ -56,8 +56,42 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
         R::ConversationsSearch => p.query = "?q=authz".into(),
         R::ConversationPrivate => p.body = Some(json!({ "receiver_id": fx.partner })),
         R::ConversationGroup => p.body = Some(json!({"group_name": marker, "member_ids": []})),
-        R::ConversationMessages | R::ConversationHide | R::ConversationLeave => {
+        R::ConversationMessages
+        | R::ConversationHide
+        | R::ConversationLeave
+        | R::ConversationPin
+        | R::ConversationMute
+        | R::ConversationExport => p.params.push(("id", target)),
+        R::ConversationUnpin | R::ConversationUnmute => {
+            // Set first (on any row of the caller's, a former member's too), so an
+            // accepted call is seen to clear it and a refused one to leave it.
+            if let Some(me) = me {
+                let column = flag_column(id);
+                let sql = format!(
+                    "UPDATE conversation_members SET {column} = TRUE
+                     WHERE conversation_id = $1 AND user_id = $2"
+                );
+                let conv = fx.target(who);
+                fx.db.execute(&sql, &[&conv, &me]).await.unwrap();
+            }
             p.params.push(("id", target))
+        }
+        R::MessageReaders => {
+            // The group's message for the group, the partner's for the private one; or
+            // one of the other conversation.
+            let (own, other) = if who == Blocked {
+                (fx.partner_msg, fx.group_msg)
+            } else {
+                (fx.group_msg, fx.partner_msg)
+            };
+            let m = if variant == "its own message" {
+                own
+            } else {
+                other
+            };
+            p.params.push(("id", target));
+            p.params.push(("message_id", m.to_string()));
+            p.subject = Some(m);
         }
         R::MembersAdd => {
             let t = Uuid::new_v4();
@@ -174,6 +208,14 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
     p
 }
 
+/// The member column a pin or mute route sets.
+fn flag_column(id: RouteId) -> &'static str {
+    match id {
+        RouteId::ConversationPin | RouteId::ConversationUnpin => "is_pinned",
+        _ => "is_muted",
+    }
+}
+
 fn items<'a>(data: &'a Value, key: &str) -> &'a [Value] {
     data[key].as_array().map_or(&[], Vec::as_slice)
 }
@@ -262,6 +304,55 @@ pub(super) async fn verify(
                        WHERE conversation_id = $1 AND user_id = $2";
             fx.db.execute(sql, &[&target, &me]).await.unwrap();
             vec![(hidden == ok, "hidden exactly when 200")]
+        }
+        R::ConversationPin | R::ConversationUnpin | R::ConversationMute | R::ConversationUnmute => {
+            let column = flag_column(id);
+            let sql = format!(
+                "SELECT COALESCE({column}, FALSE) FROM conversation_members
+                 WHERE conversation_id = $1 AND user_id = $2"
+            );
+            let set: Option<bool> = fx.value(&sql, &[&target, &me]).await;
+            let sets = matches!(id, R::ConversationPin | R::ConversationMute);
+            let reset = format!(
+                "UPDATE conversation_members SET {column} = FALSE
+                 WHERE conversation_id = $1 AND user_id = $2"
+            );
+            fx.db.execute(&reset, &[&target, &me]).await.unwrap();
+            let answered =
+                !ok || (data["conversation_id"] == json!(target) && data[column] == sets);
+            vec![
+                (
+                    (set == Some(sets)) == ok,
+                    "the caller's flag changed exactly when 200",
+                ),
+                (answered, "the answer shows the flag as set"),
+            ]
+        }
+        R::MessageReaders if ok => {
+            let read = ids(items(data, "read"), "user_id");
+            let unread = ids(items(data, "unread"), "user_id");
+            let sender = if target == fx.private {
+                fx.partner
+            } else {
+                fx.user(Owner)
+            };
+            let listed: Vec<Uuid> = read.iter().chain(&unread).copied().collect();
+            let members = fx.members(target);
+            vec![
+                (!listed.contains(&sender), "the sender left out"),
+                (
+                    listed.iter().all(|u| members.contains(u)),
+                    "only members of that conversation",
+                ),
+                (
+                    me == sender || listed.contains(&me),
+                    "the caller listed (unless the sender)",
+                ),
+                (
+                    data["read_count"] == read.len() && data["unread_count"] == unread.len(),
+                    "counts match the lists",
+                ),
+            ]
         }
         R::ConversationLeave if ok => {
             let left = fx.value(member_sql, &[&target, &me]).await == Some(false);

@@ -228,10 +228,10 @@ async fn a_node_serves_a_message_over_tls() {
     let tokens = crate::auth::Tokens::new("tls-test-secret", Default::default());
     let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
     let ttl = Duration::from_secs(600);
-    let a = Ws::connect(node.addr, &tokens.issue(ua, false, ttl), ua)
+    let a = Ws::connect(node.addr, &tokens.issue(ua.into(), false, ttl), ua)
         .await
         .expect("connect a");
-    let mut b = Ws::connect(node.addr, &tokens.issue(ub, false, ttl), ub)
+    let mut b = Ws::connect(node.addr, &tokens.issue(ub.into(), false, ttl), ub)
         .await
         .expect("connect b");
     a.text_to(None, Some(ub), "over TLS").await;
@@ -393,10 +393,10 @@ async fn a_node_on_a_tls_only_redis_cluster_delivers_and_pipelines_per_master() 
     let tokens = crate::auth::Tokens::new("tls-test-secret", Default::default());
     let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
     let ttl = Duration::from_secs(600);
-    let a = Ws::connect(node.addr, &tokens.issue(ua, false, ttl), ua)
+    let a = Ws::connect(node.addr, &tokens.issue(ua.into(), false, ttl), ua)
         .await
         .expect("connect a");
-    let mut b = Ws::connect(node.addr, &tokens.issue(ub, false, ttl), ub)
+    let mut b = Ws::connect(node.addr, &tokens.issue(ub.into(), false, ttl), ub)
         .await
         .expect("connect b");
     a.text_to(None, Some(ub), "over a TLS cluster").await;

@@ -1,16 +1,18 @@
 //! Conversation routes (PROTOCOL.md §3.3): the list, the partner-name search, private
-//! get-or-create, group creation, history and hiding. Thin: parameters in, domain call,
-//! wire shape out.
+//! get-or-create, group creation, history and hiding; and (issue 19) pin and mute, group
+//! read status and the NDJSON export. Thin: parameters in, domain call, wire shape out.
 
+use hyper::header::{CACHE_CONTROL, CONTENT_DISPOSITION, HeaderValue};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::shapes::{ConversationObject, HistoryPage, ListItem, SearchItem};
+use super::shapes::{ConversationObject, HistoryPage, ListItem, Readers, SearchItem};
+use crate::domain::member_settings::Setting;
 use crate::error::{Code, Error, Result};
 use crate::http::params::{Query, path_uuid};
 use crate::http::response::{self, Resp};
 use crate::http::{Call, Ctx, body};
-use crate::model::{Page, UserId};
+use crate::model::{ConversationId, Page, UserId};
 
 /// `GET /conversations[?search=…]`.
 pub async fn list(ctx: &Ctx, call: Call) -> Result<Resp> {
@@ -18,12 +20,15 @@ pub async fn list(ctx: &Ctx, call: Call) -> Result<Resp> {
     let q = Query::of(&call);
     let (limit, offset) = (q.limit(20)?, q.offset()?);
     let search = q.text(&["search"]);
-    let listed = ctx
+    let page = ctx
         .services
         .conversation_list(caller.user_id, limit, offset, search.as_deref())
         .await?;
-    let items: Vec<ListItem<'_>> = listed.iter().map(ListItem::of).collect();
-    Ok(response::ok(json!({ "conversations": items })))
+    let items: Vec<ListItem<'_>> = page.conversations.iter().map(ListItem::of).collect();
+    Ok(response::ok(json!({
+        "conversations": items,
+        "total_unread": page.total_unread,
+    })))
 }
 
 /// `GET /conversations/search?q=…`.
@@ -115,4 +120,50 @@ pub async fn hide(ctx: &Ctx, call: Call) -> Result<Resp> {
     let id = path_uuid(&call, "id", "invalid conversation id")?;
     ctx.services.hide_conversation(caller.user_id, id).await?;
     Ok(response::ok_message("conversation hidden successfully"))
+}
+
+/// `POST /conversations/:id/pin`, `/unpin`, `/mute` and `/unmute`.
+pub async fn setting(ctx: &Ctx, call: Call, setting: Setting) -> Result<Resp> {
+    let caller = call.caller()?;
+    let id = path_uuid(&call, "id", "invalid conversation id")?;
+    let flags = ctx
+        .services
+        .change_member_setting(caller.user_id, id, setting)
+        .await?;
+    Ok(response::ok(json!({
+        "conversation_id": id,
+        "is_pinned": flags.is_pinned,
+        "is_muted": flags.is_muted,
+    })))
+}
+
+/// `GET /conversations/:id/messages/:message_id/readers`.
+pub async fn readers(ctx: &Ctx, call: Call) -> Result<Resp> {
+    let caller = call.caller()?;
+    let id = path_uuid(&call, "id", "invalid conversation id")?;
+    let message = path_uuid(&call, "message_id", "invalid message id")?;
+    let status = ctx
+        .services
+        .message_readers(caller.user_id, id, message)
+        .await?;
+    Ok(response::ok(Readers::of(&status)))
+}
+
+/// `GET /conversations/:id/export[?after_seq=]`: NDJSON, streamed.
+pub async fn export(ctx: &Ctx, call: Call) -> Result<Resp> {
+    let caller = call.caller()?;
+    let id: ConversationId = path_uuid(&call, "id", "invalid conversation id")?;
+    let after = Query::of(&call).seq("after_seq")?.unwrap_or(0);
+    let chunks = ctx
+        .services
+        .export_conversation(caller.user_id, id, after)
+        .await?;
+    let mut resp = response::stream("application/x-ndjson", chunks);
+    let disposition = format!("attachment; filename=\"conversation-{id}.ndjson\"");
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        resp.headers_mut().insert(CONTENT_DISPOSITION, v);
+    }
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }

@@ -30,6 +30,8 @@ pub struct Doc {
     pub data: Option<&'static str>,
     /// Who may call it: "public", "user" or "admin".
     pub auth: &'static str,
+    /// For an answer that is not an envelope but NDJSON: the schema of each line.
+    pub lines: Option<&'static str>,
     /// More than the summary line, when the route needs it (the operation's description).
     pub note: Option<&'static str>,
 }
@@ -45,9 +47,15 @@ const PAGING: [(&str, &str, &str); 2] = [
 
 macro_rules! doc {
     ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal) => {
-        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, note: None)
+        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, lines: None, note: None)
+    };
+    ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal, lines: $l:expr) => {
+        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, lines: $l, note: None)
     };
     ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal, note: $n:expr) => {
+        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, lines: None, note: $n)
+    };
+    ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal, lines: $l:expr, note: $n:expr) => {
         Doc {
             method: Method::$m,
             path: $path,
@@ -56,6 +64,7 @@ macro_rules! doc {
             body: $b,
             data: $d,
             auth: $a,
+            lines: $l,
             note: $n,
         }
     };
@@ -66,6 +75,9 @@ const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made
 
 /// Every route, documented.
 #[rustfmt::skip]
+/// What every pin and mute route says besides its summary.
+const SETTINGS_NOTE: &str = "Active members only (403 not_member otherwise, former members too); no body. Answers the caller's settings now. A change (not a repeat) reaches every device of the caller, on any node, as the WebSocket event conversation_settings_update with the same data; nobody else sees a member's settings.";
+
 pub static DOCS: &[Doc] = &[
     doc!(GET "/health", "Liveness: data.status = \"ok\"", query: &[], body: None, data: Some("Health"), auth: "public"),
     doc!(GET "/ready", "Readiness: 200 when PostgreSQL and Redis answer and the node is not draining, else 503", query: &[], body: None, data: Some("Ready"), auth: "public"),
@@ -74,12 +86,18 @@ pub static DOCS: &[Doc] = &[
     doc!(GET "/api/v1/openapi.json", "This document", query: &[], body: None, data: None, auth: "public"),
     doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
     doc!(POST "/api/v1/logout", "Closes every connection of the caller on every node", query: &[], body: None, data: None, auth: "user"),
-    doc!(GET "/api/v1/conversations", "The caller's conversations, newest activity first (hidden ones left out)", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
+    doc!(GET "/api/v1/conversations", "The caller's conversations: pinned ones first, newest activity first within each part (hidden ones left out); with total_unread over the ones not muted", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
     doc!(GET "/api/v1/conversations/search", "The caller's private conversations whose partner's name matches", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), PAGING[0], PAGING[1]], body: None, data: Some("ConversationSearch"), auth: "user"),
     doc!(POST "/api/v1/conversations/private", "Get or create the private conversation with a user", query: &[], body: Some("PrivateRequest"), data: Some("PrivateResponse"), auth: "user"),
     doc!(POST "/api/v1/conversations/group", "Create a group; the caller becomes its owner", query: &[], body: Some("GroupRequest"), data: Some("Conversation"), auth: "user"),
     doc!(GET "/api/v1/conversations/:id/messages", "History, oldest to newest within the page; pages by offset, before_seq or after_seq", query: &[PAGING[0], PAGING[1], ("before_seq", "integer", "the page just before this seq"), ("after_seq", "integer", "the page just after this seq")], body: None, data: Some("History"), auth: "user"),
     doc!(POST "/api/v1/conversations/:id/hide", "Hide a conversation for the caller until its next message", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/pin", "Pin a conversation for the caller", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
+    doc!(POST "/api/v1/conversations/:id/unpin", "Unpin a conversation for the caller", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
+    doc!(POST "/api/v1/conversations/:id/mute", "Mute a conversation for the caller: left out of their total_unread", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
+    doc!(POST "/api/v1/conversations/:id/unmute", "Unmute a conversation for the caller", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
+    doc!(GET "/api/v1/conversations/:id/messages/:message_id/readers", "Group read status of a message: which members read it and which did not", query: &[], body: None, data: Some("Readers"), auth: "user", note: Some("From the members' read cursors (read = cursor at or past the message's seq), nothing stored per message. The sender, members who joined after the message and members who left are in neither list. 403 not_member for a non-member or former member, 404 message_not_found for a message not in this conversation, 403 read_receipts_disabled while enable_read_receipt is off.")),
+    doc!(GET "/api/v1/conversations/:id/export", "Export the conversation as NDJSON, oldest first", query: &[("after_seq", "integer", "only messages after this seq (to resume)")], body: None, data: None, auth: "user", lines: Some("Message"), note: Some("One history item per line in seq order (recalled ones without content), up to the conversation's last seq when the export starts, streamed in constant memory. Active members only (403 not_member, as a JSON error, before any line). Cut short by a server failure, the response ends without its final chunk: resume with after_seq = the last seq received.")),
     doc!(POST "/api/v1/conversations/:id/members", "Add members to a group (owner or admin)", query: &[], body: Some("MemberIds"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/remove", "Remove a member from a group (owner or admin; admins cannot remove admins)", query: &[], body: Some("UserIdRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
@@ -141,11 +159,18 @@ fn operation(d: &Doc) -> Value {
         ]}),
         None => json!({"$ref": "#/components/schemas/Envelope"}),
     };
+    let ok = match d.lines {
+        Some(schema) => json!({"description": "success: one JSON object per line",
+            "content": {"application/x-ndjson": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+        None => {
+            json!({"description": "success", "content": {"application/json": {"schema": success}}})
+        }
+    };
     let mut op = json!({
         "summary": d.summary,
         "parameters": params,
         "responses": {
-            "200": {"description": "success", "content": {"application/json": {"schema": success}}},
+            "200": ok,
             "default": {"description": "an error envelope: code is the HTTP status, error a stable code",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         }
@@ -257,6 +282,79 @@ mod tests {
         }
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["paths"]["/api/v1/conversations/{id}/messages"]["get"].is_object());
+    }
+
+    /// The keys a schema requires, sorted.
+    fn required(schema: &str) -> Vec<String> {
+        let mut keys: Vec<String> = document()["components"]["schemas"][schema]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} lists its required keys"))
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn pin_mute_readers_and_export_document_what_they_answer() {
+        let paths = &document()["paths"];
+        let ok = |path: &str, method: &str| paths[path][method]["responses"]["200"].clone();
+        // The export's lines are history items, as NDJSON.
+        let export = ok("/api/v1/conversations/{id}/export", "get");
+        assert_eq!(
+            export["content"]["application/x-ndjson"]["schema"]["$ref"],
+            "#/components/schemas/Message"
+        );
+        assert!(export["content"].get("application/json").is_none());
+        let params = &paths["/api/v1/conversations/{id}/export"]["get"]["parameters"];
+        assert!(params.to_string().contains("after_seq"), "{params}");
+        // Pin and mute answer the settings, in the shape of the event they push.
+        for route in ["pin", "unpin", "mute", "unmute"] {
+            let answer = ok(&format!("/api/v1/conversations/{{id}}/{route}"), "post");
+            assert!(
+                answer
+                    .to_string()
+                    .contains("#/components/schemas/ConversationSettings"),
+                "{route}: {answer}"
+            );
+        }
+        let event = crate::domain::events::conversation_settings_update(
+            crate::model::ConversationId::new_v4(),
+            true,
+            false,
+        );
+        let event: Value = serde_json::from_slice(&event).unwrap();
+        assert_eq!(event["type"], "conversation_settings_update");
+        assert_eq!(keys(&event["data"]), required("ConversationSettings"));
+        // Read status: the schema's keys are the answer's.
+        let answer = ok(
+            "/api/v1/conversations/{id}/messages/{message_id}/readers",
+            "get",
+        );
+        assert!(answer.to_string().contains("#/components/schemas/Readers"));
+        let user = crate::model::UserId::new_v4();
+        let status = crate::domain::read_status::ReadStatus {
+            read: vec![user],
+            unread: vec![],
+        };
+        let shown = serde_json::to_value(super::super::shapes::Readers::of(&status)).unwrap();
+        assert_eq!(keys(&shown), required("Readers"));
+        assert_eq!(shown["read"], json!([{ "user_id": user }]));
+        // The list documents total_unread and the item's flags.
+        let list = &document()["components"]["schemas"];
+        assert!(list["ConversationList"]["properties"]["total_unread"].is_object());
+        let item = list["ConversationListItem"].to_string();
+        assert!(
+            item.contains("is_pinned") && item.contains("is_muted"),
+            "{item}"
+        );
     }
 
     #[test]

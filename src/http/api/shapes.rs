@@ -1,6 +1,7 @@
 //! Wire shapes of the conversation routes (PROTOCOL.md §3.1, §3.3): Conversation, Member,
-//! ConversationListItem, the conversation-search item and the history answer. Absent
-//! optional fields are left out, as in the original; timestamps are RFC 3339 UTC.
+//! ConversationListItem, the conversation-search item, the history answer and a message's
+//! read status. Absent optional fields are left out, as in the original; timestamps are
+//! RFC 3339 UTC.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use crate::domain::conversations::{Found, History, Listed};
 use crate::domain::events::MessageObject;
+use crate::domain::read_status::ReadStatus;
 use crate::model::Profile;
 use crate::model::{ConversationId, ConversationRow, MemberRow, MessageId, Timestamp, UserId};
 
@@ -70,6 +72,7 @@ struct MemberObject<'a> {
     user_id: UserId,
     role: &'static str,
     is_muted: bool,
+    is_pinned: bool,
     is_hidden: bool,
     joined_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +94,7 @@ impl<'a> MemberObject<'a> {
             user_id: m.user_id,
             role: m.role.as_str(),
             is_muted: m.is_muted,
+            is_pinned: m.is_pinned,
             is_hidden: m.is_hidden,
             joined_at: m.joined_at,
             left_at: m.left_at,
@@ -118,6 +122,8 @@ pub struct ListItem<'a> {
     online_status: BTreeMap<UserId, bool>,
     members: Vec<MemberObject<'a>>,
     can_send: bool,
+    is_pinned: bool,
+    is_muted: bool,
 }
 
 impl<'a> ListItem<'a> {
@@ -135,6 +141,8 @@ impl<'a> ListItem<'a> {
                 .map(|(m, p)| MemberObject::of(m, p.as_deref()))
                 .collect(),
             can_send: l.can_send,
+            is_pinned: l.conversation.is_pinned,
+            is_muted: l.conversation.is_muted,
         }
     }
 }
@@ -212,6 +220,33 @@ impl<'a> HistoryPage<'a> {
             messages: h.messages.iter().map(MessageObject::from).collect(),
             can_send: h.can_send,
             online_status: h.online_status.iter().copied().collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Reader {
+    user_id: UserId,
+}
+
+/// The answer of `GET /conversations/:id/messages/:message_id/readers`.
+#[derive(Serialize)]
+pub struct Readers {
+    read: Vec<Reader>,
+    unread: Vec<Reader>,
+    read_count: usize,
+    unread_count: usize,
+}
+
+impl Readers {
+    /// The answer for `s`.
+    pub fn of(s: &ReadStatus) -> Self {
+        let list = |users: &[UserId]| users.iter().map(|&user_id| Reader { user_id }).collect();
+        Readers {
+            read: list(&s.read),
+            unread: list(&s.unread),
+            read_count: s.read.len(),
+            unread_count: s.unread.len(),
         }
     }
 }

@@ -152,7 +152,9 @@ const titleOf = (c) => (c.conversation_type === 'group' ? c.group_name : `Chat w
 
 function renderConversations() {
   const newest = (c) => time(c.last_message_time || c.created_at);
-  const sorted = [...state.conversations.values()].sort((a, b) => newest(b) - newest(a));
+  // Pinned first, newest activity first within each part (as GET /conversations orders).
+  const sorted = [...state.conversations.values()]
+    .sort((a, b) => Number(Boolean(b.is_pinned)) - Number(Boolean(a.is_pinned)) || newest(b) - newest(a));
   $('conversations').replaceChildren(...sorted.map((c) => {
     const peer = peerOf(c);
     const online = Boolean(peer && state.online.get(peer));
@@ -161,17 +163,18 @@ function renderConversations() {
       ? el('span', { class: `dot${online ? ' on' : ''}`, testid: 'online-dot', ...status })
       : el('span', { class: 'dot group', textContent: '#' });
     const unread = c.unread_count > 0
-      ? el('span', { class: 'unread', testid: 'unread-badge', textContent: String(c.unread_count) })
+      ? el('span', { class: `unread${c.is_muted ? ' muted' : ''}`, testid: 'unread-badge', textContent: String(c.unread_count) })
       : null;
+    const marks = el('span', { class: 'marks', textContent: [c.is_pinned && 'pinned', c.is_muted && 'muted'].filter(Boolean).join(' · ') });
     const text = el('div', { class: 'conv-text' },
       el('strong', { textContent: titleOf(c) }),
       el('small', { textContent: c.last_message_text ?? '' }));
     return el('li', {
       class: c.id === state.current ? 'active' : '',
       testid: 'conversation-item',
-      data: { conversationId: c.id, peer: peer || '' },
+      data: { conversationId: c.id, peer: peer || '', pinned: Boolean(c.is_pinned), muted: Boolean(c.is_muted) },
       on: { click: () => openConversation(c.id) },
-    }, dot, text, unread);
+    }, dot, text, marks, unread);
   }));
 }
 
@@ -261,6 +264,24 @@ function renderHeader() {
   const status = online ? 'online' : 'offline';
   $('peer-status').textContent = peer ? status : `${c.members?.length ?? 0} members`;
   $('peer-status').className = `peer${online ? ' on' : ''}`;
+  $('pin-toggle').textContent = c.is_pinned ? 'Unpin' : 'Pin';
+  $('mute-toggle').textContent = c.is_muted ? 'Unmute' : 'Mute';
+}
+
+/** Pins or mutes the open conversation, or undoes it (the caller's own setting). */
+const toggleSetting = guarded('chat-error', 'Could not change the setting', async (flag) => {
+  const id = state.current;
+  const c = state.conversations.get(id);
+  if (!c) return;
+  const route = flag === 'pin' ? (c.is_pinned ? 'unpin' : 'pin') : (c.is_muted ? 'unmute' : 'mute');
+  const data = await api('POST', `/api/v1/conversations/${id}/${route}`);
+  applySettings(data);
+});
+
+/** A conversation's settings as the server says them (an answer, or another device's change). */
+function applySettings({ conversation_id: id, is_pinned, is_muted }) {
+  updateConversation(id, { is_pinned, is_muted });
+  if (id === state.current) renderHeader();
 }
 
 function renderReply() {
@@ -384,6 +405,7 @@ const handlers = {
   offline_message: (m) => onMessage(m, true),
   conversation_update: ({ conversation_id: id, ...fields }) => updateConversation(id, fields),
   unread_count_update: (d) => updateConversation(d.conversation_id, { unread_count: d.unread_count }),
+  conversation_settings_update: applySettings,
   typing(d) {
     if (d.conversation_id !== state.current || d.user_id === state.me) return;
     $('typing').textContent = `${short(d.user_id)} is typing…`;
@@ -516,6 +538,8 @@ function init() {
     on: { click: () => sendEmoji(e) },
   })));
   on('reply-cancel', 'click', () => { state.replyTo = null; renderReply(); });
+  on('pin-toggle', 'click', () => toggleSetting('pin'));
+  on('mute-toggle', 'click', () => toggleSetting('mute'));
   on('admin-refresh', 'click', loadAdmin);
   document.addEventListener('visibilitychange', markRead);
 

@@ -30,7 +30,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_rustls::client::TlsStream as RustlsStream;
 
-use crate::tls::{Roots, Verify};
+use super::{Roots, Verify};
 
 /// The TLS part of a PostgreSQL connection string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl PgTls {
     /// The connector tokio-postgres uses (reads the CA file or the system store).
     pub fn connector(&self) -> Result<MakeRustls, String> {
         Ok(MakeRustls {
-            config: crate::tls::client_config(self.verify, &self.roots)?,
+            config: super::client_config(self.verify, &self.roots)?,
         })
     }
 }
