@@ -185,7 +185,11 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         },
     );
     let services = Services::new(Parts {
-        tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
+        tokens: Tokens::with_previous(
+            &config.jwt_secret,
+            config.jwt_secret_previous.as_deref(),
+            config.admin_user_ids.clone(),
+        ),
         config,
         store,
         reader,

@@ -14,9 +14,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod redis_url;
+mod secrets;
 
 pub use redis_url::RedisConfig;
 use redis_url::redis_config;
+use secrets::STRONG_SECRET;
+pub use secrets::{MIN_SECRET_BYTES, check_jwt_secret};
 
 /// Where configuration values come from.
 pub trait Env {
@@ -135,8 +138,11 @@ pub struct Config {
     pub database_read_url: Option<String>,
     /// Redis location (`REDIS_URL`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`).
     pub redis: RedisConfig,
-    /// HMAC key for every token (`JWT_SECRET`, required, non-empty).
+    /// HMAC key for every token (`JWT_SECRET`, required, at least 32 bytes, not a shipped
+    /// placeholder).
     pub jwt_secret: String,
+    /// The key before a rotation (`JWT_SECRET_PREVIOUS`, optional): verifies, never signs.
+    pub jwt_secret_previous: Option<String>,
     /// Default for the `max_video_size_mb` setting when it is first seeded
     /// (`MAX_VIDEO_SIZE_MB`, default 50).
     pub max_video_size_mb: u64,
@@ -203,6 +209,10 @@ impl fmt::Debug for Config {
             )
             .field("redis", &self.redis)
             .field("jwt_secret", &"<redacted>")
+            .field(
+                "jwt_secret_previous",
+                &self.jwt_secret_previous.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_video_size_mb", &self.max_video_size_mb)
             .field("ws_token_ttl", &self.ws_token_ttl)
             .field("agent_url", &self.agent_url)
@@ -344,9 +354,16 @@ impl Config {
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| ConfigError {
                 var: "JWT_SECRET",
-                expected: "a non-empty secret (the HMAC key shared with the Gateway)".into(),
+                expected: format!(
+                    "a non-empty secret (the HMAC key shared with the Gateway), {STRONG_SECRET}"
+                ),
                 got: None,
             })?;
+        check_jwt_secret("JWT_SECRET", &jwt_secret)?;
+        let jwt_secret_previous = r.env.get("JWT_SECRET_PREVIOUS").filter(|s| !s.is_empty());
+        if let Some(previous) = &jwt_secret_previous {
+            check_jwt_secret("JWT_SECRET_PREVIOUS", previous)?;
+        }
         let redis = redis_config(&r)?;
         let node_id = match r.opt("NODE_ID") {
             Some(id) => {
@@ -440,6 +457,7 @@ impl Config {
             db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,
             redis,
             jwt_secret,
+            jwt_secret_previous,
             max_video_size_mb: r.number("MAX_VIDEO_SIZE_MB", 50, 1, 100_000)?,
             ws_token_ttl: Duration::from_secs(r.number("WS_TOKEN_TTL", 300, 10, 86_400)?),
             agent_url,

@@ -48,5 +48,6 @@ mod search_index;
 mod send_paths;
 mod tls;
 mod tls_stack;
+mod tokens;
 mod ws_errors;
 mod ws_errors_limits;

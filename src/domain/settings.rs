@@ -268,7 +268,7 @@ mod tests {
     fn every_definition_has_a_valid_default() {
         let env: std::collections::HashMap<String, String> = [
             ("DATABASE_URL", "postgres://localhost/x"),
-            ("JWT_SECRET", "x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -72,7 +72,7 @@ pub static DOCS: &[Doc] = &[
     doc!(GET "/metrics", "Prometheus text exposition (not an envelope)", query: &[], body: None, data: None, auth: "public"),
     doc!(GET "/ws", "WebSocket upgrade; the token is checked before the upgrade (see the README for the protocol)", query: &[("token", "string", "a JWT"), ("ack", "string", "1 for acknowledged delivery")], body: None, data: None, auth: "public"),
     doc!(GET "/api/v1/openapi.json", "This document", query: &[], body: None, data: None, auth: "public"),
-    doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
+    doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token (scope ws: opens /ws only; HTTP routes answer 401 to it) and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
     doc!(POST "/api/v1/logout", "Closes every connection of the caller on every node", query: &[], body: None, data: None, auth: "user"),
     doc!(GET "/api/v1/conversations", "The caller's conversations, newest activity first (hidden ones left out)", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
     doc!(GET "/api/v1/conversations/search", "The caller's private conversations whose partner's name matches", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), PAGING[0], PAGING[1]], body: None, data: Some("ConversationSearch"), auth: "user"),
