@@ -30,6 +30,7 @@ mod http_notifications;
 mod http_relationships;
 mod http_search;
 mod layers;
+mod limits_groups;
 mod loadtest_smoke;
 mod migrations;
 mod partitions;

@@ -87,6 +87,7 @@ codes! {
     SelfConversation = "self_conversation",
     ConversationNotFound = "conversation_not_found",
     InvalidGroupName = "invalid_group_name",
+    GroupTooLarge = "group_too_large",
     InvalidMemberId = "invalid_member_id",
     NotGroup = "not_group",
     NotOwner = "not_owner",
