@@ -80,6 +80,9 @@ pub async fn run(
                 queue: config.ws_queue_size,
                 ping_every: config.ws_ping,
                 idle_timeout: config.ws_idle_timeout,
+                frame_rate: config.ws_frame_rate,
+                frame_burst: config.ws_frame_burst,
+                typing_interval: config.ws_typing_interval,
             },
         },
     };

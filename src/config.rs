@@ -175,6 +175,14 @@ pub struct Config {
     pub ws_ping: Duration,
     /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
     pub ws_idle_timeout: Duration,
+    /// Frames other than `message` a connection may send a second (`WS_FRAME_RATE`,
+    /// default 50; 0 = no budget).
+    pub ws_frame_rate: u32,
+    /// Such frames at once (`WS_FRAME_BURST`, default 200).
+    pub ws_frame_burst: u32,
+    /// `typing` is published at most once per this per user and conversation
+    /// (`WS_TYPING_INTERVAL_MS`, default 2000; 0 = every one).
+    pub ws_typing_interval: Duration,
     /// Parallel writer transactions (`WRITER_SHARDS`, default 1; more help when PostgreSQL has
     /// cores to spare, fewer make bigger batches).
     pub writer_shards: usize,
@@ -228,6 +236,9 @@ impl fmt::Debug for Config {
             .field("ws_queue_size", &self.ws_queue_size)
             .field("ws_ping", &self.ws_ping)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("ws_frame_rate", &self.ws_frame_rate)
+            .field("ws_frame_burst", &self.ws_frame_burst)
+            .field("ws_typing_interval", &self.ws_typing_interval)
             .field("writer_shards", &self.writer_shards)
             .field("send_queue_target", &self.send_queue_target)
             .field("send_deadline", &self.send_deadline)
@@ -482,6 +493,14 @@ impl Config {
                 60,
                 2,
                 86_400,
+            )?),
+            ws_frame_rate: r.number("WS_FRAME_RATE", 50, 0, 1_000_000)?,
+            ws_frame_burst: r.number("WS_FRAME_BURST", 200, 1, 1_000_000)?,
+            ws_typing_interval: Duration::from_millis(r.number(
+                "WS_TYPING_INTERVAL_MS",
+                2000,
+                0,
+                60_000,
             )?),
             writer_shards: r.number("WRITER_SHARDS", 1, 1, 64)?,
             send_queue_target: Duration::from_millis(r.number(

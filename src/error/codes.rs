@@ -54,6 +54,7 @@ codes! {
     TooManyConnections = "too_many_connections",
     TooManyDevices = "too_many_devices",
     RateLimited = "rate_limited",
+    TooManyFrames = "too_many_frames",
     Overloaded = "overloaded",
     InvalidJson = "invalid_json",
     UnknownType = "unknown_type",
