@@ -85,6 +85,10 @@ pub async fn run(
                 typing_interval: config.ws_typing_interval,
             },
         },
+        http_rate: Arc::new(http::rate::HttpRate::new(
+            config.http_rate_per_second,
+            config.http_rate_burst,
+        )),
     };
 
     let local = listener.local_addr().ok();

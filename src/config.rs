@@ -175,6 +175,11 @@ pub struct Config {
     pub ws_ping: Duration,
     /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
     pub ws_idle_timeout: Duration,
+    /// HTTP requests one user may make a second on this node (`HTTP_RATE_PER_SECOND`,
+    /// default 50; 0 = no limit).
+    pub http_rate_per_second: u32,
+    /// Such requests at once (`HTTP_RATE_BURST`, default 100).
+    pub http_rate_burst: u32,
     /// Frames other than `message` a connection may send a second (`WS_FRAME_RATE`,
     /// default 50; 0 = no budget).
     pub ws_frame_rate: u32,
@@ -236,6 +241,8 @@ impl fmt::Debug for Config {
             .field("ws_queue_size", &self.ws_queue_size)
             .field("ws_ping", &self.ws_ping)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("http_rate_per_second", &self.http_rate_per_second)
+            .field("http_rate_burst", &self.http_rate_burst)
             .field("ws_frame_rate", &self.ws_frame_rate)
             .field("ws_frame_burst", &self.ws_frame_burst)
             .field("ws_typing_interval", &self.ws_typing_interval)
@@ -494,6 +501,8 @@ impl Config {
                 2,
                 86_400,
             )?),
+            http_rate_per_second: r.number("HTTP_RATE_PER_SECOND", 50, 0, 1_000_000)?,
+            http_rate_burst: r.number("HTTP_RATE_BURST", 100, 1, 1_000_000)?,
             ws_frame_rate: r.number("WS_FRAME_RATE", 50, 0, 1_000_000)?,
             ws_frame_burst: r.number("WS_FRAME_BURST", 200, 1, 1_000_000)?,
             ws_typing_interval: Duration::from_millis(r.number(

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod params;
+pub mod rate;
 pub mod response;
 pub mod router;
 
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub hub: std::sync::Arc<crate::delivery::Hub>,
     /// WebSocket handshake limits.
     pub ws_limits: crate::ws::Limits,
+    /// Per-user HTTP request rate.
+    pub http_rate: Arc<rate::HttpRate>,
 }
 
 /// A request after routing and authentication.
@@ -189,7 +192,10 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         ),
         Match::Found(route, params) => {
             let template = route_label(route);
-            let resp = match authenticate(&ctx, route, &req) {
+            let resp = match authenticate(&ctx, route, &req).and_then(|caller| {
+                limit_rate(&ctx, caller)?;
+                Ok(caller)
+            }) {
                 Err(e) => response::error(&e, &request_id),
                 Ok(caller) => {
                     let call = Call {
@@ -247,6 +253,21 @@ fn route_label(route: &'static Route) -> &'static str {
         .get(&(route as *const Route as usize))
         .copied()
         .unwrap_or("unknown")
+}
+
+/// 429 `rate_limited` (with `Retry-After`) for a caller over the per-user request rate.
+fn limit_rate(ctx: &Ctx, caller: Option<Caller>) -> Result<(), Error> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    ctx.http_rate
+        .take(caller.user_id, Instant::now())
+        .map_err(|wait| {
+            Error::requests_rate_limited(
+                ctx.http_rate.per_second(),
+                (wait.as_millis() as u64).max(1),
+            )
+        })
 }
 
 fn authenticate(

@@ -31,6 +31,7 @@ mod http_relationships;
 mod http_search;
 mod layers;
 mod limits_groups;
+mod limits_http;
 mod limits_ws;
 mod loadtest_smoke;
 mod migrations;

@@ -158,6 +158,13 @@ fn operation(d: &Doc) -> Value {
         "public" => json!([]),
         _ => json!([{"bearer": []}]),
     };
+    if d.auth != "public" {
+        op["responses"]["429"] = json!({
+            "description": "rate_limited: the caller is over its HTTP request rate (HTTP_RATE_PER_SECOND, burst HTTP_RATE_BURST, per node); try again after Retry-After seconds",
+            "headers": {"Retry-After": {"description": "whole seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        });
+    }
     let served = if d.auth == "admin" {
         Some(
             "Admin only: a token with role \"admin\" or a user in ADMIN_USER_IDS; anyone else gets 403. Also served under /api/v1/admin.",
