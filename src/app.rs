@@ -50,8 +50,12 @@ pub async fn run(
     let shutdown = Shutdown::new();
     shutdown.set_ready(false);
 
-    let store = Store::new(&config.database_url, config.db_pool_size)
-        .map_err(|e| StartError::Database(e.to_string()))?;
+    let store = Store::with_statement_timeout(
+        &config.database_url,
+        config.db_pool_size,
+        config.db_statement_timeout,
+    )
+    .map_err(|e| StartError::Database(e.to_string()))?;
     wait_for_postgres(&store, config.startup_timeout).await?;
     prepare_schema(&store, &config).await?;
 
@@ -171,8 +175,10 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
     drop(conn);
     let reader = match &config.database_read_url {
-        Some(url) => Store::new(url, config.db_pool_size)
-            .map_err(|e| StartError::Database(format!("DATABASE_READ_URL: {e}")))?,
+        Some(url) => {
+            Store::with_statement_timeout(url, config.db_pool_size, config.db_statement_timeout)
+                .map_err(|e| StartError::Database(format!("DATABASE_READ_URL: {e}")))?
+        }
         None => store.clone(),
     };
     let bus = Bus::new(&config.node_id, keys.clone(), publisher);

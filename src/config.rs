@@ -133,6 +133,9 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 32).
     pub db_pool_size: usize,
+    /// `statement_timeout` of every PostgreSQL session (`DB_STATEMENT_TIMEOUT_MS`, default
+    /// 30000; 0 = none). Migrations run without one.
+    pub db_statement_timeout: Duration,
     /// A read replica for message history and search (`DATABASE_READ_URL`, optional;
     /// without it those reads go to `database_url`).
     pub database_read_url: Option<String>,
@@ -216,6 +219,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .field(
                 "database_read_url",
                 &self.database_read_url.as_deref().map(redact_url),
@@ -473,6 +477,12 @@ impl Config {
             database_url,
             database_read_url,
             db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,
+            db_statement_timeout: Duration::from_millis(r.number(
+                "DB_STATEMENT_TIMEOUT_MS",
+                30_000,
+                0,
+                86_400_000,
+            )?),
             redis,
             jwt_secret,
             jwt_secret_previous,

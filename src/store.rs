@@ -32,9 +32,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
-    /// `sslrootcert` say ([`tls`]). Fails on a malformed URL or an unreadable CA file.
+    /// [`Store::with_statement_timeout`] without a statement timeout (tests, tools).
     pub fn new(database_url: &str, max_size: usize) -> Result<Self> {
+        Self::with_statement_timeout(database_url, max_size, Duration::ZERO)
+    }
+
+    /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
+    /// `sslrootcert` say ([`tls`]), and `statement_timeout` (zero: none) set on every
+    /// session at connect time (the startup packet's `options`, after any the URL has), so
+    /// every pooled connection has it. Fails on a malformed URL or an unreadable CA file.
+    pub fn with_statement_timeout(
+        database_url: &str,
+        max_size: usize,
+        statement_timeout: Duration,
+    ) -> Result<Self> {
         let (mut pg, tls) =
             tls::parse(database_url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
         let tls = tls
@@ -44,6 +55,12 @@ impl Store {
             pg.application_name("dinq-message");
         }
         pg.connect_timeout(Duration::from_secs(5));
+        let timeout = format!("-c statement_timeout={}", statement_timeout.as_millis());
+        let options = match pg.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} {timeout}"),
+            _ => timeout,
+        };
+        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             tls,

@@ -30,6 +30,7 @@ mod http_notifications;
 mod http_relationships;
 mod http_search;
 mod layers;
+mod limits_db;
 mod limits_groups;
 mod limits_http;
 mod limits_ws;

@@ -40,7 +40,11 @@ const PAGING: [(&str, &str, &str); 2] = [
         "integer",
         "1..100; the route's default when absent",
     ),
-    ("offset", "integer", ">= 0"),
+    (
+        "offset",
+        "integer",
+        "0..10000 (invalid_offset past it; page far back in a history with before_seq)",
+    ),
 ];
 
 macro_rules! doc {
@@ -62,7 +66,7 @@ macro_rules! doc {
 }
 
 /// The search-freshness bound (DECISIONS.md "search", README "HTTP API").
-const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag.";
+const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag. Terms shorter than 3 characters (too short for the trigram index; common two-character Chinese words) are answered, not refused, by a bounded scan: the newest 1000 indexed messages of each of the caller's 100 most recently active conversations (plus the not yet indexed tail); longer terms search the whole history.";
 
 /// Every route, documented.
 #[rustfmt::skip]
