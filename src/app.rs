@@ -37,6 +37,9 @@ pub enum StartError {
     /// Redis unreachable.
     #[error("Redis: {0}")]
     Redis(String),
+    /// The metrics port could not be bound.
+    #[error("METRICS_PORT: {0}")]
+    MetricsPort(String),
 }
 
 /// Runs a node on `listener` until `stop` completes, then drains and returns.
@@ -119,6 +122,14 @@ pub async fn run(
         );
     }
 
+    if let Some(port) = config.metrics_port {
+        let addr = std::net::SocketAddr::new(config.bind_address, port);
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::MetricsPort(format!("cannot bind {addr}: {e}")))?;
+        tracing::info!(%addr, "metrics served on their own port");
+        tokio::spawn(http::metrics_port::serve(metrics_listener, ctx.clone()));
+    }
     shutdown.set_ready(true);
     let grace = config.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, ctx, grace));

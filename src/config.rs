@@ -129,6 +129,9 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// HTTP and WebSocket port (`PORT`, default 8083).
     pub port: u16,
+    /// A separate port for `/metrics` (`METRICS_PORT`, optional); the public port stops
+    /// serving `/metrics` when it is set.
+    pub metrics_port: Option<u16>,
     /// PostgreSQL connection string (`DATABASE_URL`, required).
     pub database_url: String,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 32).
@@ -217,6 +220,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind_address", &self.bind_address)
             .field("port", &self.port)
+            .field("metrics_port", &self.metrics_port)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
             .field("db_statement_timeout", &self.db_statement_timeout)
@@ -353,6 +357,19 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader { env };
         let port: u16 = r.number("PORT", 8083, 1, 65535)?;
+        let metrics_port = match r.opt("METRICS_PORT") {
+            None => None,
+            Some(_) => match r.number("METRICS_PORT", 0u16, 1, 65535)? {
+                p if p == port => {
+                    return Err(ConfigError {
+                        var: "METRICS_PORT",
+                        expected: "a port other than PORT".into(),
+                        got: Some(p.to_string()),
+                    });
+                }
+                p => Some(p),
+            },
+        };
         let bind_address = match r.opt("BIND_ADDRESS") {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(raw) => raw.parse().map_err(|_| ConfigError {
@@ -474,6 +491,7 @@ impl Config {
         Ok(Config {
             bind_address,
             port,
+            metrics_port,
             database_url,
             database_read_url,
             db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,

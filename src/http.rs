@@ -8,6 +8,7 @@ pub mod response;
 pub mod router;
 
 mod api;
+pub mod metrics_port;
 mod probes;
 
 use std::convert::Infallible;
@@ -176,11 +177,11 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         ctx.services.config().dev_ui,
     ) {
         Match::NotFound => (
-            "unmatched",
+            OTHER,
             response::error(&Error::route_not_found(), &request_id),
         ),
         Match::MethodNotAllowed => (
-            "unmatched",
+            OTHER,
             response::error(
                 &Error::client(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -225,12 +226,31 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status().as_u16().to_string();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => template, "method" => method.to_string(), "status" => status)
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => template, "method" => method_label(&method), "status" => status)
         .increment(1);
     metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => template)
         .record(started.elapsed().as_secs_f64());
     tracing::trace!(%remote, %method, route = template, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// The label of unmatched routes and unknown methods: the metrics' label sets stay bounded
+/// whatever clients send.
+const OTHER: &str = "other";
+
+/// A bounded label for the request method: the standard ones, else [`OTHER`].
+fn method_label(method: &hyper::Method) -> &'static str {
+    use hyper::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => OTHER,
+    }
 }
 
 /// A `'static` label for the metrics: the route's canonical template.

@@ -35,6 +35,7 @@ mod limits_groups;
 mod limits_http;
 mod limits_ws;
 mod loadtest_smoke;
+mod metrics_port;
 mod migrations;
 mod partitions;
 mod process;
