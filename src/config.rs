@@ -211,7 +211,8 @@ pub struct Config {
     /// stalled client hit its queue limit (1013) sooner.
     pub socket_send_buffer: Option<usize>,
     /// Serve the web client at `/` and the token route `POST /api/dev/token` (`DEV_UI`,
-    /// default off). For trying the server only: the token route signs any user, admins too.
+    /// default off). For trying the server only: the token route signs any user, admins too,
+    /// so it is refused unless `BIND_ADDRESS` is a loopback address or `DEV_UI_PUBLIC=1`.
     pub dev_ui: bool,
 }
 
@@ -557,9 +558,27 @@ impl Config {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),
             },
-            dev_ui: r.boolean("DEV_UI", false)?,
+            dev_ui: dev_ui(&r, bind_address)?,
         })
     }
+}
+
+/// `DEV_UI`, refused on a non-loopback `bind_address` unless `DEV_UI_PUBLIC` says so.
+fn dev_ui(r: &Reader<'_>, bind_address: IpAddr) -> Result<bool, ConfigError> {
+    let on = r.boolean("DEV_UI", false)?;
+    let public = r.boolean("DEV_UI_PUBLIC", false)?;
+    if on && !bind_address.is_loopback() && !public {
+        return Err(ConfigError {
+            var: "DEV_UI",
+            expected: format!(
+                "BIND_ADDRESS a loopback address (127.0.0.1 or ::1) with DEV_UI=1 (its token route \
+                 signs tokens for anyone, admins too), or DEV_UI_PUBLIC=1 if exposing it on \
+                 {bind_address} is intended"
+            ),
+            got: Some("1".into()),
+        });
+    }
+    Ok(on)
 }
 
 fn default_node_id(hostname: Option<String>) -> String {

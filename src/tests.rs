@@ -15,6 +15,7 @@ mod browser;
 pub(crate) mod contract_gaps;
 mod cut;
 mod deploy;
+mod dev_ui_bind;
 mod drain;
 mod faults;
 mod foundation;

@@ -170,7 +170,8 @@ fn dev_ui_is_off_unless_asked_and_strictly_boolean() {
     assert!(!Config::from_env(&env(&[])).unwrap().dev_ui);
     assert!(!Config::from_env(&env(&[("DEV_UI", "")])).unwrap().dev_ui);
     for (value, expected) in [("1", true), ("true", true), ("0", false), ("false", false)] {
-        let c = Config::from_env(&env(&[("DEV_UI", value)])).unwrap();
+        let c =
+            Config::from_env(&env(&[("DEV_UI", value), ("BIND_ADDRESS", "127.0.0.1")])).unwrap();
         assert_eq!(c.dev_ui, expected, "DEV_UI={value}");
         assert!(format!("{c:?}").contains(&format!("dev_ui: {expected}")));
     }
