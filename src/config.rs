@@ -266,7 +266,7 @@ impl fmt::Debug for Config {
 }
 
 /// A PostgreSQL URL must parse, name a host, and have usable TLS settings (`sslmode`, a
-/// readable `sslrootcert`; see `store::tls`).
+/// readable `sslrootcert`; see `tls::postgres`).
 fn check_postgres_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
     let example = "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq";
     let bad = |expected: String| ConfigError {
@@ -274,7 +274,8 @@ fn check_postgres_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
         expected,
         got: Some(redact_url(url)),
     };
-    let (pg, tls) = crate::store::tls::parse(url).map_err(|e| bad(format!("{example} ({e})")))?;
+    let (pg, tls) =
+        crate::tls::postgres::parse(url).map_err(|e| bad(format!("{example} ({e})")))?;
     if pg.get_hosts().is_empty() {
         return Err(bad(example.into()));
     }

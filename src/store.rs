@@ -17,13 +17,13 @@ pub mod seed;
 pub mod sends;
 pub mod settings;
 pub mod templates;
-pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::error::{Error, Result};
+use crate::tls::postgres as tls;
 
 /// The shared pool of PostgreSQL connections.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //!
 //! One TLS stack for the whole binary: rustls on ring. redis-rs builds its own rustls
 //! configuration from the same PEM bytes (see `cluster::conn`); the PostgreSQL connector
-//! (`store::tls`) uses [`client_config`]. ring rather than rustls's default aws-lc-rs: a much
+//! (`tls::postgres`) uses [`client_config`]. ring rather than rustls's default aws-lc-rs: a much
 //! smaller C build; the price is no post-quantum hybrid key exchange (X25519MLKEM768), for
 //! which rustls 0.23.48 marks ring's provider deprecated.
 //!
@@ -11,6 +11,8 @@
 //! certificate (`require` without a root certificate, and `prefer`), [`Verify::Chain`]
 //! checks that a trusted CA issued it but not for which host (`verify-ca`), [`Verify::Full`]
 //! checks both (`verify-full`).
+
+pub mod postgres;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -30,7 +30,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_rustls::client::TlsStream as RustlsStream;
 
-use crate::tls::{Roots, Verify};
+use super::{Roots, Verify};
 
 /// The TLS part of a PostgreSQL connection string.
 #[derive(Debug, Clone, PartialEq, Eq)]
