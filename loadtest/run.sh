@@ -44,7 +44,8 @@ mkdir -p "$state"
 "$repo/deploy/local/stack.sh" start --dir "$state/stack" --pg-port 5544 --redis-port 6544 >"$state/stack.env"
 # shellcheck disable=SC1091
 set -a; . "$state/stack.env"; set +a
-secret="bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# 32 random bytes: nodes refuse a JWT_SECRET shorter than 32 bytes.
+secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 cargo build --locked --release --workspace
 pids=()

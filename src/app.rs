@@ -37,6 +37,9 @@ pub enum StartError {
     /// Redis unreachable.
     #[error("Redis: {0}")]
     Redis(String),
+    /// The metrics port could not be bound.
+    #[error("METRICS_PORT: {0}")]
+    MetricsPort(String),
 }
 
 /// Runs a node on `listener` until `stop` completes, then drains and returns.
@@ -50,8 +53,12 @@ pub async fn run(
     let shutdown = Shutdown::new();
     shutdown.set_ready(false);
 
-    let store = Store::new(&config.database_url, config.db_pool_size)
-        .map_err(|e| StartError::Database(e.to_string()))?;
+    let store = Store::with_statement_timeout(
+        &config.database_url,
+        config.db_pool_size,
+        config.db_statement_timeout,
+    )
+    .map_err(|e| StartError::Database(e.to_string()))?;
     wait_for_postgres(&store, config.startup_timeout).await?;
     prepare_schema(&store, &config).await?;
 
@@ -80,8 +87,15 @@ pub async fn run(
                 queue: config.ws_queue_size,
                 ping_every: config.ws_ping,
                 idle_timeout: config.ws_idle_timeout,
+                frame_rate: config.ws_frame_rate,
+                frame_burst: config.ws_frame_burst,
+                typing_interval: config.ws_typing_interval,
             },
         },
+        http_rate: Arc::new(http::rate::HttpRate::new(
+            config.http_rate_per_second,
+            config.http_rate_burst,
+        )),
     };
 
     let local = listener.local_addr().ok();
@@ -108,6 +122,14 @@ pub async fn run(
         );
     }
 
+    if let Some(port) = config.metrics_port {
+        let addr = std::net::SocketAddr::new(config.bind_address, port);
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::MetricsPort(format!("cannot bind {addr}: {e}")))?;
+        tracing::info!(%addr, "metrics served on their own port");
+        tokio::spawn(http::metrics_port::serve(metrics_listener, ctx.clone()));
+    }
     shutdown.set_ready(true);
     let grace = config.shutdown_grace;
     let server = tokio::spawn(http::serve(listener, ctx, grace));
@@ -164,8 +186,10 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         .map_err(|e| StartError::Database(format!("load settings: {e}")))?;
     drop(conn);
     let reader = match &config.database_read_url {
-        Some(url) => Store::new(url, config.db_pool_size)
-            .map_err(|e| StartError::Database(format!("DATABASE_READ_URL: {e}")))?,
+        Some(url) => {
+            Store::with_statement_timeout(url, config.db_pool_size, config.db_statement_timeout)
+                .map_err(|e| StartError::Database(format!("DATABASE_READ_URL: {e}")))?
+        }
         None => store.clone(),
     };
     let bus = Bus::new(&config.node_id, keys.clone(), publisher);
@@ -185,7 +209,11 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         },
     );
     let services = Services::new(Parts {
-        tokens: Tokens::new(&config.jwt_secret, config.admin_user_ids.clone()),
+        tokens: Tokens::with_previous(
+            &config.jwt_secret,
+            config.jwt_secret_previous.as_deref(),
+            config.admin_user_ids.clone(),
+        ),
         config,
         store,
         reader,

@@ -3,6 +3,11 @@
 //! Stricter than the original on purpose (DECISIONS.md "tokens"): HS256 only, `exp`
 //! required, `user_id` a valid non-nil UUID. Admin rights come from the `role: "admin"`
 //! claim or from `ADMIN_USER_IDS`.
+//!
+//! Tokens this node issues for `POST /api/v1/ws-token` carry `scope: "ws"`: they open a
+//! WebSocket and nothing else (the HTTP API, `ws-token` included, answers 401), so a leaked
+//! ws token cannot renew itself. Gateway tokens have no such claim and work everywhere.
+//! `JWT_SECRET_PREVIOUS` verifies (never signs) so the shared key can be rotated.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,6 +37,23 @@ struct Claims {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     role: Option<String>,
+    /// `"ws"` on tokens from `POST /api/v1/ws-token`. Any JSON type is accepted so a Gateway
+    /// token with a `scope` claim of its own (an OAuth string or list) keeps working; only
+    /// the exact string `"ws"` restricts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<serde_json::Value>,
+}
+
+/// The `scope` value of tokens limited to `/ws`.
+const WS_SCOPE: &str = "ws";
+
+/// Where a verified token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everywhere (Gateway tokens, CLI and dev tokens).
+    Full,
+    /// Only `GET /ws` (tokens from `POST /api/v1/ws-token`).
+    WsOnly,
 }
 
 /// Verifies and issues tokens with one shared secret.
@@ -42,6 +64,8 @@ pub struct Tokens {
 
 struct Inner {
     decoding: DecodingKey,
+    /// `JWT_SECRET_PREVIOUS`: tried when the current key's signature check fails.
+    previous: Option<DecodingKey>,
     encoding: EncodingKey,
     validation: Validation,
     admins: HashSet<Uuid>,
@@ -56,11 +80,20 @@ pub enum TokenError {
     /// `user_id` is not a valid non-nil UUID.
     #[error("user_id is not a valid non-nil UUID")]
     BadUserId,
+    /// A `scope: "ws"` token used outside `/ws`.
+    #[error("a ws-only token used outside /ws")]
+    WsOnly,
 }
 
 impl Tokens {
     /// Keys from the `JWT_SECRET`; `admins` from `ADMIN_USER_IDS`.
     pub fn new(secret: &str, admins: HashSet<Uuid>) -> Self {
+        Self::with_previous(secret, None, admins)
+    }
+
+    /// Like [`Tokens::new`], also accepting tokens signed with `previous`
+    /// (`JWT_SECRET_PREVIOUS`) during a key rotation. Only `secret` signs.
+    pub fn with_previous(secret: &str, previous: Option<&str>, admins: HashSet<Uuid>) -> Self {
         jwt_hmac::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -70,6 +103,7 @@ impl Tokens {
         Tokens {
             inner: Arc::new(Inner {
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
+                previous: previous.map(|p| DecodingKey::from_secret(p.as_bytes())),
                 encoding: EncodingKey::from_secret(secret.as_bytes()),
                 validation,
                 admins,
@@ -77,24 +111,61 @@ impl Tokens {
         }
     }
 
-    /// Checks a compact JWT and returns the caller it proves.
+    /// Checks a compact JWT for `GET /ws`: any scope.
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)?;
+        self.verify_scoped(token).map(|(caller, _)| caller)
+    }
+
+    /// Checks a compact JWT for the HTTP API: ws-only tokens are refused.
+    pub fn verify_full(&self, token: &str) -> Result<Caller, TokenError> {
+        match self.verify_scoped(token)? {
+            (caller, Scope::Full) => Ok(caller),
+            (_, Scope::WsOnly) => Err(TokenError::WsOnly),
+        }
+    }
+
+    /// Checks a compact JWT (current key, then the previous one) and returns the caller it
+    /// proves and where the token may be used.
+    pub fn verify_scoped(&self, token: &str) -> Result<(Caller, Scope), TokenError> {
+        let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation);
+        let data = match (decode(&self.inner.decoding), &self.inner.previous) {
+            (Err(e), Some(previous))
+                if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature =>
+            {
+                decode(previous)?
+            }
+            (result, _) => result?,
+        };
+        let scope = match &data.claims.scope {
+            Some(serde_json::Value::String(s)) if s == WS_SCOPE => Scope::WsOnly,
+            _ => Scope::Full,
+        };
         let user_id = Uuid::try_parse(&data.claims.user_id).map_err(|_| TokenError::BadUserId)?;
         if user_id.is_nil() {
             return Err(TokenError::BadUserId);
         }
         let is_admin =
             data.claims.role.as_deref() == Some("admin") || self.inner.admins.contains(&user_id);
-        Ok(Caller {
-            user_id: UserId::from_uuid(user_id),
-            is_admin,
-        })
+        Ok((
+            Caller {
+                user_id: UserId::from_uuid(user_id),
+                is_admin,
+            },
+            scope,
+        ))
     }
 
     /// Signs a token for `user_id` valid for `ttl`, with `role: "admin"` when asked.
     pub fn issue(&self, user_id: UserId, admin: bool, ttl: Duration) -> String {
+        self.sign(user_id, admin, ttl, Scope::Full)
+    }
+
+    /// Signs a token for `user_id`, valid for `ttl`, that only opens a WebSocket.
+    pub fn issue_ws(&self, user_id: UserId, ttl: Duration) -> String {
+        self.sign(user_id, false, ttl, Scope::WsOnly)
+    }
+
+    fn sign(&self, user_id: UserId, admin: bool, ttl: Duration, scope: Scope) -> String {
         let exp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -104,6 +175,7 @@ impl Tokens {
             user_id: user_id.to_string(),
             exp,
             role: admin.then(|| "admin".to_string()),
+            scope: (scope == Scope::WsOnly).then(|| WS_SCOPE.into()),
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -131,7 +203,7 @@ impl Tokens {
         if scheme != "Bearer" {
             return Err(invalid_header());
         }
-        self.verify(token).map_err(|e| {
+        self.verify_full(token).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
             Error::invalid_token()
         })
@@ -181,6 +253,72 @@ mod tests {
             .verify(&t.issue(id, true, Duration::from_secs(60)))
             .unwrap();
         assert!(admin.is_admin);
+    }
+
+    #[test]
+    fn ws_tokens_only_open_websockets() {
+        let t = tokens();
+        let id = UserId::new_v4();
+        let ws = t.issue_ws(id, Duration::from_secs(60));
+        assert_eq!(t.verify_scoped(&ws).unwrap().1, Scope::WsOnly);
+        assert_eq!(t.verify(&ws).unwrap().user_id, id);
+        assert!(matches!(t.verify_full(&ws), Err(TokenError::WsOnly)));
+        let header = format!("Bearer {ws}");
+        assert_eq!(
+            t.from_authorization(Some(header.as_bytes()))
+                .unwrap_err()
+                .public_message(),
+            "invalid token"
+        );
+        let full = t.issue(id, false, Duration::from_secs(60));
+        assert_eq!(t.verify_scoped(&full).unwrap().1, Scope::Full);
+        assert!(t.verify_full(&full).is_ok());
+        // Gateway tokens with a `scope` of their own (OAuth string or list) keep working.
+        let exp = now() + 600;
+        for scope in [
+            serde_json::json!("read write"),
+            serde_json::json!(["ws"]),
+            serde_json::json!("WS"),
+        ] {
+            let token = sign(
+                Algorithm::HS256,
+                "secret",
+                serde_json::json!({"user_id": id.to_string(), "exp": exp, "scope": scope}),
+            );
+            assert!(t.verify_full(&token).is_ok(), "{scope}");
+        }
+    }
+
+    #[test]
+    fn previous_secret_verifies_but_never_signs() {
+        let old = Tokens::new("old-secret", HashSet::new());
+        let t = Tokens::with_previous("new-secret", Some("old-secret"), HashSet::new());
+        let id = UserId::new_v4();
+        let from_old = old.issue(id, false, Duration::from_secs(60));
+        assert_eq!(t.verify_full(&from_old).unwrap().user_id, id);
+        let from_new = t.issue(id, false, Duration::from_secs(60));
+        assert!(
+            old.verify(&from_new).is_err(),
+            "signed with the current key"
+        );
+        let other = Tokens::new("other-secret", HashSet::new());
+        assert!(
+            t.verify(&other.issue(id, false, Duration::from_secs(60)))
+                .is_err()
+        );
+        // Without the previous key the old token is refused.
+        assert!(
+            Tokens::new("new-secret", HashSet::new())
+                .verify(&from_old)
+                .is_err()
+        );
+        // An expired token under the old key stays refused.
+        let expired = sign(
+            Algorithm::HS256,
+            "old-secret",
+            serde_json::json!({"user_id": id.to_string(), "exp": now() - 3600}),
+        );
+        assert!(t.verify(&expired).is_err());
     }
 
     #[test]

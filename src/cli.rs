@@ -124,6 +124,10 @@ fn token(args: &[String], env: &dyn Env) -> ExitCode {
         eprintln!("dinq-message: configuration error: JWT_SECRET: expected a non-empty secret");
         return ExitCode::from(64);
     };
+    if let Err(e) = crate::config::check_jwt_secret("JWT_SECRET", &secret) {
+        eprintln!("dinq-message: configuration error: {e}");
+        return ExitCode::from(64);
+    }
     println!(
         "{}",
         Tokens::new(&secret, Default::default()).issue(UserId::from_uuid(user), admin, ttl)

@@ -14,9 +14,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod redis_url;
+mod secrets;
 
 pub use redis_url::RedisConfig;
 use redis_url::redis_config;
+use secrets::STRONG_SECRET;
+pub use secrets::{MIN_SECRET_BYTES, check_jwt_secret};
 
 /// Where configuration values come from.
 pub trait Env {
@@ -126,17 +129,26 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// HTTP and WebSocket port (`PORT`, default 8083).
     pub port: u16,
+    /// A separate port for `/metrics` (`METRICS_PORT`, optional); the public port stops
+    /// serving `/metrics` when it is set.
+    pub metrics_port: Option<u16>,
     /// PostgreSQL connection string (`DATABASE_URL`, required).
     pub database_url: String,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 32).
     pub db_pool_size: usize,
+    /// `statement_timeout` of every PostgreSQL session (`DB_STATEMENT_TIMEOUT_MS`, default
+    /// 30000; 0 = none). Migrations run without one.
+    pub db_statement_timeout: Duration,
     /// A read replica for message history and search (`DATABASE_READ_URL`, optional;
     /// without it those reads go to `database_url`).
     pub database_read_url: Option<String>,
     /// Redis location (`REDIS_URL`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`).
     pub redis: RedisConfig,
-    /// HMAC key for every token (`JWT_SECRET`, required, non-empty).
+    /// HMAC key for every token (`JWT_SECRET`, required, at least 32 bytes, not a shipped
+    /// placeholder).
     pub jwt_secret: String,
+    /// The key before a rotation (`JWT_SECRET_PREVIOUS`, optional): verifies, never signs.
+    pub jwt_secret_previous: Option<String>,
     /// Default for the `max_video_size_mb` setting when it is first seeded
     /// (`MAX_VIDEO_SIZE_MB`, default 50).
     pub max_video_size_mb: u64,
@@ -169,6 +181,19 @@ pub struct Config {
     pub ws_ping: Duration,
     /// A connection silent this long is closed (`WS_IDLE_TIMEOUT_SECONDS`, default 60).
     pub ws_idle_timeout: Duration,
+    /// HTTP requests one user may make a second on this node (`HTTP_RATE_PER_SECOND`,
+    /// default 50; 0 = no limit).
+    pub http_rate_per_second: u32,
+    /// Such requests at once (`HTTP_RATE_BURST`, default 100).
+    pub http_rate_burst: u32,
+    /// Frames other than `message` a connection may send a second (`WS_FRAME_RATE`,
+    /// default 50; 0 = no budget).
+    pub ws_frame_rate: u32,
+    /// Such frames at once (`WS_FRAME_BURST`, default 200).
+    pub ws_frame_burst: u32,
+    /// `typing` is published at most once per this per user and conversation
+    /// (`WS_TYPING_INTERVAL_MS`, default 2000; 0 = every one).
+    pub ws_typing_interval: Duration,
     /// Parallel writer transactions (`WRITER_SHARDS`, default 1; more help when PostgreSQL has
     /// cores to spare, fewer make bigger batches).
     pub writer_shards: usize,
@@ -186,7 +211,8 @@ pub struct Config {
     /// stalled client hit its queue limit (1013) sooner.
     pub socket_send_buffer: Option<usize>,
     /// Serve the web client at `/` and the token route `POST /api/dev/token` (`DEV_UI`,
-    /// default off). For trying the server only: the token route signs any user, admins too.
+    /// default off). For trying the server only: the token route signs any user, admins too,
+    /// so it is refused unless `BIND_ADDRESS` is a loopback address or `DEV_UI_PUBLIC=1`.
     pub dev_ui: bool,
 }
 
@@ -195,14 +221,20 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind_address", &self.bind_address)
             .field("port", &self.port)
+            .field("metrics_port", &self.metrics_port)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .field(
                 "database_read_url",
                 &self.database_read_url.as_deref().map(redact_url),
             )
             .field("redis", &self.redis)
             .field("jwt_secret", &"<redacted>")
+            .field(
+                "jwt_secret_previous",
+                &self.jwt_secret_previous.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_video_size_mb", &self.max_video_size_mb)
             .field("ws_token_ttl", &self.ws_token_ttl)
             .field("agent_url", &self.agent_url)
@@ -218,6 +250,11 @@ impl fmt::Debug for Config {
             .field("ws_queue_size", &self.ws_queue_size)
             .field("ws_ping", &self.ws_ping)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("http_rate_per_second", &self.http_rate_per_second)
+            .field("http_rate_burst", &self.http_rate_burst)
+            .field("ws_frame_rate", &self.ws_frame_rate)
+            .field("ws_frame_burst", &self.ws_frame_burst)
+            .field("ws_typing_interval", &self.ws_typing_interval)
             .field("writer_shards", &self.writer_shards)
             .field("send_queue_target", &self.send_queue_target)
             .field("send_deadline", &self.send_deadline)
@@ -322,6 +359,19 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let r = Reader { env };
         let port: u16 = r.number("PORT", 8083, 1, 65535)?;
+        let metrics_port = match r.opt("METRICS_PORT") {
+            None => None,
+            Some(_) => match r.number("METRICS_PORT", 0u16, 1, 65535)? {
+                p if p == port => {
+                    return Err(ConfigError {
+                        var: "METRICS_PORT",
+                        expected: "a port other than PORT".into(),
+                        got: Some(p.to_string()),
+                    });
+                }
+                p => Some(p),
+            },
+        };
         let bind_address = match r.opt("BIND_ADDRESS") {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(raw) => raw.parse().map_err(|_| ConfigError {
@@ -345,9 +395,16 @@ impl Config {
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| ConfigError {
                 var: "JWT_SECRET",
-                expected: "a non-empty secret (the HMAC key shared with the Gateway)".into(),
+                expected: format!(
+                    "a non-empty secret (the HMAC key shared with the Gateway), {STRONG_SECRET}"
+                ),
                 got: None,
             })?;
+        check_jwt_secret("JWT_SECRET", &jwt_secret)?;
+        let jwt_secret_previous = r.env.get("JWT_SECRET_PREVIOUS").filter(|s| !s.is_empty());
+        if let Some(previous) = &jwt_secret_previous {
+            check_jwt_secret("JWT_SECRET_PREVIOUS", previous)?;
+        }
         let redis = redis_config(&r)?;
         let node_id = match r.opt("NODE_ID") {
             Some(id) => {
@@ -436,11 +493,19 @@ impl Config {
         Ok(Config {
             bind_address,
             port,
+            metrics_port,
             database_url,
             database_read_url,
             db_pool_size: r.number("DB_POOL_SIZE", 32, 2, 1000)?,
+            db_statement_timeout: Duration::from_millis(r.number(
+                "DB_STATEMENT_TIMEOUT_MS",
+                30_000,
+                0,
+                86_400_000,
+            )?),
             redis,
             jwt_secret,
+            jwt_secret_previous,
             max_video_size_mb: r.number("MAX_VIDEO_SIZE_MB", 50, 1, 100_000)?,
             ws_token_ttl: Duration::from_secs(r.number("WS_TOKEN_TTL", 300, 10, 86_400)?),
             agent_url,
@@ -466,6 +531,16 @@ impl Config {
                 2,
                 86_400,
             )?),
+            http_rate_per_second: r.number("HTTP_RATE_PER_SECOND", 50, 0, 1_000_000)?,
+            http_rate_burst: r.number("HTTP_RATE_BURST", 100, 1, 1_000_000)?,
+            ws_frame_rate: r.number("WS_FRAME_RATE", 50, 0, 1_000_000)?,
+            ws_frame_burst: r.number("WS_FRAME_BURST", 200, 1, 1_000_000)?,
+            ws_typing_interval: Duration::from_millis(r.number(
+                "WS_TYPING_INTERVAL_MS",
+                2000,
+                0,
+                60_000,
+            )?),
             writer_shards: r.number("WRITER_SHARDS", 1, 1, 64)?,
             send_queue_target: Duration::from_millis(r.number(
                 "SEND_QUEUE_TARGET_MS",
@@ -484,9 +559,27 @@ impl Config {
                 None => None,
                 Some(_) => Some(r.number("SOCKET_SEND_BUFFER_BYTES", 0, 4096, 64 << 20)?),
             },
-            dev_ui: r.boolean("DEV_UI", false)?,
+            dev_ui: dev_ui(&r, bind_address)?,
         })
     }
+}
+
+/// `DEV_UI`, refused on a non-loopback `bind_address` unless `DEV_UI_PUBLIC` says so.
+fn dev_ui(r: &Reader<'_>, bind_address: IpAddr) -> Result<bool, ConfigError> {
+    let on = r.boolean("DEV_UI", false)?;
+    let public = r.boolean("DEV_UI_PUBLIC", false)?;
+    if on && !bind_address.is_loopback() && !public {
+        return Err(ConfigError {
+            var: "DEV_UI",
+            expected: format!(
+                "BIND_ADDRESS a loopback address (127.0.0.1 or ::1) with DEV_UI=1 (its token route \
+                 signs tokens for anyone, admins too), or DEV_UI_PUBLIC=1 if exposing it on \
+                 {bind_address} is intended"
+            ),
+            got: Some("1".into()),
+        });
+    }
+    Ok(on)
 }
 
 fn default_node_id(hostname: Option<String>) -> String {

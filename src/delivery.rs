@@ -71,6 +71,8 @@ struct UserEntry {
     /// Devices waiting for the current sync to finish before their handshake completes.
     sync_waiters: Vec<oneshot::Sender<()>>,
     send_budget: rate::Bucket,
+    /// When heartbeat and typing last cost a Redis round trip.
+    chatter: rate::Chatter,
     /// Outbound frames held until a viewing read is stored (see `viewing`).
     hold: Option<viewing::Hold>,
 }
@@ -189,6 +191,7 @@ impl Hub {
                             sub_waiters: Vec::new(),
                             sync_waiters: vec![tx],
                             send_budget: rate::Bucket::full(),
+                            chatter: rate::Chatter::default(),
                             hold: None,
                         },
                     );

@@ -146,6 +146,31 @@ impl Error {
         }
     }
 
+    /// 429 `rate_limited` for HTTP: over `per_second` requests a second.
+    pub fn requests_rate_limited(per_second: u32, retry_after_ms: u64) -> Self {
+        Error::Busy {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: Code::RateLimited,
+            message: Cow::Owned(format!(
+                "rate limit exceeded: at most {per_second} requests per second"
+            )),
+            retry_after_ms,
+        }
+    }
+
+    /// 429 `too_many_frames`: a WebSocket connection over its budget of `per_second`
+    /// non-`message` frames; the frame was ignored.
+    pub fn too_many_frames(per_second: u32, retry_after_ms: u64) -> Self {
+        Error::Busy {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: Code::TooManyFrames,
+            message: Cow::Owned(format!(
+                "too many frames: at most {per_second} a second besides messages; frame ignored"
+            )),
+            retry_after_ms,
+        }
+    }
+
     /// How long to wait before trying again, for the errors that say so.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {

@@ -3,10 +3,12 @@
 
 pub mod body;
 pub mod params;
+pub mod rate;
 pub mod response;
 pub mod router;
 
 mod api;
+pub mod metrics_port;
 mod probes;
 
 use std::convert::Infallible;
@@ -44,6 +46,8 @@ pub struct Ctx {
     pub hub: std::sync::Arc<crate::delivery::Hub>,
     /// WebSocket handshake limits.
     pub ws_limits: crate::ws::Limits,
+    /// Per-user HTTP request rate.
+    pub http_rate: Arc<rate::HttpRate>,
 }
 
 /// A request after routing and authentication.
@@ -173,11 +177,11 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         ctx.services.config().dev_ui,
     ) {
         Match::NotFound => (
-            "unmatched",
+            OTHER,
             response::error(&Error::route_not_found(), &request_id),
         ),
         Match::MethodNotAllowed => (
-            "unmatched",
+            OTHER,
             response::error(
                 &Error::client(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -189,7 +193,10 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         ),
         Match::Found(route, params) => {
             let template = route_label(route);
-            let resp = match authenticate(&ctx, route, &req) {
+            let resp = match authenticate(&ctx, route, &req).and_then(|caller| {
+                limit_rate(&ctx, caller)?;
+                Ok(caller)
+            }) {
                 Err(e) => response::error(&e, &request_id),
                 Ok(caller) => {
                     let call = Call {
@@ -219,12 +226,31 @@ async fn handle(ctx: Ctx, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status().as_u16().to_string();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => template, "method" => method.to_string(), "status" => status)
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => template, "method" => method_label(&method), "status" => status)
         .increment(1);
     metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => template)
         .record(started.elapsed().as_secs_f64());
     tracing::trace!(%remote, %method, route = template, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// The label of unmatched routes and unknown methods: the metrics' label sets stay bounded
+/// whatever clients send.
+const OTHER: &str = "other";
+
+/// A bounded label for the request method: the standard ones, else [`OTHER`].
+fn method_label(method: &hyper::Method) -> &'static str {
+    use hyper::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => OTHER,
+    }
 }
 
 /// A `'static` label for the metrics: the route's canonical template.
@@ -247,6 +273,21 @@ fn route_label(route: &'static Route) -> &'static str {
         .get(&(route as *const Route as usize))
         .copied()
         .unwrap_or("unknown")
+}
+
+/// 429 `rate_limited` (with `Retry-After`) for a caller over the per-user request rate.
+fn limit_rate(ctx: &Ctx, caller: Option<Caller>) -> Result<(), Error> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    ctx.http_rate
+        .take(caller.user_id, Instant::now())
+        .map_err(|wait| {
+            Error::requests_rate_limited(
+                ctx.http_rate.per_second(),
+                (wait.as_millis() as u64).max(1),
+            )
+        })
 }
 
 fn authenticate(

@@ -23,6 +23,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use crate::error::{Error, Result};
+use crate::tls::postgres as tls;
 
 /// The shared pool of PostgreSQL connections.
 #[derive(Clone)]
@@ -31,11 +32,22 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
-    /// `sslrootcert` say ([`crate::tls::postgres`]). Fails on a malformed URL or an unreadable CA file.
+    /// [`Store::with_statement_timeout`] without a statement timeout (tests, tools).
     pub fn new(database_url: &str, max_size: usize) -> Result<Self> {
-        let (mut pg, tls) = crate::tls::postgres::parse(database_url)
-            .map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
+        Self::with_statement_timeout(database_url, max_size, Duration::ZERO)
+    }
+
+    /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
+    /// `sslrootcert` say ([`tls`]), and `statement_timeout` (zero: none) set on every
+    /// session at connect time (the startup packet's `options`, after any the URL has), so
+    /// every pooled connection has it. Fails on a malformed URL or an unreadable CA file.
+    pub fn with_statement_timeout(
+        database_url: &str,
+        max_size: usize,
+        statement_timeout: Duration,
+    ) -> Result<Self> {
+        let (mut pg, tls) =
+            tls::parse(database_url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
         let tls = tls
             .connector()
             .map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
@@ -43,6 +55,12 @@ impl Store {
             pg.application_name("dinq-message");
         }
         pg.connect_timeout(Duration::from_secs(5));
+        let timeout = format!("-c statement_timeout={}", statement_timeout.as_millis());
+        let options = match pg.get_options() {
+            Some(o) if !o.trim().is_empty() => format!("{o} {timeout}"),
+            _ => timeout,
+        };
+        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             tls,

@@ -2,6 +2,7 @@
 //! upgrade, then the connection runs in [`session`]. [`crate::delivery`] holds the node's
 //! connected users; [`protocol`] decodes client frames.
 
+pub mod budget;
 pub mod frames;
 pub mod protocol;
 pub mod session;

@@ -31,6 +31,11 @@ if [ -z "${JWT_SECRET:-}" ]; then
   export JWT_SECRET
 fi
 export PORT=${PORT:-8083}
+# Local by default (DEV_UI=1 is refused on other addresses unless DEV_UI_PUBLIC=1); set
+# BIND_ADDRESS (environment or .env) to listen elsewhere.
+if [ -z "${BIND_ADDRESS:-}" ] && ! grep -qs '^[[:space:]]*\(export[[:space:]]\+\)\?BIND_ADDRESS=' .env; then
+  export BIND_ADDRESS=127.0.0.1
+fi
 
 profile=${PROFILE:-release}
 cargo build --locked --profile "$profile" --bin dinq-message

@@ -5,7 +5,7 @@ use super::*;
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     let mut m: HashMap<String, String> = [
         ("DATABASE_URL", "postgres://u:p@localhost:5432/db"),
-        ("JWT_SECRET", "s3cret"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -54,6 +54,43 @@ fn missing_required_values_are_named() {
     assert_eq!(Config::from_env(&m).unwrap_err().var, "JWT_SECRET");
     assert_eq!(err(&[("JWT_SECRET", "")]).var, "JWT_SECRET");
     assert_eq!(err(&[("JWT_SECRET", "   ")]).var, "JWT_SECRET");
+}
+
+#[test]
+fn weak_or_placeholder_secrets_are_refused_without_echoing_them() {
+    let long_placeholder = "change-me-in-production-0123456789abcdef";
+    for (var, value) in [
+        ("JWT_SECRET", "s3cret"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcde"), // 31 bytes
+        ("JWT_SECRET", "change-me"),
+        ("JWT_SECRET", "CHANGE-ME"),
+        ("JWT_SECRET", long_placeholder),
+        ("JWT_SECRET", "REPLACE_ME_0123456789abcdef0123456789"),
+        ("JWT_SECRET_PREVIOUS", "abc123"),
+        ("JWT_SECRET_PREVIOUS", long_placeholder),
+    ] {
+        let e = err(&[(var, value)]);
+        assert_eq!(e.var, var, "{value}");
+        assert!(e.got.is_none(), "a secret is never echoed");
+        assert!(!e.to_string().contains(value), "{e}");
+    }
+    // 32 random-looking bytes are enough; the previous key is optional and kept apart.
+    let c = Config::from_env(&env(&[
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("JWT_SECRET_PREVIOUS", "fedcba9876543210fedcba9876543210"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.jwt_secret_previous.as_deref(),
+        Some("fedcba9876543210fedcba9876543210")
+    );
+    assert!(!format!("{c:?}").contains("fedcba"), "redacted");
+    assert!(
+        Config::from_env(&env(&[]))
+            .unwrap()
+            .jwt_secret_previous
+            .is_none()
+    );
 }
 
 #[test]
@@ -133,7 +170,8 @@ fn dev_ui_is_off_unless_asked_and_strictly_boolean() {
     assert!(!Config::from_env(&env(&[])).unwrap().dev_ui);
     assert!(!Config::from_env(&env(&[("DEV_UI", "")])).unwrap().dev_ui);
     for (value, expected) in [("1", true), ("true", true), ("0", false), ("false", false)] {
-        let c = Config::from_env(&env(&[("DEV_UI", value)])).unwrap();
+        let c =
+            Config::from_env(&env(&[("DEV_UI", value), ("BIND_ADDRESS", "127.0.0.1")])).unwrap();
         assert_eq!(c.dev_ui, expected, "DEV_UI={value}");
         assert!(format!("{c:?}").contains(&format!("dev_ui: {expected}")));
     }

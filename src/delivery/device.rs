@@ -21,6 +21,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// An invalid frame (bad UTF-8, bad fragments).
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A client that kept sending frames over its budget (`ws::budget`).
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame or message over 64 KiB.
     pub const TOO_BIG: u16 = 1009;
     /// The node is restarting or draining: reconnect (to another node).

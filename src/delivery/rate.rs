@@ -1,10 +1,57 @@
 //! The per-user send rate limit: a token bucket per local user, kept with the user's
-//! delivery state (`per_second` tokens a second, a burst of twice that).
+//! delivery state (`per_second` tokens a second, a burst of twice that). Beside it, the
+//! user's chatter: when `heartbeat` last refreshed presence and when `typing` last
+//! published per conversation, so neither costs a Redis round trip per frame.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::Hub;
-use crate::model::UserId;
+use crate::model::{ConversationId, UserId};
+
+/// A heartbeat refreshes the user's presence at most this often; the node's periodic
+/// refresh (every 10 s, TTL 30 s) keeps every connected user online in between.
+pub const HEARTBEAT_REFRESH_EVERY: Duration = Duration::from_secs(10);
+
+/// When the user's heartbeat and typing frames last cost something.
+#[derive(Default)]
+pub(super) struct Chatter {
+    heartbeat_refreshed: Option<Instant>,
+    typing: HashMap<ConversationId, Instant>,
+}
+
+impl Chatter {
+    /// True when a heartbeat at `now` should refresh presence (and records it).
+    fn heartbeat(&mut self, now: Instant) -> bool {
+        match self.heartbeat_refreshed {
+            Some(t) if now.saturating_duration_since(t) < HEARTBEAT_REFRESH_EVERY => false,
+            _ => {
+                self.heartbeat_refreshed = Some(now);
+                true
+            }
+        }
+    }
+
+    /// True when typing in `conversation` at `now` should be published (and records it):
+    /// at most once per `every`.
+    fn typing(&mut self, conversation: ConversationId, every: Duration, now: Instant) -> bool {
+        if every.is_zero() {
+            return true;
+        }
+        if let Some(t) = self.typing.get(&conversation)
+            && now.saturating_duration_since(*t) < every
+        {
+            return false;
+        }
+        // Forget conversations whose interval has passed, so the map stays small.
+        if self.typing.len() >= 32 {
+            self.typing
+                .retain(|_, t| now.saturating_duration_since(*t) < every);
+        }
+        self.typing.insert(conversation, now);
+        true
+    }
+}
 
 /// One user's send budget.
 pub(super) struct Bucket {
@@ -50,6 +97,31 @@ impl Hub {
         };
         e.send_budget.take(per_second, Instant::now())
     }
+
+    /// True when a `heartbeat` of `user` should refresh presence: at most once per
+    /// [`HEARTBEAT_REFRESH_EVERY`] per user on this node.
+    pub fn allow_heartbeat_refresh(&self, user: UserId) -> bool {
+        let mut shard = self.shard(user);
+        match shard.users.get_mut(&user) {
+            Some(e) => e.chatter.heartbeat(Instant::now()),
+            None => false,
+        }
+    }
+
+    /// True when `user` typing in `conversation` should be published: at most once per
+    /// `every` per (user, conversation) on this node; extra ones are dropped silently.
+    pub fn allow_typing(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        every: Duration,
+    ) -> bool {
+        let mut shard = self.shard(user);
+        match shard.users.get_mut(&user) {
+            Some(e) => e.chatter.typing(conversation, every, Instant::now()),
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +129,38 @@ mod tests {
     use std::time::Duration;
 
     use super::Bucket;
+
+    #[test]
+    fn heartbeats_and_typing_are_coalesced() {
+        let mut c = super::Chatter::default();
+        let t0 = std::time::Instant::now();
+        assert!(c.heartbeat(t0));
+        assert!(!c.heartbeat(t0 + Duration::from_secs(9)));
+        assert!(c.heartbeat(t0 + super::HEARTBEAT_REFRESH_EVERY));
+        let (a, b) = (
+            crate::model::ConversationId::new_v4(),
+            crate::model::ConversationId::new_v4(),
+        );
+        let every = Duration::from_secs(2);
+        assert!(c.typing(a, every, t0));
+        assert!(!c.typing(a, every, t0 + Duration::from_millis(1999)));
+        assert!(c.typing(b, every, t0), "per conversation");
+        assert!(c.typing(a, every, t0 + every));
+        assert!(c.typing(a, Duration::ZERO, t0), "0 turns the throttle off");
+        // Many conversations: entries whose interval has passed are forgotten, recent ones
+        // kept (the frame budget bounds how many a connection can add in an interval).
+        let t1 = t0 + Duration::from_secs(10);
+        for _ in 0..100 {
+            assert!(c.typing(crate::model::ConversationId::new_v4(), every, t1));
+        }
+        assert!(
+            !c.typing.contains_key(&a),
+            "a's interval had passed: forgotten"
+        );
+        assert_eq!(c.typing.len(), 100);
+        assert!(c.typing(a, every, t1 + every));
+        assert_eq!(c.typing.len(), 1, "every other interval had passed");
+    }
 
     #[test]
     fn a_burst_of_twice_the_rate_then_the_rate() {

@@ -330,6 +330,7 @@ mod tests {
             sub_waiters: Vec::new(),
             sync_waiters: Vec::new(),
             send_budget: rate::Bucket::full(),
+            chatter: rate::Chatter::default(),
             hold: None,
         }
     }

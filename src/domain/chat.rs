@@ -29,12 +29,14 @@ impl Services {
     }
 
     /// `typing`: to the other members and the typist's other devices. Ignored when the
-    /// setting is off; refused for non-members.
+    /// setting is off; refused for non-members; dropped silently when `throttle` (asked
+    /// only for a member's typing that would be published) says so.
     pub async fn typing(
         &self,
         user: UserId,
         conversation: ConversationId,
         conn: u64,
+        throttle: impl FnOnce() -> bool,
     ) -> Result<()> {
         if !self.settings.get().typing {
             return Ok(());
@@ -45,6 +47,9 @@ impl Services {
             .await?
             .filter(|m| m.contains(user))
             .ok_or_else(Error::not_member)?;
+        if !throttle() {
+            return Ok(());
+        }
         let env = self.envelope(&Routed::Frame {
             frame: events::typing(conversation, user),
             except: conn,

@@ -154,6 +154,17 @@ fn role_of(roles: &[(UserId, Role)], user: UserId) -> Option<Role> {
     roles.iter().find(|(u, _)| *u == user).map(|(_, r)| *r)
 }
 
+/// A group would pass the `max_group_members` setting (`limit` > 0).
+fn check_size(members: usize, limit: u64) -> Result<()> {
+    if limit > 0 && members as u64 > limit {
+        return Err(Error::bad_request(
+            Code::GroupTooLarge,
+            format!("a group has at most {limit} members"),
+        ));
+    }
+    Ok(())
+}
+
 fn conversation_not_found() -> Error {
     forbidden(Code::ConversationNotFound, "conversation not found")
 }
@@ -180,6 +191,7 @@ impl Services {
             ));
         }
         let members = distinct_ids(members, owner)?;
+        check_size(members.len() + 1, self.settings().max_group_members)?;
         let created = {
             let mut db = self.store.conn().await?;
             let tx = db.transaction().await?;
@@ -205,6 +217,9 @@ impl Services {
         ids: &[UserId],
     ) -> Result<()> {
         let ids = distinct_ids(ids, caller)?;
+        let limit = self.settings().max_group_members;
+        // The caller is a member too: refuse an oversized list before touching the database.
+        check_size(ids.len() + 1, limit)?;
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
         let (kind, last_seq) = groups::lock(&tx, conversation)
@@ -218,6 +233,14 @@ impl Services {
         let joined = groups::add(&tx, conversation, &ids, last_seq).await?;
         if joined.is_empty() {
             return Ok(());
+        }
+        if limit > 0 {
+            // The row lock serialises membership changes, so this count is exact; past the
+            // limit the transaction is dropped (rolled back).
+            check_size(
+                groups::active_count(&tx, conversation).await? as usize,
+                limit,
+            )?;
         }
         groups::bump_version(&tx, conversation).await?;
         tx.commit().await?;

@@ -65,7 +65,7 @@ impl Services {
     /// connections (this node when the registry is empty or unavailable).
     pub async fn ws_token(&self, user: crate::model::UserId) -> WsToken {
         let ttl = self.config.ws_token_ttl;
-        let token = self.tokens.issue(user, false, ttl);
+        let token = self.tokens.issue_ws(user, ttl);
         let ws_url = match self.registry.live().await {
             Ok(nodes) if !nodes.is_empty() => nodes[0].ws_url.clone(),
             Ok(_) => self.config.ws_public_url.clone(),

@@ -41,7 +41,20 @@ impl Services {
         }
         // The search itself may run on the read replica (see README "PostgreSQL growth").
         let db = self.reader.conn().await?;
-        store::search::messages(&db, user, &like_pattern(term), conversation, limit, offset).await
+        // Under 3 characters the trigram index cannot help: a bounded scan of the newest
+        // messages (store::search::SHORT_TERM_SCAN_PER_CONVERSATION), not a 400, since
+        // two-character words are common in Chinese.
+        let short = term.chars().count() < 3;
+        store::search::messages(
+            &db,
+            user,
+            &like_pattern(term),
+            conversation,
+            limit,
+            offset,
+            short,
+        )
+        .await
     }
 }
 

@@ -52,6 +52,8 @@ pub const RECALL_WINDOW: &str = "recall_window_seconds";
 pub const OFFLINE_MAX: &str = "offline_max_per_connect";
 /// Per-user message rate limit.
 pub const MAX_MESSAGES_PER_SECOND: &str = "max_messages_per_second";
+/// Largest group, owner included.
+pub const MAX_GROUP_MEMBERS: &str = "max_group_members";
 
 /// Every known setting.
 pub const DEFINITIONS: &[Definition] = &[
@@ -100,6 +102,11 @@ pub const DEFINITIONS: &[Definition] = &[
         kind: Kind::Int { max: 1_000_000 },
         description: "Messages one user may send per second (burst twice that); 0 disables the limit",
     },
+    Definition {
+        key: MAX_GROUP_MEMBERS,
+        kind: Kind::Int { max: 10_000_000 },
+        description: "Most active members of a group, owner included; creating or adding past it is refused (group_too_large); 0 disables the limit",
+    },
 ];
 
 /// The seed values for a fresh database.
@@ -122,6 +129,7 @@ fn default_value(key: &str, config: &Config) -> String {
         RECALL_WINDOW => "120".into(),
         OFFLINE_MAX => "1000".into(),
         MAX_MESSAGES_PER_SECOND => "20".into(),
+        MAX_GROUP_MEMBERS => "2000".into(),
         _ => String::new(),
     }
 }
@@ -173,6 +181,8 @@ pub struct Snapshot {
     pub offline_max_per_connect: u64,
     /// `max_messages_per_second` (0 = unlimited).
     pub max_messages_per_second: u64,
+    /// `max_group_members` (0 = unlimited).
+    pub max_group_members: u64,
 }
 
 impl Snapshot {
@@ -195,6 +205,7 @@ impl Snapshot {
             recall_window_seconds: int(RECALL_WINDOW),
             offline_max_per_connect: int(OFFLINE_MAX),
             max_messages_per_second: int(MAX_MESSAGES_PER_SECOND),
+            max_group_members: int(MAX_GROUP_MEMBERS),
             raw,
         }
     }
@@ -268,7 +279,7 @@ mod tests {
     fn every_definition_has_a_valid_default() {
         let env: std::collections::HashMap<String, String> = [
             ("DATABASE_URL", "postgres://localhost/x"),
-            ("JWT_SECRET", "x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -281,5 +292,6 @@ mod tests {
         assert!(!snap.typing && !snap.block);
         assert_eq!(snap.recall_window_seconds, 120);
         assert_eq!(snap.max_video_size_mb, 50);
+        assert_eq!(snap.max_group_members, 2000);
     }
 }

@@ -15,7 +15,7 @@ use super::response::{Body, Resp};
 use super::router::RouteId;
 use super::{Call, Ctx, probes};
 use crate::domain::member_settings::Setting;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Runs the handler of `call.route`.
 pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
@@ -23,6 +23,8 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
     match call.route.id {
         R::Health => Ok(probes::health()),
         R::Ready => probes::ready(ctx).await,
+        // With METRICS_PORT, /metrics is served there only.
+        R::Metrics if ctx.services.config().metrics_port.is_some() => Err(Error::route_not_found()),
         R::Metrics => Ok(probes::metrics(ctx)),
         R::WebSocket => {
             let switching = crate::ws::upgrade(

@@ -8,6 +8,9 @@ use crate::error::{Code, Error, Result};
 
 /// Largest page.
 pub const MAX_LIMIT: i64 = 100;
+/// Largest `offset`: deeper pages cost a scan of everything before them (use
+/// `before_seq` to page far back in a history).
+pub const MAX_OFFSET: i64 = 10_000;
 
 /// The path parameter `name` as a UUID (or an id type over one); `message` is the 400
 /// text when it is not one.
@@ -99,11 +102,15 @@ impl Query {
         }
     }
 
-    /// `offset`: 0 when absent, else a non-negative integer, else 400.
+    /// `offset`: 0 when absent, else an integer from 0 to [`MAX_OFFSET`], else 400.
     pub fn offset(&self) -> Result<i64> {
         match self.get("offset") {
             None => Ok(0),
             Some(v) => match v.parse::<i64>() {
+                Ok(n) if n > MAX_OFFSET => Err(Error::bad_request(
+                    Code::InvalidOffset,
+                    format!("offset must be at most {MAX_OFFSET}"),
+                )),
                 Ok(n) if n >= 0 => Ok(n),
                 _ => Err(Error::bad_request(
                     Code::InvalidOffset,
@@ -153,6 +160,12 @@ mod tests {
             );
         }
         assert_eq!(Query::parse("offset=7").offset().unwrap(), 7);
+        assert_eq!(Query::parse("offset=10000").offset().unwrap(), MAX_OFFSET);
+        let e = Query::parse("offset=10001").offset().unwrap_err();
+        assert_eq!(
+            (e.code(), e.public_message().as_ref()),
+            ("invalid_offset", "offset must be at most 10000")
+        );
         for bad in ["offset=-1", "offset=x", "offset="] {
             assert_eq!(
                 Query::parse(bad).offset().unwrap_err().code(),

@@ -122,6 +122,20 @@ pub async fn add(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// How many active members `conversation` has.
+pub async fn active_count(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+) -> Result<i64> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT count(*) FROM conversation_members
+             WHERE conversation_id = $1 AND left_at IS NULL",
+        )
+        .await?;
+    Ok(client.query_one(&stmt, &[&conversation]).await?.get(0))
+}
+
 /// Marks `user` as having left `conversation`. False when not an active member.
 pub async fn leave(
     client: &impl GenericClient,

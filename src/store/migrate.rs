@@ -70,6 +70,9 @@ const LOCK_KEY: i64 = 0x6469_6e71_6d69_6772;
 /// Applies every migration not yet recorded. Returns the versions applied by this call.
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<Vec<i32>> {
     let tx = client.transaction().await?;
+    // Migrations may build indexes on big tables: no statement_timeout for them (nor for
+    // the lock wait behind another node's migrations).
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
     tx.batch_execute(

@@ -29,8 +29,17 @@ pub async fn is_active_member(
         .is_some())
 }
 
+/// A term shorter than a trigram reads at most this many of the newest indexed messages
+/// of each conversation searched (the trigram index cannot serve it: each conversation is
+/// read newest first through its `(conversation_id, created_at)` index)...
+pub const SHORT_TERM_SCAN_PER_CONVERSATION: i64 = 1000;
+/// ...in at most this many of the caller's most recently active conversations.
+pub const SHORT_TERM_CONVERSATIONS: i64 = 100;
+
 /// Messages matching `pattern` (an `ILIKE` pattern with `\` as its escape character) in
 /// `user`'s active conversations, or only in `conversation` when given; newest first.
+/// With `short` (a term under 3 characters) the indexed part is a bounded scan: see
+/// [`SHORT_TERM_SCAN_PER_CONVERSATION`].
 ///
 /// Two parts, read in one statement (one snapshot), so each message is in exactly one:
 /// what the indexer has covered (`created_at <= indexed_until`) through `message_search`
@@ -46,10 +55,35 @@ pub async fn messages(
     conversation: Option<ConversationId>,
     limit: i64,
     offset: i64,
+    short: bool,
 ) -> Result<Vec<Message>> {
     let narrow = match conversation {
         Some(_) => "AND cm.conversation_id = $5",
         None => "",
+    };
+    let indexed = if short {
+        format!(
+            "SELECT {COLUMNS_M} FROM (
+                 SELECT c.id FROM mine JOIN conversations c ON c.id = mine.id
+                 ORDER BY c.last_message_at DESC NULLS LAST
+                 LIMIT {SHORT_TERM_CONVERSATIONS}
+             ) recent, LATERAL (
+                 SELECT r.message_id, r.conversation_id, r.created_at, r.content
+                 FROM message_search r
+                 WHERE r.conversation_id = recent.id AND r.created_at <= (SELECT t FROM hw)
+                 ORDER BY r.created_at DESC
+                 LIMIT {SHORT_TERM_SCAN_PER_CONVERSATION}
+             ) s
+             JOIN messages m ON m.id = s.message_id AND m.bucket = msg_bucket(s.conversation_id)
+             WHERE TRUE"
+        )
+    } else {
+        format!(
+            "SELECT {COLUMNS_M} FROM message_search s
+             JOIN messages m ON m.id = s.message_id AND m.bucket = msg_bucket(s.conversation_id)
+             WHERE s.conversation_id IN (SELECT id FROM mine)
+               AND s.created_at <= (SELECT t FROM hw)"
+        )
     };
     let stmt = client
         .prepare_cached(&format!(
@@ -59,11 +93,8 @@ pub async fn messages(
                  WHERE cm.user_id = $1 AND cm.left_at IS NULL {narrow}
              ),
              indexed AS (
-                 SELECT {COLUMNS_M} FROM message_search s
-                 JOIN messages m ON m.id = s.message_id AND m.bucket = msg_bucket(s.conversation_id)
-                 WHERE s.conversation_id IN (SELECT id FROM mine)
-                   AND s.created_at <= (SELECT t FROM hw)
-                   AND COALESCE(m.is_recalled, FALSE) = FALSE AND s.content ILIKE $2 ESCAPE '\\'
+                 {indexed}
+                 AND COALESCE(m.is_recalled, FALSE) = FALSE AND s.content ILIKE $2 ESCAPE '\\'
                  ORDER BY s.created_at DESC, m.seq DESC
                  LIMIT $3::int8 + $4::int8
              ),

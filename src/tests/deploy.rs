@@ -103,12 +103,28 @@ fn kubernetes_manifests_render_and_validate() {
         "path: /ready",
         "path: /health",
         "preStop",
+        "METRICS_PORT: \"9464\"",
+        "containerPort: 9464",
+        "targetPort: metrics",
+        "kubernetes.io/metadata.name: monitoring",
     ] {
         assert!(
             overlay.contains(needle),
             "the example overlay lacks {needle}"
         );
     }
+    // Prometheus scrapes the metrics port; the load-balanced Service does not expose it.
+    let docs: Vec<&str> = overlay.split("\n---\n").collect();
+    let monitor = docs
+        .iter()
+        .find(|d| d.contains("kind: ServiceMonitor"))
+        .unwrap();
+    assert!(monitor.contains("port: metrics"), "{monitor}");
+    let public = docs
+        .iter()
+        .find(|d| d.contains("kind: Service\n") && !d.contains("clusterIP: None"))
+        .unwrap();
+    assert!(!public.contains("9464"), "{public}");
 }
 
 #[test]

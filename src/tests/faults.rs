@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::drain::{receiver, sender};
-use super::harness::TestEnv;
+use super::harness::{TestEnv, free_port};
 use super::process::{PrivateStack, ProcessNode};
 use super::realtime::{befriend, send_text, uuid_of};
 use super::ws_client::{Seen, Ws};
@@ -258,7 +258,7 @@ async fn the_binary_exits_0_on_sigterm_and_64_on_bad_configuration() {
     assert_eq!(node.terminate(), Some(0));
     let bin =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/dinq-message");
-    let out = std::process::Command::new(bin)
+    let out = std::process::Command::new(&bin)
         .env_clear()
         .env("DATABASE_URL", &env.database_url)
         .env("JWT_SECRET", "")
@@ -266,6 +266,24 @@ async fn the_binary_exits_0_on_sigterm_and_64_on_bad_configuration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+    // A placeholder from our examples stops the node before any connection is tried: the
+    // database port below has nothing listening, which would be exit 69.
+    let dead = format!("postgres://postgres@127.0.0.1:{}/x", free_port());
+    for secret in ["change-me", "change-me-in-production", "too-short"] {
+        let out = std::process::Command::new(&bin)
+            .env_clear()
+            .env("DATABASE_URL", &dead)
+            .env("JWT_SECRET", secret)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{secret}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "the secret is not echoed: {stderr}"
+        );
+    }
 }
 
 /// Polls the conversation list on `node` (as the holder of `token`) until `partner` shows

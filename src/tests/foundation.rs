@@ -22,7 +22,7 @@ fn env_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 #[test]
 fn bad_configuration_exits_64_before_binding() {
     let cases: &[&[(&str, &str)]] = &[
-        &[("JWT_SECRET", "x")],
+        &[("JWT_SECRET", "0123456789abcdef0123456789abcdef-test")],
         &[("DATABASE_URL", "postgres://localhost/x")],
         &[
             ("DATABASE_URL", "postgres://localhost/x"),
@@ -30,12 +30,20 @@ fn bad_configuration_exits_64_before_binding() {
         ],
         &[
             ("DATABASE_URL", "postgres://localhost/x"),
-            ("JWT_SECRET", "x"),
+            ("JWT_SECRET", "change-me"),
+        ],
+        &[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("JWT_SECRET", "short-but-not-a-placeholder"),
+        ],
+        &[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
             ("PORT", "http"),
         ],
         &[
             ("DATABASE_URL", "postgres://localhost/x"),
-            ("JWT_SECRET", "x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
             ("REDIS_URL", "ftp://r"),
         ],
     ];
@@ -47,7 +55,7 @@ fn bad_configuration_exits_64_before_binding() {
 
 #[test]
 fn token_command_usage() {
-    let env = env_map(&[("JWT_SECRET", "x")]);
+    let env = env_map(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef-test")]);
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
         crate::cli::main_with_env(&args(&["token"]), &env),

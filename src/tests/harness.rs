@@ -123,7 +123,7 @@ impl TestEnv {
             database_url: format!("{}/{name}", stack.pg_base),
             redis: stack.redis.clone(),
             prefix: format!("{}:", &name[2..14]),
-            secret: "test-secret".into(),
+            secret: "test-secret-0123456789abcdef0123456789".into(),
         }
     }
 

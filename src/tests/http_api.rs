@@ -97,6 +97,8 @@ pub async fn assert_paging_bounds(api: &Api, path: &str) {
         "limit=abc",
         "offset=-1",
         "offset=x",
+        "offset=10001",
+        "offset=9999999999",
     ] {
         let (status, body) = api.get(&format!("{path}{sep}{q}")).await;
         assert_eq!(status, 400, "{path} {q}: {body}");
@@ -108,4 +110,6 @@ pub async fn assert_paging_bounds(api: &Api, path: &str) {
     }
     let (status, body) = api.get(&format!("{path}{sep}limit=100&offset=0")).await;
     assert_eq!(status, 200, "{path}: {body}");
+    let (status, body) = api.get(&format!("{path}{sep}offset=10000")).await;
+    assert_eq!(status, 200, "the largest offset: {path}: {body}");
 }

@@ -248,7 +248,7 @@ async fn each_message_query_reads_one_partition() {
             touched(&observer, &worker, &HashMap::new()).await;
         }
         let before = scans(&observer).await;
-        let got = search::messages(&worker, user, "%hello%", Some(conv), 10, 0)
+        let got = search::messages(&worker, user, "%hello%", Some(conv), 10, 0, false)
             .await
             .unwrap();
         assert_eq!(got.len(), 5, "{part}");

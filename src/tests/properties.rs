@@ -79,11 +79,13 @@ impl Gen {
 }
 
 fn settings() -> Snapshot {
-    let env: std::collections::HashMap<String, String> =
-        [("DATABASE_URL", "postgres://h/x"), ("JWT_SECRET", "x")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    let env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", "postgres://h/x"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let config = crate::config::Config::from_env(&env).unwrap();
     Snapshot::from_rows(Default::default(), &config)
 }

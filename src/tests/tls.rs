@@ -117,7 +117,7 @@ async fn postgres_sslmodes_check_what_libpq_says() {
 fn redis_config(vars: &[(&str, &str)]) -> crate::config::RedisConfig {
     let mut env: HashMap<String, String> = [
         ("DATABASE_URL", "postgres://u@localhost/db"),
-        ("JWT_SECRET", "s"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef-test"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -209,7 +209,10 @@ fn node_env(s: &TlsStack, db: &str) -> HashMap<String, String> {
         ("REDIS_URL", format!("rediss://localhost:{}", s.redis_port)),
         ("REDIS_TLS_CA_FILE", s.file("ca.crt")),
         ("REDIS_KEY_PREFIX", format!("{}:", &db[2..14])),
-        ("JWT_SECRET", "tls-test-secret".into()),
+        (
+            "JWT_SECRET",
+            "tls-test-secret-0123456789abcdef01234567".into(),
+        ),
         ("DB_POOL_SIZE", "4".into()),
         ("STARTUP_TIMEOUT_SECONDS", "10".into()),
         ("SHUTDOWN_GRACE_SECONDS", "5".into()),
@@ -225,7 +228,10 @@ async fn a_node_serves_a_message_over_tls() {
     let s = tls_stack();
     let db = s.create_database().await;
     let node = TestNode::start(node_env(s, &db)).await;
-    let tokens = crate::auth::Tokens::new("tls-test-secret", Default::default());
+    let tokens = crate::auth::Tokens::new(
+        "tls-test-secret-0123456789abcdef01234567",
+        Default::default(),
+    );
     let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
     let ttl = Duration::from_secs(600);
     let a = Ws::connect(node.addr, &tokens.issue(ua.into(), false, ttl), ua)
@@ -390,7 +396,10 @@ async fn a_node_on_a_tls_only_redis_cluster_delivers_and_pipelines_per_master() 
         env.insert(k.to_string(), v.to_string());
     }
     let node = TestNode::start(env).await;
-    let tokens = crate::auth::Tokens::new("tls-test-secret", Default::default());
+    let tokens = crate::auth::Tokens::new(
+        "tls-test-secret-0123456789abcdef01234567",
+        Default::default(),
+    );
     let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
     let ttl = Duration::from_secs(600);
     let a = Ws::connect(node.addr, &tokens.issue(ua.into(), false, ttl), ua)

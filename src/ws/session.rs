@@ -39,6 +39,13 @@ pub struct Options {
     pub ping_every: Duration,
     /// Close after this long without a frame from the client.
     pub idle_timeout: Duration,
+    /// Frames other than `message` a second (`WS_FRAME_RATE`; 0 = no budget).
+    pub frame_rate: u32,
+    /// Such frames at once (`WS_FRAME_BURST`).
+    pub frame_burst: u32,
+    /// `typing` publishes at most once per this per (user, conversation)
+    /// (`WS_TYPING_INTERVAL_MS`; zero = every one).
+    pub typing_interval: Duration,
 }
 
 impl Default for Options {
@@ -47,6 +54,9 @@ impl Default for Options {
             queue: 1024,
             ping_every: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            frame_rate: 50,
+            frame_burst: 200,
+            typing_interval: Duration::from_secs(2),
         }
     }
 }
@@ -74,6 +84,8 @@ enum Exit {
     QueueClosed,
     /// The reader task failed.
     ReaderFailed,
+    /// The client kept sending frames over its budget.
+    OverBudget,
 }
 
 impl Exit {
@@ -101,6 +113,7 @@ impl Exit {
             Exit::ProtocolError => "protocol error",
             Exit::QueueClosed => "queue closed",
             Exit::ReaderFailed => "reader failed",
+            Exit::OverBudget => "over the frame budget",
         }
     }
 }
@@ -238,6 +251,7 @@ async fn serve(ws: WebSocket<Io>, hub: &Arc<Hub>, prepared: Prepared, opts: Opti
         kill.clone(),
         last_seen.clone(),
         start,
+        opts,
     ));
     drop(tx);
 

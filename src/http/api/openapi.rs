@@ -42,7 +42,11 @@ const PAGING: [(&str, &str, &str); 2] = [
         "integer",
         "1..100; the route's default when absent",
     ),
-    ("offset", "integer", ">= 0"),
+    (
+        "offset",
+        "integer",
+        "0..10000 (invalid_offset past it; page far back in a history with before_seq)",
+    ),
 ];
 
 macro_rules! doc {
@@ -71,7 +75,7 @@ macro_rules! doc {
 }
 
 /// The search-freshness bound (DECISIONS.md "search", README "HTTP API").
-const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag.";
+const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag. Terms shorter than 3 characters (too short for the trigram index; common two-character Chinese words) are answered, not refused, by a bounded scan: the newest 1000 indexed messages of each of the caller's 100 most recently active conversations (plus the not yet indexed tail); longer terms search the whole history.";
 
 /// Every route, documented.
 #[rustfmt::skip]
@@ -84,12 +88,12 @@ pub static DOCS: &[Doc] = &[
     doc!(GET "/metrics", "Prometheus text exposition (not an envelope)", query: &[], body: None, data: None, auth: "public"),
     doc!(GET "/ws", "WebSocket upgrade; the token is checked before the upgrade (see the README for the protocol)", query: &[("token", "string", "a JWT"), ("ack", "string", "1 for acknowledged delivery")], body: None, data: None, auth: "public"),
     doc!(GET "/api/v1/openapi.json", "This document", query: &[], body: None, data: None, auth: "public"),
-    doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
+    doc!(POST "/api/v1/ws-token", "A short-lived WebSocket token (scope ws: opens /ws only; HTTP routes answer 401 to it) and the ws_url of the least-loaded live node", query: &[], body: None, data: Some("WsToken"), auth: "user"),
     doc!(POST "/api/v1/logout", "Closes every connection of the caller on every node", query: &[], body: None, data: None, auth: "user"),
     doc!(GET "/api/v1/conversations", "The caller's conversations: pinned ones first, newest activity first within each part (hidden ones left out); with total_unread over the ones not muted", query: &[PAGING[0], PAGING[1], ("search", "string", "private conversations whose partner's name or domain contains this")], body: None, data: Some("ConversationList"), auth: "user"),
     doc!(GET "/api/v1/conversations/search", "The caller's private conversations whose partner's name matches", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), PAGING[0], PAGING[1]], body: None, data: Some("ConversationSearch"), auth: "user"),
     doc!(POST "/api/v1/conversations/private", "Get or create the private conversation with a user", query: &[], body: Some("PrivateRequest"), data: Some("PrivateResponse"), auth: "user"),
-    doc!(POST "/api/v1/conversations/group", "Create a group; the caller becomes its owner", query: &[], body: Some("GroupRequest"), data: Some("Conversation"), auth: "user"),
+    doc!(POST "/api/v1/conversations/group", "Create a group; the caller becomes its owner. More members than the max_group_members setting (default 2000, owner included) is a 400 group_too_large", query: &[], body: Some("GroupRequest"), data: Some("Conversation"), auth: "user"),
     doc!(GET "/api/v1/conversations/:id/messages", "History, oldest to newest within the page; pages by offset, before_seq or after_seq", query: &[PAGING[0], PAGING[1], ("before_seq", "integer", "the page just before this seq"), ("after_seq", "integer", "the page just after this seq")], body: None, data: Some("History"), auth: "user"),
     doc!(POST "/api/v1/conversations/:id/hide", "Hide a conversation for the caller until its next message", query: &[], body: None, data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/pin", "Pin a conversation for the caller", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
@@ -98,7 +102,7 @@ pub static DOCS: &[Doc] = &[
     doc!(POST "/api/v1/conversations/:id/unmute", "Unmute a conversation for the caller", query: &[], body: None, data: Some("ConversationSettings"), auth: "user", note: Some(SETTINGS_NOTE)),
     doc!(GET "/api/v1/conversations/:id/messages/:message_id/readers", "Group read status of a message: which members read it and which did not", query: &[], body: None, data: Some("Readers"), auth: "user", note: Some("From the members' read cursors (read = cursor at or past the message's seq), nothing stored per message. The sender, members who joined after the message and members who left are in neither list. 403 not_member for a non-member or former member, 404 message_not_found for a message not in this conversation, 403 read_receipts_disabled while enable_read_receipt is off.")),
     doc!(GET "/api/v1/conversations/:id/export", "Export the conversation as NDJSON, oldest first", query: &[("after_seq", "integer", "only messages after this seq (to resume)")], body: None, data: None, auth: "user", lines: Some("Message"), note: Some("One history item per line in seq order (recalled ones without content), up to the conversation's last seq when the export starts, streamed in constant memory. Active members only (403 not_member, as a JSON error, before any line). Cut short by a server failure, the response ends without its final chunk: resume with after_seq = the last seq received.")),
-    doc!(POST "/api/v1/conversations/:id/members", "Add members to a group (owner or admin)", query: &[], body: Some("MemberIds"), data: None, auth: "user"),
+    doc!(POST "/api/v1/conversations/:id/members", "Add members to a group (owner or admin); past the max_group_members setting a 400 group_too_large that adds no one", query: &[], body: Some("MemberIds"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/remove", "Remove a member from a group (owner or admin; admins cannot remove admins)", query: &[], body: Some("UserIdRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/:user_id/role", "Change a member's role (owner only; making someone owner demotes the old owner to admin)", query: &[], body: Some("RoleRequest"), data: None, auth: "user"),
@@ -183,6 +187,13 @@ fn operation(d: &Doc) -> Value {
         "public" => json!([]),
         _ => json!([{"bearer": []}]),
     };
+    if d.auth != "public" {
+        op["responses"]["429"] = json!({
+            "description": "rate_limited: the caller is over its HTTP request rate (HTTP_RATE_PER_SECOND, burst HTTP_RATE_BURST, per node); try again after Retry-After seconds",
+            "headers": {"Retry-After": {"description": "whole seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        });
+    }
     let served = if d.auth == "admin" {
         Some(
             "Admin only: a token with role \"admin\" or a user in ADMIN_USER_IDS; anyone else gets 403. Also served under /api/v1/admin.",

@@ -1,6 +1,7 @@
 //! The reader of one connection: reads frames (reassembling fragments, enforcing the size
 //! limit and UTF-8), decodes them into requests and runs them; an invalid request gets an
-//! `error` event and the connection stays usable.
+//! `error` event and the connection stays usable. Frames other than `message` spend the
+//! connection's budget (`ws::budget`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,6 +19,7 @@ use crate::domain::writer::Sent;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::model::UserId;
+use crate::ws::budget::{FrameBudget, Verdict};
 use crate::ws::protocol::{self, MAX_MESSAGE_BYTES, Request, close};
 
 /// Reads frames until the client closes or the connection fails; returns why.
@@ -31,8 +33,10 @@ pub(super) async fn read_loop(
     kill: Arc<Kill>,
     last_seen: Arc<AtomicI64>,
     start: Instant,
+    opts: super::Options,
 ) -> Exit {
     let mut rd = rd;
+    let mut budget = FrameBudget::new(opts.frame_rate, opts.frame_burst, Instant::now());
     rd.set_max_message_size(MAX_MESSAGE_BYTES + 1);
     let mut fragments: Option<(OpCode, Vec<u8>)> = None;
     loop {
@@ -103,10 +107,34 @@ pub(super) async fn read_loop(
             return Exit::ProtocolError;
         }
         let received = Instant::now();
-        match protocol::decode(&mut payload) {
+        let decoded = protocol::decode(&mut payload);
+        // `message` frames have their own per-user rate; every other frame, invalid ones
+        // too, spends the connection's budget.
+        if !matches!(decoded, Ok(Request::Message(_))) {
+            match budget.take(received) {
+                Verdict::Run => {}
+                Verdict::Refuse(wait) => {
+                    metrics::counter!(m::WS_FRAMES_IN, "type" => "over_budget").increment(1);
+                    let retry_ms = (wait.as_millis() as u64).max(1);
+                    queue_error(
+                        &tx,
+                        Some(&kill),
+                        &Error::too_many_frames(opts.frame_rate, retry_ms),
+                        None,
+                    );
+                    continue;
+                }
+                Verdict::Close => {
+                    metrics::counter!(m::WS_FRAMES_IN, "type" => "over_budget").increment(1);
+                    kill.fire(close::POLICY_VIOLATION, "too many frames");
+                    return Exit::OverBudget;
+                }
+            }
+        }
+        match decoded {
             Ok(request) => {
                 metrics::counter!(m::WS_FRAMES_IN, "type" => request_label(&request)).increment(1);
-                handle(&hub, user, conn, &tx, &kill, request, received).await;
+                handle(&hub, user, conn, &tx, &kill, request, received, &opts).await;
             }
             Err(e) => {
                 metrics::counter!(m::WS_FRAMES_IN, "type" => "invalid").increment(1);
@@ -154,6 +182,7 @@ fn queue_error(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     hub: &Arc<Hub>,
     user: UserId,
@@ -162,11 +191,15 @@ async fn handle(
     kill: &Arc<Kill>,
     request: Request,
     received: Instant,
+    opts: &super::Options,
 ) {
     let services = hub.services();
     let result = match request {
         Request::Heartbeat => {
-            services.heartbeat(user);
+            // Coalesced: the periodic presence refresh covers the user in between.
+            if hub.allow_heartbeat_refresh(user) {
+                services.heartbeat(user);
+            }
             Ok(())
         }
         Request::Message(draft) => {
@@ -190,7 +223,14 @@ async fn handle(
             services.send(user, draft, received, reply).await;
             Ok(())
         }
-        Request::Typing { conversation_id } => services.typing(user, conversation_id, conn).await,
+        Request::Typing { conversation_id } => {
+            let every = opts.typing_interval;
+            services
+                .typing(user, conversation_id, conn, || {
+                    hub.allow_typing(user, conversation_id, every)
+                })
+                .await
+        }
         Request::Read {
             conversation_id,
             message_id,
