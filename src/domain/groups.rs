@@ -191,8 +191,8 @@ impl Services {
             conversation_id: created.id,
             last_seq: 0,
         });
-        self.bus.route(owner, env.clone()).await;
-        self.route_all(&members, &env).await;
+        let everyone: Vec<UserId> = std::iter::once(owner).chain(members).collect();
+        self.route_all(&everyone, &env, created.id).await;
         Ok(created)
     }
 
@@ -227,7 +227,7 @@ impl Services {
             conversation_id: conversation,
             last_seq,
         });
-        self.route_all(&joined, &env).await;
+        self.route_all(&joined, &env, conversation).await;
         Ok(())
     }
 
