@@ -137,8 +137,9 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
             .await
             .map_err(|e| {
                 StartError::Redis(format!(
-                    "cannot reach {} ({e})",
-                    redact_url(&config.redis.url)
+                    "cannot reach {} ({})",
+                    redact_url(&config.redis.url),
+                    with_causes(&e)
                 ))
             })
     };
@@ -181,7 +182,6 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
             bus: bus.clone(),
             settings: settings.clone(),
             members: members.clone(),
-            indexer: crate::domain::search_index::SearchIndexer::start(store.clone()),
         },
         writer::Limits {
             queue_target: config.send_queue_target,
@@ -240,7 +240,7 @@ async fn wait_for_postgres(store: &Store, timeout: Duration) -> Result<(), Start
             Ok(Ok(())) => return Ok(()),
             result => {
                 let why = match result {
-                    Ok(Err(e)) => format!("{e}"),
+                    Ok(Err(e)) => with_causes(&e),
                     _ => "timed out".to_string(),
                 };
                 if tokio::time::Instant::now() + delay >= deadline {
@@ -255,6 +255,21 @@ async fn wait_for_postgres(store: &Store, timeout: Duration) -> Result<(), Start
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// `e`'s message followed by those of its sources that it does not already include (a TLS
+/// handshake or a server's refusal is often only in a source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 async fn prepare_schema(store: &Store, config: &Config) -> Result<(), StartError> {

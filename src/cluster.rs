@@ -42,7 +42,9 @@ pub async fn connect(config: &RedisConfig, timeout: Duration) -> Result<Redis> {
     loop {
         match tokio::time::timeout(Duration::from_secs(3), conn::open(config)).await {
             Ok(Ok(conn)) => return Ok(conn),
-            Ok(Err(e)) if tokio::time::Instant::now() + delay >= deadline => return Err(e.into()),
+            Ok(Err(e)) if tokio::time::Instant::now() + delay >= deadline => {
+                return Err(tls_hint(config, e).into());
+            }
             Err(_) if tokio::time::Instant::now() + delay >= deadline => {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
@@ -56,6 +58,20 @@ pub async fn connect(config: &RedisConfig, timeout: Duration) -> Result<Redis> {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// `e`, with a hint when a plain connection was cut during set-up: that is what a server
+/// accepting only TLS does with it.
+fn tls_hint(config: &RedisConfig, e: redis::RedisError) -> redis::RedisError {
+    let cut = e.is_connection_dropped() && !e.is_connection_refusal();
+    if config.is_tls() || !cut {
+        return e;
+    }
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "the server closed the connection",
+        format!("{e}; if it accepts only TLS, use a rediss:// URL"),
+    ))
 }
 
 /// Answers when Redis is reachable (used by `/ready`).

@@ -233,20 +233,21 @@ impl fmt::Debug for Config {
     }
 }
 
-/// A PostgreSQL URL must parse and name a host.
+/// A PostgreSQL URL must parse, name a host, and have usable TLS settings (`sslmode`, a
+/// readable `sslrootcert`; see `store::tls`).
 fn check_postgres_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
-    if url
-        .parse::<tokio_postgres::Config>()
-        .map(|c| c.get_hosts().is_empty())
-        .unwrap_or(true)
-    {
-        return Err(ConfigError {
-            var,
-            expected: "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq"
-                .into(),
-            got: Some(redact_url(url)),
-        });
+    let example = "a PostgreSQL URL with a host, such as postgres://user:pass@host:5432/dinq";
+    let bad = |expected: String| ConfigError {
+        var,
+        expected,
+        got: Some(redact_url(url)),
+    };
+    let (pg, tls) = crate::store::tls::parse(url).map_err(|e| bad(format!("{example} ({e})")))?;
+    if pg.get_hosts().is_empty() {
+        return Err(bad(example.into()));
     }
+    tls.connector()
+        .map_err(|e| bad(format!("usable TLS settings: {e}")))?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@
 //! - [`store`]: PostgreSQL pool, migrations and queries.
 //! - [`cluster`]: Redis: per-user channels, presence, registry, control channel.
 //! - [`ws`]: WebSocket handshake, sessions, frames and the client protocol.
-//! - leaves: [`auth`] (tokens), [`error`], [`metrics`], [`model`], [`shutdown`], [`telemetry`].
+//! - leaves: [`auth`] (tokens), [`error`], [`metrics`], [`model`], [`shutdown`], [`telemetry`],
+//!   [`tls`] (TLS client settings for PostgreSQL and Redis).
 //!
 //! The README's "Architecture" section is the longer version of this map.
 
@@ -31,6 +32,7 @@ pub mod model;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod ws;
 
 #[cfg(test)]

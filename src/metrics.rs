@@ -70,8 +70,6 @@ pub const FANOUT_RECIPIENTS: &str = "dinq_fanout_recipients";
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
 /// Users per gap-repair round (one batched read per round).
 pub const REPAIR_ROUND_USERS: &str = "dinq_delivery_repair_round_users";
-/// Messages not queued for search indexing (the sweep adds them later).
-pub const SEARCH_INDEX_DROPPED: &str = "dinq_search_index_dropped_total";
 /// Viewing reads (read cursor moves of a viewing device) stored before they were shown.
 pub const VIEWING_READS_STORED: &str = "dinq_viewing_reads_stored_total";
 /// Viewing reads per store statement.
@@ -82,7 +80,11 @@ pub const HOLD_SECONDS: &str = "dinq_delivery_hold_seconds";
 pub const HOLDS_FORCED: &str = "dinq_delivery_holds_forced_total";
 /// Presence updates not pushed because the conversation had not reached the user yet.
 pub const PRESENCE_DROPPED: &str = "dinq_presence_updates_dropped_total";
-/// Messages added to search by the sweep.
+/// Messages added to the search table by this node's indexing passes.
+pub const SEARCH_INDEXED: &str = "dinq_search_indexed_total";
+/// Indexing passes this node skipped because its writer was backlogged.
+pub const SEARCH_INDEX_DEFERRED: &str = "dinq_search_index_deferred_total";
+/// Stragglers added to search by the sweep (committed after the indexer had passed them).
 pub const SEARCH_SWEPT: &str = "dinq_search_swept_total";
 /// CPU time of the process in seconds at 10 ms resolution (`process_cpu_seconds_total` is
 /// whole seconds: the exporter's counters are integers, so this one is a gauge).
@@ -276,10 +278,17 @@ fn describe() {
     );
     describe_counter!(DB_ERRORS, "PostgreSQL errors by operation.");
     describe_counter!(
-        SEARCH_INDEX_DROPPED,
-        "Messages not queued for search indexing (added later by the sweep)."
+        SEARCH_INDEXED,
+        "Messages added to the search table by this node's indexing passes."
     );
-    describe_counter!(SEARCH_SWEPT, "Messages added to search by the sweep.");
+    describe_counter!(
+        SEARCH_INDEX_DEFERRED,
+        "Search indexing passes skipped because this node's writer was backlogged."
+    );
+    describe_counter!(
+        SEARCH_SWEPT,
+        "Stragglers added to search by the sweep (committed after the indexer had passed them)."
+    );
     describe_gauge!(
         CPU_SECONDS,
         Unit::Seconds,

@@ -17,11 +17,11 @@ pub mod seed;
 pub mod sends;
 pub mod settings;
 pub mod templates;
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 
@@ -32,10 +32,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the pool (connections open lazily). Fails only on a malformed URL.
+    /// Builds the pool (connections open lazily), with TLS as the URL's `sslmode` and
+    /// `sslrootcert` say ([`tls`]). Fails on a malformed URL or an unreadable CA file.
     pub fn new(database_url: &str, max_size: usize) -> Result<Self> {
-        let mut pg: tokio_postgres::Config = database_url
-            .parse()
+        let (mut pg, tls) =
+            tls::parse(database_url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
+        let tls = tls
+            .connector()
             .map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
         if pg.get_application_name().is_none() {
             pg.application_name("dinq-message");
@@ -43,7 +46,7 @@ impl Store {
         pg.connect_timeout(Duration::from_secs(5));
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what is missing first (redis-server, PostgreSQL 15,
-# and the deployment checkers of tools.sh);
+# Runs the whole test suite. Installs what is missing first (redis-server, PostgreSQL, a C
+# toolchain, and the deployment checkers of tools.sh);
 # the tests start their own throwaway PostgreSQL and Redis on free ports and stop them
 # when they finish. Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail

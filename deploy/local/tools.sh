@@ -14,7 +14,9 @@ log() { echo "tools.sh: $*" >&2; }
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Debian's python3 comes without venv's ensurepip; python3-venv brings it.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

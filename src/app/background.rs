@@ -1,6 +1,7 @@
 //! The node's periodic tasks, all ending at shutdown: storing delivery cursors, refreshing
-//! presence, the registry heartbeat and the dead-node reaper, the search sweep, and a
-//! settings reload that catches up if a control message was lost.
+//! presence, the registry heartbeat and the dead-node reaper, search indexing (one pass at
+//! a time in the cluster, deferred while this node's writer is backlogged), and a settings
+//! reload that catches up if a control message was lost.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,15 +9,13 @@ use std::time::Duration;
 
 use crate::cluster::registry;
 use crate::delivery::Hub;
-use crate::model::Timestamp;
+use crate::domain::search_index;
 use crate::shutdown::Shutdown;
 
 /// How often changed delivery and read cursors are stored.
 const CURSOR_FLUSH: Duration = Duration::from_secs(1);
 /// How often `online:{user}` is refreshed for local users.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
-/// How often recent messages missing from search are added.
-const SEARCH_SWEEP: Duration = Duration::from_secs(30);
 /// How often settings are re-read whatever the control channel said.
 const SETTINGS_RELOAD: Duration = Duration::from_secs(30);
 
@@ -53,28 +52,18 @@ pub fn start(hub: &Arc<Hub>, shutdown: &Shutdown) {
         async move { h.services().refresh_presence(&h.local_users()).await }
     });
 
+    // The indexer's pacing state belongs to its own task (no lock across the pass).
     let h = hub.clone();
-    // First sweep: the last 15 minutes; then from the previous sweep, minus a minute.
-    let since = Arc::new(std::sync::Mutex::new(Timestamp(
-        Timestamp::now().micros() - 15 * 60 * 1_000_000,
-    )));
-    every(shutdown, SEARCH_SWEEP, move || {
-        let (h, since) = (h.clone(), since.clone());
-        async move {
-            let from = *since.lock().unwrap_or_else(|e| e.into_inner());
-            let started = Timestamp::now();
-            let result = h.services().sweep_search_index(from).await;
-            if result.is_ok() {
-                *since.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Timestamp(started.micros() - 60 * 1_000_000);
-            }
-            match result {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(rows = n, "search sweep added messages");
-                    metrics::counter!(crate::metrics::SEARCH_SWEPT).increment(n);
-                }
-                Err(e) => tracing::warn!(error = %e, "search sweep failed"),
+    let stop = shutdown.wait();
+    tokio::spawn(async move {
+        let mut pacer = search_index::Pacer::default();
+        let mut tick = tokio::time::interval(search_index::PASS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => h.services().index_search(&mut pacer).await,
             }
         }
     });

@@ -189,7 +189,7 @@ impl Bus {
             tokio::spawn(super::subscriber::subscribe_loop(
                 dispatch,
                 wishes,
-                config.url.clone(),
+                config.clone(),
                 sink,
             ))
         };

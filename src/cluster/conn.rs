@@ -8,6 +8,9 @@
 //! one pipeline per master to a cluster, on connections of its own next to the cluster
 //! connection; whatever a master did not run (redirected, failover) is sent again through
 //! the cluster connection (see [`shards`]).
+//!
+//! Every connection to Redis is opened from [`client`] or [`cluster_builder`], which apply
+//! the TLS settings of `rediss://` URLs (trusted CAs, what is checked).
 
 mod pipelines;
 pub mod shards;
@@ -19,10 +22,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, RedisFuture, RedisResult, Value};
+use redis::{Cmd, ConnectionAddr, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value};
 use shards::Shards;
 
 use crate::config::RedisConfig;
+use crate::tls::Verify;
 pub use pipelines::PipelineStats;
 
 /// A Redis command connection.
@@ -94,15 +98,74 @@ impl ConnectionLike for Redis {
     }
 }
 
-/// A cluster client builder on `config`'s seed nodes with the node's timeouts (the
-/// sharded subscriber adds RESP3 and its push sender).
+/// A cluster client builder on `config`'s seed nodes with the node's timeouts and TLS
+/// settings (the sharded subscriber adds RESP3 and its push sender).
 pub fn cluster_builder(config: &RedisConfig) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(config.cluster_urls.clone())
+    let mut builder = ClusterClientBuilder::new(config.cluster_urls.clone())
         .connection_timeout(Duration::from_secs(2))
         .response_timeout(Duration::from_secs(2))
         .retries(6)
         .min_retry_wait(50)
-        .max_retry_wait(1_000)
+        .max_retry_wait(1_000);
+    if config.is_tls() {
+        if let Some(certs) = certificates(config) {
+            builder = builder.certs(certs);
+        }
+        builder = match config.tls.verify {
+            Verify::Full => builder.tls(TlsMode::Secure),
+            Verify::Chain => builder
+                .tls(TlsMode::Secure)
+                .danger_accept_invalid_hostnames(true),
+            Verify::Nothing => builder.tls(TlsMode::Insecure),
+        };
+    }
+    builder
+}
+
+/// A client for the one server at `url` (`config.url`, or a seed of a cluster), with
+/// `config`'s TLS settings when `url` is `rediss://`.
+pub fn client(config: &RedisConfig, url: &str) -> RedisResult<redis::Client> {
+    let client = match certificates(config).filter(|_| url.starts_with("rediss://")) {
+        Some(certs) => redis::Client::build_with_tls(url, certs)?,
+        None => redis::Client::open(url)?,
+    };
+    let info = client.get_connection_info().clone();
+    let addr = match info.addr().clone() {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            tls_params,
+        } => match config.tls.verify {
+            Verify::Full => return Ok(client),
+            Verify::Chain => {
+                let mut addr = ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure,
+                    tls_params,
+                };
+                addr.set_danger_accept_invalid_hostnames(true);
+                addr
+            }
+            Verify::Nothing => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: true,
+                tls_params,
+            },
+        },
+        _ => return Ok(client),
+    };
+    redis::Client::open(info.set_addr(addr))
+}
+
+/// The CA file's certificates for redis-rs (`None`: the system's store).
+fn certificates(config: &RedisConfig) -> Option<TlsCertificates> {
+    config.tls.ca_pem.clone().map(|pem| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
 }
 
 /// One connection attempt for `config`: a `ConnectionManager` or a `ClusterConnection`,
@@ -113,11 +176,28 @@ pub async fn open(config: &RedisConfig) -> RedisResult<Redis> {
             .build()?
             .get_async_connection()
             .await?;
-        let shards = Shards::new(&config.cluster_urls);
+        let shards = Shards::new(
+            &config
+                .cluster_urls
+                .iter()
+                .filter_map(|u| client(config, u).ok())
+                .map(|c| c.get_connection_info().clone())
+                .collect::<Vec<_>>(),
+        );
         shards.load(&conn).await;
         Redis::Cluster(conn, Arc::new(shards))
     } else {
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = client(config, &config.url)?;
+        // One plain attempt first: the manager retries a failed connection by itself and
+        // would report a refused certificate or a TLS mismatch as a mere timeout.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        drop(
+            client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await?,
+        );
         Redis::Single(
             client
                 .get_connection_manager_with_config(super::manager_config())

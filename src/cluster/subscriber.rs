@@ -32,7 +32,7 @@ const SUBSCRIBE_CHUNK: usize = 500;
 pub(super) async fn subscribe_loop(
     dispatch: Arc<Dispatch>,
     wishes: Arc<Wishes>,
-    url: String,
+    config: crate::config::RedisConfig,
     sink: Weak<dyn LocalSink>,
 ) {
     let keys = &dispatch.keys;
@@ -40,7 +40,7 @@ pub(super) async fn subscribe_loop(
     let mut first = true;
     let mut delay = Duration::from_millis(100);
     loop {
-        let client = match redis::Client::open(url.as_str()) {
+        let client = match super::conn::client(&config, &config.url) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "invalid Redis URL for the subscriber");

@@ -195,3 +195,87 @@ fn redis_cluster_seeds() {
         assert_eq!(e.var, var, "{vars:?}: {e}");
     }
 }
+
+#[test]
+fn tls_settings() {
+    // A file that is not PEM, and a missing one, are refused; the TLS tests (src/tests/tls.rs)
+    // use real certificates.
+    let ca = std::env::temp_dir().join(format!("dinq-config-ca-{}.pem", Uuid::new_v4()));
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let ca_path = ca.display().to_string();
+    let c = Config::from_env(&env(&[
+        ("REDIS_URL", "rediss://cache:6380"),
+        ("REDIS_PASSWORD", "pw"),
+        ("REDIS_TLS_VERIFY", "ca"),
+    ]))
+    .unwrap();
+    assert_eq!(c.redis.url, "rediss://:pw@cache:6380");
+    assert!(c.redis.is_tls());
+    assert_eq!(c.redis.tls.verify, crate::tls::Verify::Chain);
+    assert!(!format!("{c:?}").contains("pw@"));
+    let c = Config::from_env(&env(&[(
+        "REDIS_CLUSTER_URLS",
+        "rediss://a:7000,rediss://b:7001",
+    )]))
+    .unwrap();
+    assert!(c.redis.is_cluster() && c.redis.is_tls());
+    assert_eq!(c.redis.tls.verify, crate::tls::Verify::Full);
+    assert!(!Config::from_env(&env(&[])).unwrap().redis.is_tls());
+    for (vars, var) in [
+        (
+            vec![("REDIS_TLS_CA_FILE", "/etc/ca.pem")],
+            "REDIS_TLS_CA_FILE",
+        ),
+        (vec![("REDIS_TLS_VERIFY", "none")], "REDIS_TLS_VERIFY"),
+        (
+            vec![("REDIS_URL", "rediss://c:1"), ("REDIS_TLS_VERIFY", "yes")],
+            "REDIS_TLS_VERIFY",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "rediss://c:1"),
+                ("REDIS_TLS_CA_FILE", "/nonexistent.pem"),
+            ],
+            "REDIS_TLS_CA_FILE",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "rediss://c:1"),
+                ("REDIS_TLS_CA_FILE", &ca_path),
+            ],
+            "REDIS_TLS_CA_FILE",
+        ),
+        (
+            vec![("REDIS_CLUSTER_URLS", "rediss://a:7000,b:7001")],
+            "REDIS_CLUSTER_URLS",
+        ),
+        (
+            vec![("DATABASE_URL", "postgres://u@db/x?sslmode=verify")],
+            "DATABASE_URL",
+        ),
+        (
+            vec![(
+                "DATABASE_URL",
+                "postgres://u@db/x?sslmode=verify-full&sslrootcert=/nonexistent.pem",
+            )],
+            "DATABASE_URL",
+        ),
+        (
+            vec![(
+                "DATABASE_READ_URL",
+                &format!("postgres://u@db/x?sslmode=verify-ca&sslrootcert={ca_path}"),
+            )],
+            "DATABASE_READ_URL",
+        ),
+    ] {
+        let e = Config::from_env(&env(&vars)).unwrap_err();
+        assert_eq!(e.var, var, "{vars:?}: {e}");
+    }
+    let c = Config::from_env(&env(&[(
+        "DATABASE_URL",
+        "postgres://u:p@db/x?sslmode=require&application_name=a",
+    )]))
+    .unwrap();
+    assert!(!format!("{c:?}").contains("u:p@"));
+    let _ = std::fs::remove_file(ca);
+}

@@ -72,8 +72,6 @@ pub struct Deps {
     pub settings: SettingsCache,
     /// Member lists.
     pub members: Arc<MemberCache>,
-    /// Search indexing, after the commit.
-    pub indexer: super::search_index::SearchIndexer,
 }
 
 /// Handle to the writer shards.
@@ -123,7 +121,7 @@ impl Writer {
                     pace: pace.clone(),
                 };
                 tokio::spawn(write_loop(deps.clone(), rx, fan_tx, shard));
-                tokio::spawn(fanout_loop(deps.bus.clone(), deps.indexer.clone(), fan_rx));
+                tokio::spawn(fanout_loop(deps.bus.clone(), fan_rx));
                 Shard { tx, pace }
             })
             .collect();
@@ -155,6 +153,14 @@ impl Writer {
                 (job.reply)(Err(Error::internal("writer stopped")))
             }
         }
+    }
+
+    /// True while some shard has more sends waiting than one batch takes (background work
+    /// on PostgreSQL, such as search indexing, yields then).
+    pub fn backlogged(&self) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.tx.max_capacity() - s.tx.capacity() > MAX_BATCH)
     }
 }
 
@@ -413,15 +419,10 @@ fn message_type_label(t: &MessageType) -> &'static str {
 /// once, shared by every recipient on every node) in one [`Bus::route_many`], which the
 /// sender's echo joins when its frame is the same (its `can_send` is true, as always in a
 /// group); otherwise the echo, with the sender's own `can_send`, goes on its own.
-async fn fanout_loop(
-    bus: Bus,
-    indexer: super::search_index::SearchIndexer,
-    mut rx: mpsc::Receiver<Fanout>,
-) {
+async fn fanout_loop(bus: Bus, mut rx: mpsc::Receiver<Fanout>) {
     let mut users = Vec::new();
     while let Some(f) = rx.recv().await {
         let m = &f.message;
-        indexer.push(m);
         let preview = events::preview(&m.message_type, m.content.as_deref(), false);
         let envelope = |frame: Bytes| {
             let routed = Routed::Message {

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_one_statement_send.sql",
         sql: include_str!("../../sql/0007_one_statement_send.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_search_progress.sql",
+        sql: include_str!("../../sql/0008_search_progress.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").
@@ -97,9 +102,11 @@ mod tests {
 
     #[test]
     fn versions_are_increasing_and_match_file_names() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version as usize, i + 1);
+        let mut previous = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > previous, "{} after {previous}", m.version);
             assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+            previous = m.version;
         }
     }
 

@@ -19,6 +19,7 @@ fn now() -> u64 {
 }
 
 fn sign(alg: Algorithm, secret: &str, claims: Value) -> String {
+    crate::auth::jwt_hmac::install();
     jsonwebtoken::encode(
         &Header::new(alg),
         &claims,

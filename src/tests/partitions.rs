@@ -7,13 +7,20 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::harness::TestEnv;
-use crate::model::{ConversationId, MessageId, Page, UserId};
+use crate::model::{ConversationId, MessageId, Page, Timestamp, UserId};
 use crate::store::listing;
 use crate::store::messages::{self, Recall};
-use crate::store::{Store, members, migrate};
+use crate::store::{Store, members, migrate, search};
 
-/// Scans (sequential + index) of each `messages_pNN` partition so far.
+/// Scans (sequential + index) of each `messages_pNN` partition so far. The observer's own
+/// pending statistics (its setup inserts check keys against the partitions) are flushed
+/// first: left pending, they land whenever it next goes idle a second after its last
+/// flush, which on a loaded machine is in the middle of a measured step.
 async fn scans(observer: &tokio_postgres::Client) -> HashMap<String, i64> {
+    observer
+        .simple_query("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
     observer
         .query(
             "SELECT relname::text, COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0)
@@ -216,6 +223,41 @@ async fn each_message_query_reads_one_partition() {
         expected,
         "last message join"
     );
+
+    // Search in one conversation: first from the tail the indexer has not reached (the
+    // conversation's newest messages), then, once indexed, from the search table.
+    observer
+        .execute(
+            "UPDATE conversations SET last_message_at = now() WHERE id = $1",
+            &[&conv],
+        )
+        .await
+        .unwrap();
+    for part in ["tail", "indexed"] {
+        if part == "indexed" {
+            let mark: Timestamp = observer
+                .query_one("SELECT indexed_until FROM search_progress", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let added = search::index(&worker, mark, Timestamp::now())
+                .await
+                .unwrap();
+            assert_eq!(added, 80, "every message of the sixteen conversations");
+            // Its scans (of every partition, by time) counted before the search's.
+            touched(&observer, &worker, &HashMap::new()).await;
+        }
+        let before = scans(&observer).await;
+        let got = search::messages(&worker, user, "%hello%", Some(conv), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 5, "{part}");
+        assert_eq!(
+            touched(&observer, &worker, &before).await,
+            expected,
+            "search ({part})"
+        );
+    }
 
     let before = scans(&observer).await;
     let outcome = messages::recall(&worker, mid(5), user, 3600).await.unwrap();

@@ -153,25 +153,23 @@ impl PrivateStack {
 
     fn pg_ctl(&self, args: &[&str]) {
         let env = std::fs::read_to_string(self.dir.join("ports.env")).unwrap();
-        let data = env
-            .lines()
-            .find_map(|l| l.strip_prefix("PGDATA_DIR="))
-            .unwrap()
-            .to_string();
+        let get = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .to_string()
+        };
+        let data = get("PGDATA_DIR=");
+        // The binaries stack.sh chose (the installed PostgreSQL version).
+        let pg_ctl = format!("{}/pg_ctl", get("PG_BIN="));
         let runas = if is_root() {
             vec!["runuser", "-u", "postgres", "--"]
         } else {
             vec![]
         };
-        let mut cmd = Command::new(
-            runas
-                .first()
-                .copied()
-                .unwrap_or("/usr/lib/postgresql/15/bin/pg_ctl"),
-        );
+        let mut cmd = Command::new(runas.first().copied().unwrap_or(&pg_ctl));
         if !runas.is_empty() {
-            cmd.args(&runas[1..])
-                .arg("/usr/lib/postgresql/15/bin/pg_ctl");
+            cmd.args(&runas[1..]).arg(&pg_ctl);
         }
         let opts = format!(
             "-p {} -k {data}.sock -c listen_addresses=127.0.0.1 -c max_connections=600 -c fsync=off",

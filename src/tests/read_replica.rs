@@ -30,7 +30,7 @@ async fn history_and_search_read_the_replica() {
     let mid = crate::store::messages::new_id(conv.into());
     replica
         .batch_execute(&format!(
-            "INSERT INTO conversations (id, conversation_type, last_seq) VALUES ('{conv}', 'private', 1);
+            "INSERT INTO conversations (id, conversation_type, last_seq, last_message_at) VALUES ('{conv}', 'private', 1, now());
              INSERT INTO conversation_members (conversation_id, user_id) VALUES ('{conv}', '{a}'), ('{conv}', '{b}');
              INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, bucket)
                  VALUES ('{mid}', '{conv}', 1, '{a}', 'text', 'as the replica has it', msg_bucket('{conv}'));

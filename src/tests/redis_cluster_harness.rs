@@ -2,8 +2,10 @@
 //! (and optionally one replica each) on free local ports, created with
 //! `redis-cli --cluster create`, with a short node timeout so a killed master is replaced
 //! by its replica within a few seconds. Every process is killed when the value is dropped.
+//! [`RedisCluster::start_tls`] makes one that speaks TLS only (clients, cluster bus and
+//! replication), with the certificates of [`super::tls_stack`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,17 +32,30 @@ fn cluster_port() -> u16 {
 pub struct RedisCluster {
     dir: PathBuf,
     servers: Vec<Server>,
+    /// The certificates directory when the cluster speaks TLS only.
+    tls: Option<PathBuf>,
 }
 
 impl RedisCluster {
     /// `masters` masters with `replicas` replicas each, slots spread evenly, every node
     /// agreeing that the cluster is up (and every replica in sync).
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        Self::start_with(masters, replicas, None)
+    }
+
+    /// As [`RedisCluster::start`], TLS only, with `certs`' `server.crt`, `server.key` and
+    /// `ca.crt`.
+    pub fn start_tls(masters: usize, replicas: usize, certs: &Path) -> RedisCluster {
+        Self::start_with(masters, replicas, Some(certs.to_path_buf()))
+    }
+
+    fn start_with(masters: usize, replicas: usize, tls: Option<PathBuf>) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!("dinq-rc-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = RedisCluster {
             dir,
             servers: Vec::new(),
+            tls,
         };
         for _ in 0..masters * (1 + replicas) {
             let port = cluster_port();
@@ -51,8 +66,12 @@ impl RedisCluster {
             });
         }
         for s in &cluster.servers {
-            wait_for(|| cli(s.port, &["PING"]).is_some_and(|o| o.trim() == "PONG"))
-                .expect("redis-server in cluster mode did not start");
+            wait_for(|| {
+                cluster
+                    .cli(s.port, &["PING"])
+                    .is_some_and(|o| o.trim() == "PONG")
+            })
+            .expect("redis-server in cluster mode did not start");
         }
         let mut create = vec!["--cluster".to_string(), "create".to_string()];
         create.extend(
@@ -67,6 +86,7 @@ impl RedisCluster {
             "--cluster-yes".into(),
         ]);
         let out = Command::new("redis-cli")
+            .args(cluster.tls_args())
             .args(&create)
             .stdin(Stdio::null())
             .output()
@@ -83,8 +103,33 @@ impl RedisCluster {
     fn spawn(&self, port: u16) -> Child {
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
+        let listen: Vec<String> = match &self.tls {
+            None => vec!["--port".into(), port.to_string()],
+            Some(certs) => {
+                let file = |name: &str| certs.join(name).display().to_string();
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-replication".into(),
+                    "yes".into(),
+                    "--tls-cert-file".into(),
+                    file("server.crt"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }
+        };
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--save", "", "--appendonly", "no"])
@@ -117,8 +162,10 @@ impl RedisCluster {
     pub fn wait_healthy(&self) {
         let ok = wait_for(|| {
             self.alive().all(|s| {
-                let info = cli(s.port, &["CLUSTER", "INFO"]).unwrap_or_default();
-                let repl = cli(s.port, &["INFO", "replication"]).unwrap_or_default();
+                let info = self.cli(s.port, &["CLUSTER", "INFO"]).unwrap_or_default();
+                let repl = self
+                    .cli(s.port, &["INFO", "replication"])
+                    .unwrap_or_default();
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
                     && (repl.contains("role:master") || repl.contains("master_link_status:up"))
@@ -131,7 +178,8 @@ impl RedisCluster {
     pub fn masters(&self) -> Vec<u16> {
         self.alive()
             .filter(|s| {
-                cli(s.port, &["INFO", "replication"]).is_some_and(|r| r.contains("role:master"))
+                self.cli(s.port, &["INFO", "replication"])
+                    .is_some_and(|r| r.contains("role:master"))
             })
             .map(|s| s.port)
             .collect()
@@ -139,7 +187,7 @@ impl RedisCluster {
 
     /// The node id of the server on `port`.
     pub fn node_id(&self, port: u16) -> String {
-        cli(port, &["CLUSTER", "MYID"])
+        self.cli(port, &["CLUSTER", "MYID"])
             .expect("CLUSTER MYID")
             .trim()
             .to_string()
@@ -149,6 +197,7 @@ impl RedisCluster {
     /// as an operator would with `redis-cli --cluster reshard`.
     pub fn reshard(&self, from: u16, to: u16, slots: usize) {
         let out = Command::new("redis-cli")
+            .args(self.tls_args())
             .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
             .args(["--cluster-from", &self.node_id(from)])
             .args(["--cluster-to", &self.node_id(to)])
@@ -184,7 +233,7 @@ impl RedisCluster {
         let mut classic = 0;
         for s in self.alive() {
             let count = |cmd: &str| {
-                cli(s.port, &["PUBSUB", cmd, channel])
+                self.cli(s.port, &["PUBSUB", cmd, channel])
                     .and_then(|o| o.lines().nth(1).and_then(|n| n.trim().parse::<u64>().ok()))
                     .unwrap_or(0)
             };
@@ -207,18 +256,33 @@ impl Drop for RedisCluster {
     }
 }
 
-/// `redis-cli -p port args…` (raw output), `None` when it fails.
-fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "--raw"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+impl RedisCluster {
+    /// `redis-cli`'s options to reach this cluster (over TLS when it speaks TLS).
+    fn tls_args(&self) -> Vec<String> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(certs) => vec![
+                "--tls".into(),
+                "--cacert".into(),
+                certs.join("ca.crt").display().to_string(),
+            ],
+        }
+    }
+
+    /// `redis-cli -p port args…` (raw output), `None` when it fails.
+    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(self.tls_args())
+            .args(["-p", &port.to_string(), "--raw"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// Polls `f` for up to 30 s.

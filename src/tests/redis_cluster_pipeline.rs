@@ -23,6 +23,7 @@ fn config(rc: &RedisCluster) -> RedisConfig {
         url: urls[0].clone(),
         key_prefix: String::new(),
         cluster_urls: urls,
+        tls: Default::default(),
     }
 }
 

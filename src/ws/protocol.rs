@@ -1,4 +1,4 @@
-//! Client → server frames (PROTOCOL.md §4.4 plus `ack`), decoded with simd-json into typed
+//! Client → server frames (PROTOCOL.md §4.4 plus `ack`), decoded with serde_json into typed
 //! requests, and the close codes this server uses.
 //!
 //! Every malformed frame maps to an [`Error`] whose code and message become an `error`
@@ -54,11 +54,12 @@ pub enum Request {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
-    #[serde(default)]
-    data: Option<simd_json::OwnedValue>,
+    /// Kept as text and parsed once into the kind's own struct (no intermediate tree).
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -111,16 +112,14 @@ fn opt_uuid<T: From<Uuid>>(v: Option<String>) -> Result<Option<T>, ()> {
     }
 }
 
-fn data_as<T: for<'de> Deserialize<'de>>(data: Option<simd_json::OwnedValue>) -> Option<T> {
-    simd_json::serde::from_owned_value(
-        data.unwrap_or(simd_json::OwnedValue::Static(simd_json::StaticNode::Null)),
-    )
-    .ok()
+fn data_as<T: for<'de> Deserialize<'de>>(data: Option<&serde_json::value::RawValue>) -> Option<T> {
+    serde_json::from_str(data.map_or("null", |d| d.get())).ok()
 }
 
-/// Decodes one text or binary frame. `payload` is modified in place (simd-json).
+/// Decodes one text or binary frame. (`payload` is not modified; it is `&mut` because the
+/// callers' buffers are, from the days of an in-place parser.)
 pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
-    let envelope: Envelope = simd_json::serde::from_slice(payload)
+    let envelope: Envelope = serde_json::from_slice(payload)
         .map_err(|_| format_error(Code::InvalidJson, "Invalid JSON format"))?;
     let kind = envelope
         .kind

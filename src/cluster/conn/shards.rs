@@ -29,7 +29,8 @@
 //!   retry after a lost connection). A group that times out is not sent again: its commands
 //!   may still run. Commands whose key is not their first argument (see
 //!   `FIRST_KEY_COMMANDS` in [`super::slots`]) go through the cluster connection on their
-//!   own, and so does everything when the first seed is not a plain `redis://` TCP address.
+//!   own, and so does everything when the first seed is not a TCP address (`redis://` or,
+//!   with TLS, `rediss://`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, Value};
 
 use super::slots::{Node, SlotMap, SlotRange, parse_slot_ranges, slot_ranges};
 
@@ -84,29 +85,29 @@ impl Drop for ClearOnDrop<'_> {
     }
 }
 
+/// The host and port of a TCP address, with or without TLS.
+fn node_of(addr: &ConnectionAddr) -> Option<Node> {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host.clone(), *port))
+        }
+        _ => None,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shards {
-    /// Node connections use the first of `seeds`' settings (`redis://` URLs: credentials,
-    /// protocol); with no usable seed every command goes through the cluster connection.
-    pub fn new(seeds: &[String]) -> Shards {
-        let infos: Vec<ConnectionInfo> = seeds
-            .iter()
-            .filter_map(|s| s.as_str().into_connection_info().ok())
-            .collect();
-        let info = infos
+    /// Node connections use the first of `seeds`' settings (credentials, protocol, TLS);
+    /// with no usable seed every command goes through the cluster connection.
+    pub fn new(seeds: &[ConnectionInfo]) -> Shards {
+        let info = seeds
             .first()
-            .filter(|i| matches!(i.addr(), ConnectionAddr::Tcp(..)))
+            .filter(|i| node_of(i.addr()).is_some())
             .cloned();
-        let seeds = infos
-            .iter()
-            .filter_map(|i| match i.addr() {
-                ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
-                _ => None,
-            })
-            .collect();
+        let seeds = seeds.iter().filter_map(|i| node_of(i.addr())).collect();
         Shards {
             info,
             seeds,
@@ -224,9 +225,20 @@ impl Shards {
             Some(NodeConn::Failed(at)) if at.elapsed() < NODE_RETRY => return None,
             _ => {}
         }
-        let info = info
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(node.0.clone(), node.1));
+        let addr = match info.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: node.0.clone(),
+                port: node.1,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(node.0.clone(), node.1),
+        };
+        let info = info.clone().set_addr(addr);
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));

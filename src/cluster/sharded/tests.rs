@@ -159,6 +159,7 @@ async fn a_push_dropped_by_the_full_queue_is_repaired() {
         url: urls[0].clone(),
         key_prefix: String::new(),
         cluster_urls: urls,
+        tls: Default::default(),
     };
     let publisher = conn::open(&config).await.expect("cluster connection");
     let keys = Keys::for_cluster("");

@@ -30,6 +30,8 @@ pub struct Doc {
     pub data: Option<&'static str>,
     /// Who may call it: "public", "user" or "admin".
     pub auth: &'static str,
+    /// More than the summary line, when the route needs it (the operation's description).
+    pub note: Option<&'static str>,
 }
 
 const PAGING: [(&str, &str, &str); 2] = [
@@ -43,6 +45,9 @@ const PAGING: [(&str, &str, &str); 2] = [
 
 macro_rules! doc {
     ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal) => {
+        doc!($m $path, $summary, query: $q, body: $b, data: $d, auth: $a, note: None)
+    };
+    ($m:ident $path:literal, $summary:literal, query: $q:expr, body: $b:expr, data: $d:expr, auth: $a:literal, note: $n:expr) => {
         Doc {
             method: Method::$m,
             path: $path,
@@ -51,9 +56,13 @@ macro_rules! doc {
             body: $b,
             data: $d,
             auth: $a,
+            note: $n,
         }
     };
 }
+
+/// The search-freshness bound (DECISIONS.md "search", README "HTTP API").
+const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag.";
 
 /// Every route, documented.
 #[rustfmt::skip]
@@ -76,7 +85,7 @@ pub static DOCS: &[Doc] = &[
     doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/:user_id/role", "Change a member's role (owner only; making someone owner demotes the old owner to admin)", query: &[], body: Some("RoleRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/messages/:id/recall", "Recall one's own message within the recall window", query: &[], body: None, data: None, auth: "user"),
-    doc!(GET "/api/v1/messages/search", "Search the caller's active conversations, newest first", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), ("conversation_id", "string", "only this conversation"), PAGING[0], PAGING[1]], body: None, data: Some("MessageList"), auth: "user"),
+    doc!(GET "/api/v1/messages/search", "Search the caller's active conversations, newest first", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), ("conversation_id", "string", "only this conversation"), PAGING[0], PAGING[1]], body: None, data: Some("MessageList"), auth: "user", note: Some(SEARCH_FRESHNESS)),
     doc!(GET "/api/v1/notifications", "The caller's notifications, most important and newest first", query: &[PAGING[0], PAGING[1], ("unread_only", "string", "true for unread only")], body: None, data: Some("NotificationList"), auth: "user"),
     doc!(POST "/api/v1/notifications/read-all", "Mark every notification read", query: &[], body: None, data: None, auth: "user"),
     doc!(GET "/api/v1/notifications/:id", "One notification (marks it read)", query: &[], body: None, data: Some("NotificationDetail"), auth: "user"),
@@ -149,12 +158,18 @@ fn operation(d: &Doc) -> Value {
         "public" => json!([]),
         _ => json!([{"bearer": []}]),
     };
-    if d.auth == "admin" {
-        op["description"] = json!(
-            "Admin only: a token with role \"admin\" or a user in ADMIN_USER_IDS; anyone else gets 403. Also served under /api/v1/admin."
-        );
+    let served = if d.auth == "admin" {
+        Some(
+            "Admin only: a token with role \"admin\" or a user in ADMIN_USER_IDS; anyone else gets 403. Also served under /api/v1/admin.",
+        )
     } else if d.path.starts_with("/api/v1/") {
-        op["description"] = json!("Also served under /api (without v1).");
+        Some("Also served under /api (without v1).")
+    } else {
+        None
+    };
+    let description: Vec<&str> = d.note.into_iter().chain(served).collect();
+    if !description.is_empty() {
+        op["description"] = json!(description.join(" "));
     }
     op
 }
@@ -242,6 +257,23 @@ mod tests {
         }
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["paths"]["/api/v1/conversations/{id}/messages"]["get"].is_object());
+    }
+
+    #[test]
+    fn message_search_states_its_freshness_bound() {
+        let described = document()["paths"]["/api/v1/messages/search"]["get"]["description"]
+            .as_str()
+            .expect("a description")
+            .to_string();
+        assert!(described.starts_with(SEARCH_FRESHNESS), "{described}");
+        assert!(described.ends_with("Also served under /api (without v1)."));
+        assert!(
+            SEARCH_FRESHNESS.contains(&format!(
+                "{} s after the echo",
+                crate::tests::contract_gaps::SEARCH_FRESHNESS.as_secs()
+            )),
+            "the bound the contract test checks"
+        );
     }
 
     #[tokio::test]
