@@ -113,6 +113,22 @@ impl Bus {
         envelope: Bytes,
         conversation: ConversationId,
     ) {
+        self.route_many_of(users, envelope, conversation, users.len())
+            .await;
+    }
+
+    /// [`Bus::route_many`] to some of a conversation of `members` members, on the path its
+    /// messages take: the fan-out channel when `members` reaches `GROUP_FANOUT_MIN_MEMBERS`
+    /// however few `users` there are. So an event for a few members (`Joined` for those
+    /// just added) is not overtaken by the messages that follow it, which on a Redis Cluster
+    /// a user channel on another shard would allow.
+    pub async fn route_many_of(
+        &self,
+        users: &[UserId],
+        envelope: Bytes,
+        conversation: ConversationId,
+        members: usize,
+    ) {
         if users.is_empty() || envelope.len() < HEADER_LEN {
             return;
         }
@@ -124,7 +140,7 @@ impl Bus {
             );
         }
         let min = self.inner.fanout_min;
-        if min == 0 || users.len() < min {
+        if min == 0 || members.max(users.len()) < min {
             for user in users {
                 self.publish(Target::User(*user), envelope.clone()).await;
             }

@@ -227,7 +227,14 @@ impl Services {
             conversation_id: conversation,
             last_seq,
         });
-        self.route_all(&joined, &env, conversation).await;
+        // On the path the group's messages take, so none overtakes the join.
+        let size = match self.members.load(&self.store, conversation).await {
+            Ok(Some(m)) => m.list.len(),
+            _ => 0,
+        };
+        self.bus
+            .route_many_of(&joined, env, conversation, size)
+            .await;
         Ok(())
     }
 
