@@ -228,14 +228,31 @@ impl Services {
             last_seq,
         });
         // On the path the group's messages take, so none overtakes the join.
-        let size = match self.members.load(&self.store, conversation).await {
-            Ok(Some(m)) => m.list.len(),
-            _ => 0,
-        };
+        let size = self.group_size(conversation).await;
         self.bus
             .route_many_of(&joined, env, conversation, size)
             .await;
         Ok(())
+    }
+
+    /// Members of `conversation` now (0 when they cannot be read: the per-user path).
+    async fn group_size(&self, conversation: ConversationId) -> usize {
+        match self.members.load(&self.store, conversation).await {
+            Ok(Some(m)) => m.list.len(),
+            _ => 0,
+        }
+    }
+
+    /// Tells `user`'s devices they left `conversation`, on the path the group's messages
+    /// took while they were a member, so a message from before comes before it.
+    async fn route_left(&self, user: UserId, conversation: ConversationId) {
+        let env = self.envelope(&Routed::Left {
+            conversation_id: conversation,
+        });
+        let size = self.group_size(conversation).await + 1;
+        self.bus
+            .route_many_of(&[user], env, conversation, size)
+            .await;
     }
 
     /// Removes `target` from group `conversation` (an owner or admin asks).
@@ -263,14 +280,7 @@ impl Services {
         tx.commit().await?;
         drop(db);
         self.members_changed(conversation).await;
-        self.bus
-            .route(
-                target,
-                self.envelope(&Routed::Left {
-                    conversation_id: conversation,
-                }),
-            )
-            .await;
+        self.route_left(target, conversation).await;
         Ok(())
     }
 
@@ -288,14 +298,7 @@ impl Services {
         tx.commit().await?;
         drop(db);
         self.members_changed(conversation).await;
-        self.bus
-            .route(
-                caller,
-                self.envelope(&Routed::Left {
-                    conversation_id: conversation,
-                }),
-            )
-            .await;
+        self.route_left(caller, conversation).await;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! Group fan-out over several real nodes (issue 17): a group at or above
 //! `GROUP_FANOUT_MIN_MEMBERS` is published once per event on its fan-out channel, and every
 //! member on every node gets every message exactly once, in seq order; members who join or
-//! leave during traffic get exactly the messages of their membership; a Redis restart loses
+//! leave during traffic get exactly the messages of their membership, and their join and
+//! leave travel on the group's fan-out channel as its messages do; a Redis restart loses
 //! nothing; typing and read receipts reach every member once, with one publish; a group of
 //! 10,000 is created, delivered to live and on connect. Publishes are counted on a Redis of
 //! the test's own (`INFO commandstats`), since every other test shares the harness's.
@@ -426,5 +427,68 @@ async fn a_group_of_ten_thousand_is_created_and_delivered_live_and_on_connect() 
     assert!(events.iter().all(|e| e["type"] == "offline_message"));
     let id = uuid_of(&events[0]["data"]["conversation_id"]);
     assert_eq!(id, group);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_of_a_big_group_travel_on_its_fanout_channel() {
+    use futures_util::StreamExt;
+    let c = Cluster::start(2, &[(FANOUT, "3")]).await;
+    let owner = c.user(0).await;
+    let members = [c.user(0).await, c.user(1).await];
+    let (joiner, leaver) = (c.user(1).await, c.user(0).await);
+    // Listen on the fan-out channel (one on a single Redis).
+    let url = if c.env.redis.contains("://") {
+        c.env.redis.clone()
+    } else {
+        format!("redis://{}", c.env.redis)
+    };
+    let mut sub = redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    let keys = crate::cluster::Keys::new(&c.env.prefix);
+    sub.subscribe(keys.fanout_channel(0)).await.unwrap();
+    let mut stream = sub.on_message();
+    // The recipients of the next envelope on the channel.
+    let mut next = async || {
+        let msg = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("an envelope on the fan-out channel")
+            .unwrap();
+        let payload = bytes::Bytes::copy_from_slice(msg.get_payload_bytes());
+        let (_, body) = crate::cluster::envelope::split(&payload).unwrap();
+        let (users, _) = crate::cluster::envelope::split_fanout(&body).unwrap();
+        users.into_iter().map(Uuid::from).collect::<Vec<Uuid>>()
+    };
+
+    // The group's creation: one envelope for everyone.
+    let api = Api::new(&c, 0, owner.user);
+    let ids = [members[0].user, members[1].user, leaver.user];
+    let group = api.group("big", &ids).await;
+    let mut everyone = next().await;
+    everyone.sort();
+    let mut expected = vec![owner.user, ids[0], ids[1], ids[2]];
+    expected.sort();
+    assert_eq!(everyone, expected);
+    // One member joins a group of four: its join goes on the group's channel, to it alone.
+    let (status, body) = api
+        .post(
+            &format!("/conversations/{group}/members"),
+            json!({"member_ids": [joiner.user]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next().await, [joiner.user]);
+    // One is removed: so is its leave.
+    let (status, body) = api
+        .post(
+            &format!("/conversations/{group}/members/remove"),
+            json!({"user_id": leaver.user}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next().await, [leaver.user]);
     c.stop().await;
 }
