@@ -192,7 +192,12 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         }
         None => store.clone(),
     };
-    let bus = Bus::new(&config.node_id, keys.clone(), publisher);
+    let bus = Bus::new(
+        &config.node_id,
+        keys.clone(),
+        publisher,
+        config.group_fanout_min_members,
+    );
     let members = Arc::new(MemberCache::default());
     let writer = Writer::start(
         config.writer_shards,

@@ -1,11 +1,11 @@
-//! Everything that crosses nodes goes through Redis: the per-user channels, presence, the
-//! node registry and the control channel. This module owns the Redis connections and the
+//! Everything that crosses nodes goes through Redis: the per-user channels, the fan-out
+//! channels, presence, the node registry and the control channel. This module owns the Redis connections and the
 //! key names; it knows nothing of PostgreSQL, HTTP or WebSocket frames.
 
 pub mod bus;
 pub mod conn;
 mod dispatch;
-mod envelope;
+pub mod envelope;
 pub mod keys;
 pub mod presence;
 pub mod profiles;

@@ -197,6 +197,10 @@ pub struct Config {
     /// Parallel writer transactions (`WRITER_SHARDS`, default 1; more help when PostgreSQL has
     /// cores to spare, fewer make bigger batches).
     pub writer_shards: usize,
+    /// Recipients from which one event for many users (a group message, typing, a receipt)
+    /// is published once on a fan-out channel instead of once per user
+    /// (`GROUP_FANOUT_MIN_MEMBERS`, default 100; 0: never).
+    pub group_fanout_min_members: usize,
     /// Admission control: refuse a send (`overloaded`) when its writer queue would take longer
     /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 50).
     pub send_queue_target: Duration,
@@ -256,6 +260,7 @@ impl fmt::Debug for Config {
             .field("ws_frame_burst", &self.ws_frame_burst)
             .field("ws_typing_interval", &self.ws_typing_interval)
             .field("writer_shards", &self.writer_shards)
+            .field("group_fanout_min_members", &self.group_fanout_min_members)
             .field("send_queue_target", &self.send_queue_target)
             .field("send_deadline", &self.send_deadline)
             .field("send_lag_limit", &self.send_lag_limit)
@@ -542,6 +547,7 @@ impl Config {
                 60_000,
             )?),
             writer_shards: r.number("WRITER_SHARDS", 1, 1, 64)?,
+            group_fanout_min_members: r.number("GROUP_FANOUT_MIN_MEMBERS", 100, 0, 10_000_000)?,
             send_queue_target: Duration::from_millis(r.number(
                 "SEND_QUEUE_TARGET_MS",
                 50,

@@ -316,29 +316,40 @@ impl Hub {
 
 impl LocalSink for Hub {
     fn deliver(&self, user: UserId, origin: u64, body: Bytes) {
+        self.deliver_many(&[user], origin, body);
+    }
+
+    /// Decodes the body once and applies it to each of `users` with devices here (a hash
+    /// look-up skips the others); a user still syncing buffers it.
+    fn deliver_many(&self, users: &[UserId], origin: u64, body: Bytes) {
         let Some(routed) = Routed::decode(body) else {
-            tracing::debug!(%user, "malformed envelope dropped");
+            tracing::debug!(users = users.len(), "malformed envelope dropped");
             return;
         };
-        let effects = {
+        let mut shared = apply::Shared::default();
+        let mut resync = Vec::new();
+        for &user in users {
             let mut shard = self.shard(user);
             let Some(entry) = shard.users.get_mut(&user) else {
-                return;
+                continue;
             };
             match &mut entry.phase {
                 Phase::Syncing { buffer, overflowed } => {
                     if buffer.len() < SYNC_BUFFER {
-                        buffer.push((origin, routed));
+                        buffer.push((origin, routed.clone()));
                     } else {
                         *overflowed = true;
                     }
-                    return;
                 }
-                Phase::Live => self.apply(user, entry, origin, routed),
+                Phase::Live => {
+                    if self.apply(user, entry, origin, &routed, &mut shared).resync {
+                        resync.push(user);
+                    }
+                }
             }
-        };
-        if effects.resync {
-            self.resync(vec![user]);
+        }
+        if !resync.is_empty() {
+            self.resync(resync);
         }
     }
 

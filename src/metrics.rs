@@ -62,6 +62,10 @@ pub const REDIS_REPAIRS_REQUESTED: &str = "dinq_redis_repairs_requested_total";
 pub const REDIS_PUBLISHED: &str = "dinq_redis_published_total";
 /// Envelopes received from Redis for local users.
 pub const REDIS_RECEIVED: &str = "dinq_redis_received_total";
+/// Envelopes published on a fan-out channel (one event for many users).
+pub const FANOUT_PUBLISHED: &str = "dinq_redis_fanout_published_total";
+/// Recipients named in one fan-out envelope.
+pub const FANOUT_RECIPIENTS: &str = "dinq_fanout_recipients";
 /// Messages fetched from PostgreSQL to fill a gap in live delivery.
 pub const GAP_REPAIRS: &str = "dinq_delivery_gap_repairs_total";
 /// Users per gap-repair round (one batched read per round).
@@ -118,6 +122,14 @@ pub fn install() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(REPAIR_ROUND_USERS.into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(FANOUT_RECIPIENTS.into()),
+                        &[
+                            10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0,
+                        ],
                     )
                 })
                 .and_then(|b| {
@@ -227,7 +239,15 @@ fn describe() {
     );
     describe_counter!(
         REDIS_RECEIVED,
-        "Envelopes received from Redis for local users."
+        "Envelopes received from Redis for local users (a fan-out envelope counts once)."
+    );
+    describe_counter!(
+        FANOUT_PUBLISHED,
+        "Envelopes published on a fan-out channel: one event for a group's members, every node subscribed."
+    );
+    describe_histogram!(
+        FANOUT_RECIPIENTS,
+        "Recipients named in one fan-out envelope."
     );
     describe_counter!(
         GAP_REPAIRS,

@@ -21,6 +21,8 @@ mod faults;
 mod foundation;
 mod foundation_requests;
 mod gap_repair;
+mod group_fanout;
+mod group_fanout_cluster;
 mod http_admin;
 mod http_api;
 mod http_batch_send;

@@ -1,10 +1,16 @@
-//! The cluster bus: one Redis channel per user.
+//! The cluster bus: one Redis channel per user, and a few fan-out channels every node
+//! subscribes.
 //!
 //! * [`Bus::route`] hands an envelope's body to the local sink when the user has devices
 //!   here and queues the envelope for a pipelined `PUBLISH` on the user's channel, so it
 //!   also reaches the user's devices on other nodes. Every envelope starts with the origin
 //!   node id ([`super::envelope`]); a node drops its own envelopes when Redis echoes them
 //!   back ([`super::dispatch`]).
+//! * [`Bus::route_many`] does the same for one event to many users (a group's members): at
+//!   or above `GROUP_FANOUT_MIN_MEMBERS` recipients it publishes ONE envelope carrying the
+//!   recipient list on the conversation's fan-out channel, which every node subscribes, and
+//!   each node hands it to its sink once for the listed users it holds; below, one publish
+//!   per user as `route` does. Either way the local recipients get it directly, decoded once.
 //! * One subscriber task subscribes a user's channel when the local sink starts wanting it
 //!   (first local device) and unsubscribes when it stops (last device gone), and tells the
 //!   sink to repair what its users missed when a subscription was lost:
@@ -24,13 +30,15 @@ use super::wishes::Wishes;
 use super::{Keys, Redis};
 use crate::config::RedisConfig;
 use crate::metrics as m;
-use crate::model::UserId;
+use crate::model::{ConversationId, UserId};
 
 pub use super::dispatch::LocalSink;
 pub use super::envelope::origin_of;
 
 enum Target {
     User(UserId),
+    /// Fan-out channel `k`; the payload names the recipients.
+    Fanout(usize),
     Control,
 }
 
@@ -45,18 +53,24 @@ struct Inner {
     wishes: Arc<Wishes>,
     publish_tx: mpsc::Sender<(Target, Bytes)>,
     sink: std::sync::OnceLock<Weak<dyn LocalSink>>,
+    keys: Keys,
+    /// Recipients from which [`Bus::route_many`] publishes one fan-out envelope; 0: never.
+    fanout_min: usize,
 }
 
 impl Bus {
     /// Starts the publisher task on `publisher` (a multiplexed connection). The subscriber
-    /// starts with [`Bus::start_subscriber`] once the sink exists.
-    pub fn new(node_id: &str, keys: Keys, publisher: Redis) -> Bus {
+    /// starts with [`Bus::start_subscriber`] once the sink exists. `fanout_min`: recipients
+    /// from which [`Bus::route_many`] uses a fan-out channel (0: never).
+    pub fn new(node_id: &str, keys: Keys, publisher: Redis, fanout_min: usize) -> Bus {
         let (publish_tx, publish_rx) = mpsc::channel(100_000);
         let inner = Arc::new(Inner {
             dispatch: Arc::new(Dispatch::new(origin_of(node_id), keys.clone())),
             wishes: Arc::new(Wishes::default()),
             publish_tx,
             sink: std::sync::OnceLock::new(),
+            keys: keys.clone(),
+            fanout_min,
         });
         tokio::spawn(publish_loop(
             publisher,
@@ -86,6 +100,56 @@ impl Bus {
             );
         }
         self.publish(Target::User(user), envelope).await;
+    }
+
+    /// Delivers `envelope` (made by [`Bus::envelope`]) to each of `users` wherever they are
+    /// connected; `conversation` picks the fan-out channel, so one conversation's envelopes
+    /// stay in order. From `GROUP_FANOUT_MIN_MEMBERS` users on, one envelope carrying the
+    /// list goes to the fan-out channel that every node subscribes; below, one per user's
+    /// channel. The local sink gets the body once for all of them either way.
+    pub async fn route_many(
+        &self,
+        users: &[UserId],
+        envelope: Bytes,
+        conversation: ConversationId,
+    ) {
+        self.route_many_of(users, envelope, conversation, users.len())
+            .await;
+    }
+
+    /// [`Bus::route_many`] to some of a conversation of `members` members, on the path its
+    /// messages take: the fan-out channel when `members` reaches `GROUP_FANOUT_MIN_MEMBERS`
+    /// however few `users` there are. So an event for a few members (`Joined` for those
+    /// just added) is not overtaken by the messages that follow it, which on a Redis Cluster
+    /// a user channel on another shard would allow.
+    pub async fn route_many_of(
+        &self,
+        users: &[UserId],
+        envelope: Bytes,
+        conversation: ConversationId,
+        members: usize,
+    ) {
+        if users.is_empty() || envelope.len() < HEADER_LEN {
+            return;
+        }
+        if let Some(sink) = self.inner.sink.get().and_then(Weak::upgrade) {
+            sink.deliver_many(
+                users,
+                self.inner.dispatch.origin,
+                envelope.slice(HEADER_LEN..),
+            );
+        }
+        let min = self.inner.fanout_min;
+        if min == 0 || members.max(users.len()) < min {
+            for user in users {
+                self.publish(Target::User(*user), envelope.clone()).await;
+            }
+            return;
+        }
+        metrics::histogram!(m::FANOUT_RECIPIENTS).record(users.len() as f64);
+        let k = self.inner.keys.fanout_index(conversation);
+        let env = envelope::fanout(self.inner.dispatch.origin, users, &envelope[HEADER_LEN..]);
+        self.publish(Target::Fanout(k), env).await;
     }
 
     /// Delivers `envelope` to `user`'s devices on other nodes only.
@@ -242,10 +306,13 @@ async fn publish_loop(
     } else {
         "PUBLISH"
     };
+    let fanout_channels = keys.fanout_channels();
     let mut channel = Vec::with_capacity(64);
     let mut last_error_log = std::time::Instant::now() - Duration::from_secs(60);
     let mut unrepaired = Unrepaired::default();
     let mut users = Vec::with_capacity(1024);
+    // This batch's fan-out envelopes: their recipients are repaired if the batch fails.
+    let mut fanouts = Vec::new();
     loop {
         if unrepaired.is_empty() {
             if rx.recv_many(&mut batch, 1024).await == 0 {
@@ -259,6 +326,7 @@ async fn publish_loop(
             }
         }
         users.clear();
+        fanouts.clear();
         let mut cmds = batch
             .drain(..)
             .map(|(target, payload)| {
@@ -268,6 +336,10 @@ async fn publish_loop(
                         users.push(user);
                         keys.user_channel_into(&mut channel, user);
                         cmd.arg(&channel[..])
+                    }
+                    Target::Fanout(k) => {
+                        fanouts.push(payload.clone());
+                        cmd.arg(&fanout_channels[k])
                     }
                     Target::Control => cmd.arg(&control),
                 };
@@ -292,6 +364,9 @@ async fn publish_loop(
         match tokio::time::timeout(Duration::from_secs(2), conn.run_all(cmds)).await {
             Ok(Ok(())) => {
                 metrics::counter!(m::REDIS_PUBLISHED).increment(n);
+                if !fanouts.is_empty() {
+                    metrics::counter!(m::FANOUT_PUBLISHED).increment(fanouts.len() as u64);
+                }
                 if repairs > 0 {
                     tracing::info!(
                         users = unrepaired.users.len(),
@@ -308,6 +383,13 @@ async fn publish_loop(
                 metrics::counter!(m::REDIS_PUBLISH_ERRORS).increment(n);
                 for u in &users {
                     unrepaired.add(*u);
+                }
+                for env in &fanouts {
+                    let recipients =
+                        envelope::split(env).and_then(|(_, body)| envelope::split_fanout(&body));
+                    for u in recipients.map(|(users, _)| users).unwrap_or_default() {
+                        unrepaired.add(u);
+                    }
                 }
                 if last_error_log.elapsed() > Duration::from_secs(5) {
                     last_error_log = std::time::Instant::now();

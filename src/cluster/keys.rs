@@ -4,8 +4,15 @@
 //! On a Redis Cluster the per-user names carry the user id as a hash tag
 //! (`online:{<uuid>}`, `devices:{<uuid>}`, `u:{<uuid>}`), so a user's presence keys and
 //! channel live in one slot and the device script touches one shard.
+//!
+//! The fan-out channels (`dinq:fanout:<k>`, see [`super::bus::Bus::route_many`]) are one on
+//! a single Redis and [`FANOUT_CHANNELS_CLUSTER`] on a cluster, hash-tagged by `k` so they
+//! spread over the shards.
 
-use crate::model::UserId;
+use crate::model::{ConversationId, UserId};
+
+/// Fan-out channels on a Redis Cluster (one on a single server).
+pub const FANOUT_CHANNELS_CLUSTER: usize = 16;
 
 /// Builds every key and channel name with the configured prefix.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +93,39 @@ impl Keys {
     /// The control channel (settings reloads, cache invalidations).
     pub fn control_channel(&self) -> String {
         format!("{}dinq:control", self.prefix)
+    }
+
+    /// How many fan-out channels there are: 1 on a single Redis, [`FANOUT_CHANNELS_CLUSTER`]
+    /// on a cluster.
+    pub fn fanout_count(&self) -> usize {
+        if self.tagged {
+            FANOUT_CHANNELS_CLUSTER
+        } else {
+            1
+        }
+    }
+
+    /// Every fan-out channel, in index order; every node subscribes them all.
+    pub fn fanout_channels(&self) -> Vec<String> {
+        (0..self.fanout_count())
+            .map(|k| self.fanout_channel(k))
+            .collect()
+    }
+
+    /// Fan-out channel `k`: `dinq:fanout:<k>`, hash-tagged (`dinq:fanout:{<k>}`) on a
+    /// cluster.
+    pub fn fanout_channel(&self, k: usize) -> String {
+        if self.tagged {
+            format!("{}dinq:fanout:{{{k}}}", self.prefix)
+        } else {
+            format!("{}dinq:fanout:{k}", self.prefix)
+        }
+    }
+
+    /// The fan-out channel index of `conversation` (all its fan-out envelopes use one
+    /// channel, so they arrive in order).
+    pub fn fanout_index(&self, conversation: ConversationId) -> usize {
+        (conversation.as_u128() % self.fanout_count() as u128) as usize
     }
 
     /// The node registry hash: node id → JSON status.

@@ -2,7 +2,9 @@
 //! channels and the control channel.
 //!
 //! One RESP3 cluster connection keeps one connection per shard and routes each `SSUBSCRIBE`
-//! to the shard owning the channel's slot; messages come back as pushes. Subscriptions
+//! to the shard owning the channel's slot; messages come back as pushes. The control and
+//! fan-out channels are subscribed with the users, every time everything is; losing one
+//! of them puts every subscription in doubt. Subscriptions
 //! follow the local sink's wishes exactly as on a single server (reconciled from the set of
 //! changed users, concurrent commands, pipelined per shard connection).
 //!
@@ -104,6 +106,7 @@ pub(super) async fn subscribe_loop(
         lost.take();
         let users = sink.users();
         let mut channels = vec![dispatch.control.clone()];
+        channels.extend(dispatch.fanout.iter().cloned());
         channels.extend(users.iter().map(|u| keys.user_channel(*u)));
         if let Err(e) = each(&conn, "SSUBSCRIBE", channels).await {
             tracing::warn!(error = %e, "Redis Cluster resubscribe failed, retrying");

@@ -1,6 +1,8 @@
 //! The subscriber on one Redis server: one dedicated Pub/Sub connection.
 //!
-//! It subscribes the control channel and the channel of every user the local sink wants,
+//! It subscribes the control channel, the fan-out channels and the channel of every user the
+//! local sink wants (in that order, so a user counts as subscribed only once the fan-out
+//! channels are too),
 //! then follows the sink's wishes ([`super::wishes`]), reconciling against the sink's current
 //! state so a quick disconnect/reconnect cannot leave a connected user unsubscribed.
 //! Received messages go to [`super::dispatch`]. When the connection is lost (the stream
@@ -73,6 +75,7 @@ pub(super) async fn subscribe_loop(
 
         let result = async {
             with_timeout(sink_cmd.subscribe(control)).await?;
+            with_timeout(sink_cmd.subscribe(&dispatch.fanout)).await?;
             // Take the pending changes first so none is lost, then subscribe everyone wanted.
             wishes.take();
             let users = sink.users();

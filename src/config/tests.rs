@@ -32,6 +32,12 @@ fn defaults() {
     assert!(c.agent_url.is_none());
     assert!(c.allowed_origins.is_empty());
     assert!(c.database_read_url.is_none());
+    assert_eq!(c.group_fanout_min_members, 100);
+    let c = Config::from_env(&env(&[("GROUP_FANOUT_MIN_MEMBERS", "0")])).unwrap();
+    assert_eq!(
+        c.group_fanout_min_members, 0,
+        "0 turns fan-out channels off"
+    );
     let c = Config::from_env(&env(&[("DATABASE_READ_URL", "postgres://r:p@replica/db")])).unwrap();
     assert_eq!(
         c.database_read_url.as_deref(),
@@ -114,6 +120,8 @@ fn invalid_values_are_named_with_what_is_expected() {
         ("BIND_ADDRESS", "everywhere"),
         ("NODE_ID", "has space"),
         ("AGENT_URL", "ftp://x"),
+        ("GROUP_FANOUT_MIN_MEMBERS", "-1"),
+        ("GROUP_FANOUT_MIN_MEMBERS", "many"),
     ] {
         let e = err(&[(var, value)]);
         assert_eq!(e.var, var, "{var}={value}");

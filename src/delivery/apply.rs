@@ -1,34 +1,60 @@
 //! Applying one routed event to a live user: dedupe and gap detection by seq, exact unread
 //! counts from the local read cursor, viewing auto-read (stored before it is shown, see
 //! `viewing`), and pushing frames to the devices.
+//!
+//! One event often reaches many local users (a group message, decoded once per node):
+//! [`Shared`] holds what their frames have in common, so the per-recipient frames
+//! (`conversation_update`, `unread_count_update`) come from a template built once.
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, UserEntry, close, viewing};
-use crate::domain::events;
+use crate::domain::events::{self, CountFrames};
 use crate::domain::routing::Routed;
 use crate::metrics as m;
-use crate::model::UserId;
+use crate::model::{ConversationId, Timestamp, UserId};
+
+/// What the recipients of one routed event on this node share: the templates of their
+/// count frames, built on first use.
+#[derive(Default)]
+pub(super) struct Shared {
+    counts: Option<CountFrames>,
+}
+
+impl Shared {
+    /// The count frames of this event (it names one conversation and its last message).
+    fn counts(
+        &mut self,
+        conversation_id: ConversationId,
+        last_message_time: Option<Timestamp>,
+        preview: Option<&str>,
+    ) -> &mut CountFrames {
+        self.counts
+            .get_or_insert_with(|| CountFrames::new(conversation_id, last_message_time, preview))
+    }
+}
 
 impl Hub {
-    /// Applies `routed` to a live user (shard lock held by the caller).
+    /// Applies `routed` to a live user (shard lock held by the caller); `shared` is the
+    /// same for every user this event is applied to.
     pub(super) fn apply(
         &self,
         user: UserId,
         entry: &mut UserEntry,
         origin: u64,
-        routed: Routed,
+        routed: &Routed,
+        shared: &mut Shared,
     ) -> Effects {
         let mut effects = Effects::default();
         match routed {
-            Routed::Message {
+            &Routed::Message {
                 conversation_id,
                 seq,
                 sender_id,
                 created_at,
-                preview,
-                frame,
+                ref preview,
+                ref frame,
             } => {
                 let c = entry.convs.entry(conversation_id).or_insert_with(|| {
                     // A conversation that began after this user connected: in order.
@@ -43,17 +69,7 @@ impl Hub {
                     // A gap: something was missed. Buffer this and read the rest from
                     // PostgreSQL.
                     entry.phase = Phase::Syncing {
-                        buffer: vec![(
-                            origin,
-                            Routed::Message {
-                                conversation_id,
-                                seq,
-                                sender_id,
-                                created_at,
-                                preview,
-                                frame,
-                            },
-                        )],
+                        buffer: vec![(origin, routed.clone())],
                         overflowed: false,
                     };
                     effects.resync = true;
@@ -70,7 +86,7 @@ impl Hub {
                         c.read = seq;
                         c.read_persisted = c.read_persisted.max(seq);
                     }
-                    push_all(entry, Outbound::Text(frame, tag), None);
+                    push_all(entry, Outbound::Text(frame.clone(), tag), None);
                     return effects;
                 }
                 let viewing = entry
@@ -87,29 +103,22 @@ impl Hub {
                 } else {
                     (seq - c.read).max(0)
                 };
+                let counts = shared.counts(conversation_id, Some(created_at), preview.as_deref());
                 push_all(
                     entry,
-                    Outbound::Text(
-                        events::conversation_update(
-                            conversation_id,
-                            Some(created_at),
-                            preview.as_deref(),
-                            unread,
-                        ),
-                        None,
-                    ),
+                    Outbound::Text(counts.conversation_update(unread), None),
                     None,
                 );
                 push_all(
                     entry,
-                    Outbound::Text(events::unread_count_update(conversation_id, unread), None),
+                    Outbound::Text(counts.unread_count_update(unread), None),
                     None,
                 );
-                push_all(entry, Outbound::Text(frame, tag), None);
+                push_all(entry, Outbound::Text(frame.clone(), tag), None);
             }
             Routed::Frame { frame, except } => {
-                let skip = (origin == self.origin && except != 0).then_some(except);
-                push_all(entry, Outbound::Text(frame, None), skip);
+                let skip = (origin == self.origin && *except != 0).then_some(*except);
+                push_all(entry, Outbound::Text(frame.clone(), None), skip);
             }
             Routed::Presence {
                 conversation_id,
@@ -119,15 +128,15 @@ impl Hub {
                 // conversation's first message comes before the partner's presence.
                 if entry
                     .convs
-                    .get(&conversation_id)
+                    .get(conversation_id)
                     .is_some_and(|c| c.pushed >= 1)
                 {
-                    push_all(entry, Outbound::Text(frame, None), None);
+                    push_all(entry, Outbound::Text(frame.clone(), None), None);
                 } else {
                     metrics::counter!(m::PRESENCE_DROPPED).increment(1);
                 }
             }
-            Routed::ReadCursor {
+            &Routed::ReadCursor {
                 conversation_id,
                 read_seq,
                 last_seq,
@@ -142,12 +151,12 @@ impl Hub {
                     None,
                 );
             }
-            Routed::Recall {
+            &Routed::Recall {
                 conversation_id,
                 message_id,
                 last_seq,
                 last_message_time,
-                preview,
+                ref preview,
             } => {
                 let c = entry
                     .convs
@@ -160,17 +169,10 @@ impl Hub {
                     Outbound::Text(events::recalled(conversation_id, message_id), None),
                     None,
                 );
+                let counts = shared.counts(conversation_id, last_message_time, preview.as_deref());
                 push_all(
                     entry,
-                    Outbound::Text(
-                        events::conversation_update(
-                            conversation_id,
-                            last_message_time,
-                            preview.as_deref(),
-                            unread,
-                        ),
-                        None,
-                    ),
+                    Outbound::Text(counts.conversation_update(unread), None),
                     None,
                 );
             }
@@ -180,7 +182,7 @@ impl Hub {
                     d.kill.fire(close::NORMAL, "logged out");
                 }
             }
-            Routed::Joined {
+            &Routed::Joined {
                 conversation_id,
                 last_seq,
             } => {
@@ -190,7 +192,7 @@ impl Hub {
                     .or_insert(Cursor::at(last_seq, last_seq));
             }
             Routed::Left { conversation_id } => {
-                entry.convs.remove(&conversation_id);
+                entry.convs.remove(conversation_id);
             }
         }
         effects

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::push_frame;
+use super::apply::{Shared, push_frame};
 use super::missing::{self, Missing, Want};
 use super::{Cursor, Effects, Hub, MessageTag, Outbound, Phase, Shard, close, viewing};
 use crate::domain::events;
@@ -224,7 +224,7 @@ impl Hub {
                 Phase::Live => (Vec::new(), false),
             };
             for (origin, routed) in buffer {
-                let e = self.apply(user, entry, origin, routed);
+                let e = self.apply(user, entry, origin, &routed, &mut Shared::default());
                 effects.resync |= e.resync;
                 if matches!(entry.phase, Phase::Syncing { .. }) {
                     // A gap inside the buffer: the rest is re-read anyway.

@@ -21,11 +21,17 @@ impl Services {
         env.freeze()
     }
 
-    /// Routes one envelope to each of `users`.
-    pub async fn route_all(&self, users: &[UserId], envelope: &Bytes) {
-        for user in users {
-            self.bus.route(*user, envelope.clone()).await;
-        }
+    /// Routes one envelope to each of `users`, members of `conversation` (one fan-out
+    /// publish for many of them, see [`crate::cluster::bus::Bus::route_many`]).
+    pub async fn route_all(
+        &self,
+        users: &[UserId],
+        envelope: &Bytes,
+        conversation: ConversationId,
+    ) {
+        self.bus
+            .route_many(users, envelope.clone(), conversation)
+            .await;
     }
 
     /// `typing`: to the other members and the typist's other devices. Ignored when the
@@ -55,7 +61,7 @@ impl Services {
             except: conn,
         });
         let users: Vec<UserId> = members.list.iter().map(|(u, _)| *u).collect();
-        self.route_all(&users, &env).await;
+        self.route_all(&users, &env, conversation).await;
         Ok(())
     }
 
@@ -100,7 +106,7 @@ impl Services {
                     let everyone: Vec<UserId> = std::iter::once(user)
                         .chain(members.list.iter().map(|(u, _)| *u).filter(|u| *u != user))
                         .collect();
-                    self.route_all(&everyone, &receipt).await;
+                    self.route_all(&everyone, &receipt, conversation).await;
                 }
                 Ok(())
             }
@@ -168,7 +174,7 @@ impl Services {
             preview,
         });
         let users: Vec<UserId> = members.iter().map(|(_, u, _)| *u).collect();
-        self.route_all(&users, &env).await;
+        self.route_all(&users, &env, recalled.conversation_id).await;
         Ok(recalled)
     }
 

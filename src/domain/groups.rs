@@ -203,8 +203,8 @@ impl Services {
             conversation_id: created.id,
             last_seq: 0,
         });
-        self.bus.route(owner, env.clone()).await;
-        self.route_all(&members, &env).await;
+        let everyone: Vec<UserId> = std::iter::once(owner).chain(members).collect();
+        self.route_all(&everyone, &env, created.id).await;
         Ok(created)
     }
 
@@ -250,8 +250,32 @@ impl Services {
             conversation_id: conversation,
             last_seq,
         });
-        self.route_all(&joined, &env).await;
+        // On the path the group's messages take, so none overtakes the join.
+        let size = self.group_size(conversation).await;
+        self.bus
+            .route_many_of(&joined, env, conversation, size)
+            .await;
         Ok(())
+    }
+
+    /// Members of `conversation` now (0 when they cannot be read: the per-user path).
+    async fn group_size(&self, conversation: ConversationId) -> usize {
+        match self.members.load(&self.store, conversation).await {
+            Ok(Some(m)) => m.list.len(),
+            _ => 0,
+        }
+    }
+
+    /// Tells `user`'s devices they left `conversation`, on the path the group's messages
+    /// took while they were a member, so a message from before comes before it.
+    async fn route_left(&self, user: UserId, conversation: ConversationId) {
+        let env = self.envelope(&Routed::Left {
+            conversation_id: conversation,
+        });
+        let size = self.group_size(conversation).await + 1;
+        self.bus
+            .route_many_of(&[user], env, conversation, size)
+            .await;
     }
 
     /// Removes `target` from group `conversation` (an owner or admin asks).
@@ -279,14 +303,7 @@ impl Services {
         tx.commit().await?;
         drop(db);
         self.members_changed(conversation).await;
-        self.bus
-            .route(
-                target,
-                self.envelope(&Routed::Left {
-                    conversation_id: conversation,
-                }),
-            )
-            .await;
+        self.route_left(target, conversation).await;
         Ok(())
     }
 
@@ -304,14 +321,7 @@ impl Services {
         tx.commit().await?;
         drop(db);
         self.members_changed(conversation).await;
-        self.bus
-            .route(
-                caller,
-                self.envelope(&Routed::Left {
-                    conversation_id: conversation,
-                }),
-            )
-            .await;
+        self.route_left(caller, conversation).await;
         Ok(())
     }
 

@@ -415,9 +415,12 @@ fn message_type_label(t: &MessageType) -> &'static str {
     }
 }
 
-/// Publishes each committed message to every member: one frame for the recipients, one
-/// (with the sender's `can_send`) for the sender's devices.
+/// Publishes each committed message to every member: one frame for the members (serialized
+/// once, shared by every recipient on every node) in one [`Bus::route_many`], which the
+/// sender's echo joins when its frame is the same (its `can_send` is true, as always in a
+/// group); otherwise the echo, with the sender's own `can_send`, goes on its own.
 async fn fanout_loop(bus: Bus, mut rx: mpsc::Receiver<Fanout>) {
+    let mut users = Vec::new();
     while let Some(f) = rx.recv().await {
         let m = &f.message;
         let preview = events::preview(&m.message_type, m.content.as_deref(), false);
@@ -435,11 +438,23 @@ async fn fanout_loop(bus: Bus, mut rx: mpsc::Receiver<Fanout>) {
             env.freeze()
         };
         let to_recipients = envelope(events::message(m, true));
-        let to_sender = envelope(events::message(m, f.sender_can_send));
-        bus.route(m.sender_id, to_sender).await;
-        metrics::histogram!(m::SEND_LATENCY).record(f.received.elapsed().as_secs_f64());
-        for (user, _) in f.members.list.iter().filter(|(u, _)| *u != m.sender_id) {
-            bus.route(*user, to_recipients.clone()).await;
+        users.clear();
+        if f.sender_can_send {
+            // The echo is the recipients' frame: the sender rides in the same envelope.
+            users.push(m.sender_id);
+        } else {
+            bus.route(m.sender_id, envelope(events::message(m, false)))
+                .await;
         }
+        users.extend(
+            f.members
+                .list
+                .iter()
+                .map(|(u, _)| *u)
+                .filter(|u| *u != m.sender_id),
+        );
+        bus.route_many(&users, to_recipients, m.conversation_id)
+            .await;
+        metrics::histogram!(m::SEND_LATENCY).record(f.received.elapsed().as_secs_f64());
     }
 }

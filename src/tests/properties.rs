@@ -1,11 +1,12 @@
 //! Property tests: thousands of generated inputs for the validation rules, the frame
-//! decoder, the envelope codec and the paging parameters. Each checks an invariant (never
+//! decoder, the envelope codec (fan-out envelopes too) and the paging parameters. Each checks an invariant (never
 //! a panic; accepted exactly when the rule says so), not a handful of examples. The
 //! generator is a small seeded xorshift so a failure names its seed and replays.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::cluster::envelope;
 use crate::domain::routing::Routed;
 use crate::domain::send::{self, Draft, MAX_CLIENT_MSG_ID, MAX_TEXT_CHARS};
 use crate::domain::settings::Snapshot;
@@ -272,7 +273,18 @@ fn envelopes_round_trip_and_garbage_is_refused_without_panic() {
         let cut = g.below(encoded.len() as u64 + 1) as usize;
         let _ = Routed::decode(encoded.slice(..cut));
         let junk: Vec<u8> = (0..g.below(80)).map(|_| g.next() as u8).collect();
-        let _ = Routed::decode(bytes::Bytes::from(junk));
+        let _ = Routed::decode(bytes::Bytes::from(junk.clone()));
+        // The same body for many users in a fan-out envelope: the list and the body come
+        // back; a cut or junk splits into something or nothing.
+        let users: Vec<UserId> = (0..g.below(20)).map(|_| UserId::new_v4()).collect();
+        let fanout = envelope::fanout(g.next(), &users, &encoded);
+        let (_, body) = envelope::split(&fanout).expect("a header");
+        let (listed, inner) = envelope::split_fanout(&body).expect("well formed");
+        assert_eq!(listed, users, "seed {seed}");
+        assert_eq!(Routed::decode(inner), Routed::decode(encoded.clone()));
+        let cut = g.below(body.len() as u64 + 1) as usize;
+        let _ = envelope::split_fanout(&body.slice(..cut));
+        let _ = envelope::split_fanout(&bytes::Bytes::from(junk));
     }
 }
 

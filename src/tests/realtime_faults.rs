@@ -26,7 +26,7 @@ impl OwnRedis {
         r
     }
 
-    fn up(&mut self) {
+    pub(super) fn up(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -43,7 +43,7 @@ impl OwnRedis {
         panic!("redis-server did not start");
     }
 
-    fn down(&mut self) {
+    pub(super) fn down(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -270,7 +270,7 @@ impl RedisCluster {
     }
 
     /// `redis-cli -p port args…` (raw output), `None` when it fails.
-    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")
             .args(self.tls_args())
             .args(["-p", &port.to_string(), "--raw"])

@@ -6,8 +6,8 @@
 //! sender must not wait; it only tries to queue. A push that finds the queue full is
 //! dropped and counted, and what it leaves in doubt is recorded as lost: a user's message
 //! or `SUNSUBSCRIBE` makes that user's subscription lost (subscribed again, then repaired
-//! from PostgreSQL, as for a moved slot); anything else (a control message, a dropped
-//! connection) makes every subscription lost, as for a dropped shard connection. Every
+//! from PostgreSQL, as for a moved slot); anything else (a control or fan-out message, a
+//! dropped connection) makes every subscription lost, as for a dropped shard connection. Every
 //! message is in PostgreSQL before it is published, so a burst the node cannot keep up
 //! with costs a repair, not memory without bound.
 
@@ -147,7 +147,7 @@ pub(super) async fn read(
             (PushKind::SUnsubscribe, Some(channel)) => {
                 // Ours (the user left) or the cluster's (the slot moved): only a user still
                 // wanted here needs the channel back.
-                if channel == dispatch.control {
+                if channel == dispatch.control || dispatch.is_fanout(channel) {
                     lost.all();
                 } else if let Some(user) = dispatch.user_of(channel)
                     && sink.wants(user)
