@@ -22,6 +22,7 @@ cd "$repo"
 short=0
 cluster=0
 big_group=0
+big_group_args=()
 nodes=2
 scenarios="ceilings parity throughput latency crossnode fanout costs connections"
 while [ $# -gt 0 ]; do
@@ -122,6 +123,8 @@ if [ "$big_group" = 1 ]; then
     echo "run.sh: open-file limit $fd_limit is too low for a group of 10,000; --big-group skipped" >&2
   else
     groups="$groups,10000@1"
+    # Past the server's default max_group_members (2,000): an admin raises it.
+    big_group_args=(--set max_group_members=10001)
   fi
 fi
 if [ "$short" = 1 ]; then
@@ -134,7 +137,7 @@ fi
 # shellcheck disable=SC2086
 "$repo/target/release/dinq-loadtest" $scenarios --nodes "$node_list" --secret "$secret" \
   --sources 127.0.0.1-127.0.0.32 --database-url "$DATABASE_URL" --redis-url "$redis_url" \
-  --redis-count-urls "$count_urls" --out "$out" "${args[@]}"
+  --redis-count-urls "$count_urls" --out "$out" "${args[@]}" "${big_group_args[@]}"
 if [ "$cluster" = 1 ]; then rm -rf "$out-cluster"; mv "$out" "$out-cluster"; out="$out-cluster"; fi
 if [ "$short" = 0 ] && [ "$cluster" = 0 ]; then
   cp "$out/report.md" "$here/REPORT.md"
