@@ -202,7 +202,7 @@ pub struct Config {
     /// (`GROUP_FANOUT_MIN_MEMBERS`, default 100; 0: never).
     pub group_fanout_min_members: usize,
     /// Admission control: refuse a send (`overloaded`) when its writer queue would take longer
-    /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 50).
+    /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 100).
     pub send_queue_target: Duration,
     /// Admission control: refuse a queued send that waited longer than this
     /// (`SEND_DEADLINE_MS`, default 200).
@@ -550,7 +550,7 @@ impl Config {
             group_fanout_min_members: r.number("GROUP_FANOUT_MIN_MEMBERS", 100, 0, 10_000_000)?,
             send_queue_target: Duration::from_millis(r.number(
                 "SEND_QUEUE_TARGET_MS",
-                50,
+                100,
                 1,
                 60_000,
             )?),
