@@ -268,25 +268,47 @@ pub async fn wait_for(peer: &mut Peer, ty: &str, timeout: Duration) -> Result<Va
     }
 }
 
+/// Sends a set-up `message` frame (with a `client_msg_id`) and waits for its echo; a send
+/// the server refuses as `overloaded` or `rate_limited` (many pairs set up at once) is sent
+/// again after its `retry_after_ms`, with the same `client_msg_id`.
+async fn send_set_up(peer: &mut Peer, frame: String) -> Result<Value, String> {
+    for _ in 0..50 {
+        peer.conn.send(Bytes::from(frame.clone())).await;
+        match wait_for(peer, "message", Duration::from_secs(30)).await {
+            Ok(echo) => return Ok(echo),
+            Err(e) if e.contains("\"overloaded\"") || e.contains("\"rate_limited\"") => {
+                let after = e
+                    .split("\"retry_after_ms\":")
+                    .nth(1)
+                    .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(200);
+                tokio::time::sleep(Duration::from_millis(after)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err("set-up send refused 50 times".into())
+}
+
 /// A private conversation between two peers in which both have spoken (so the
 /// first-message limit no longer applies). Returns its id.
 pub async fn befriend(a: &mut Peer, b: &mut Peer) -> Result<Uuid, String> {
     let hello = format!(
-        r#"{{"type":"message","data":{{"receiver_id":"{}","message_type":"text","content":"hi"}}}}"#,
-        b.id
+        r#"{{"type":"message","data":{{"receiver_id":"{}","message_type":"text","content":"hi","client_msg_id":"hi-{}"}}}}"#,
+        b.id, a.id
     );
-    a.conn.send(Bytes::from(hello)).await;
-    let echo = wait_for(a, "message", Duration::from_secs(30)).await?;
+    let echo = send_set_up(a, hello).await?;
     let conv: Uuid = echo["conversation_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or("no conversation id")?;
     wait_for(b, "message", Duration::from_secs(30)).await?;
     let reply = format!(
-        r#"{{"type":"message","data":{{"conversation_id":"{conv}","message_type":"text","content":"hello"}}}}"#
+        r#"{{"type":"message","data":{{"conversation_id":"{conv}","message_type":"text","content":"hello","client_msg_id":"hello-{}"}}}}"#,
+        b.id
     );
-    b.conn.send(Bytes::from(reply)).await;
-    wait_for(b, "message", Duration::from_secs(30)).await?;
+    send_set_up(b, reply).await?;
     wait_for(a, "message", Duration::from_secs(30)).await?;
     Ok(conv)
 }
