@@ -209,6 +209,7 @@ async fn build(config: Arc<Config>, store: Store) -> Result<Built, StartError> {
         },
         writer::Limits {
             queue_target: config.send_queue_target,
+            burst: config.send_burst,
             deadline: config.send_deadline,
             lag_limit: config.send_lag_limit,
         },

@@ -205,8 +205,11 @@ pub struct Config {
     /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 100).
     pub send_queue_target: Duration,
     /// Admission control: refuse a queued send that waited longer than this
-    /// (`SEND_DEADLINE_MS`, default 200).
+    /// (`SEND_DEADLINE_MS`, default 1500).
     pub send_deadline: Duration,
+    /// Work beyond `send_queue_target` a calm writer shard accepts from a burst
+    /// (`SEND_BURST_MS`, default 1000; 0 = none).
+    pub send_burst: Duration,
     /// Admission control: refuse sends while the node's timers fire later than this
     /// (`SEND_LAG_LIMIT_MS`, default 100).
     pub send_lag_limit: Duration,
@@ -263,6 +266,7 @@ impl fmt::Debug for Config {
             .field("group_fanout_min_members", &self.group_fanout_min_members)
             .field("send_queue_target", &self.send_queue_target)
             .field("send_deadline", &self.send_deadline)
+            .field("send_burst", &self.send_burst)
             .field("send_lag_limit", &self.send_lag_limit)
             .field("socket_send_buffer", &self.socket_send_buffer)
             .field("dev_ui", &self.dev_ui)
@@ -554,7 +558,8 @@ impl Config {
                 1,
                 60_000,
             )?),
-            send_deadline: Duration::from_millis(r.number("SEND_DEADLINE_MS", 200, 1, 600_000)?),
+            send_burst: Duration::from_millis(r.number("SEND_BURST_MS", 1000, 0, 600_000)?),
+            send_deadline: Duration::from_millis(r.number("SEND_DEADLINE_MS", 1500, 1, 600_000)?),
             send_lag_limit: Duration::from_millis(r.number(
                 "SEND_LAG_LIMIT_MS",
                 100,

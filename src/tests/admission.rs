@@ -17,7 +17,11 @@ async fn overload_is_refused_at_once_and_retries_are_stored_once() {
     // past it when their batch starts.
     let c = Cluster::start(
         2,
-        &[("SEND_DEADLINE_MS", "25"), ("SEND_QUEUE_TARGET_MS", "5")],
+        &[
+            ("SEND_DEADLINE_MS", "25"),
+            ("SEND_QUEUE_TARGET_MS", "5"),
+            ("SEND_BURST_MS", "0"),
+        ],
     )
     .await;
     c.set("max_messages_per_second", "0").await;

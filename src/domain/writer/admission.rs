@@ -3,7 +3,11 @@
 //!
 //! Three signals, each cheap to read on every send:
 //! * the shard's queue in time, not only in count: the jobs waiting times the recent cost
-//!   of a job (an average over the shard's last batches), against [`Limits::queue_target`];
+//!   of a job (an average over the shard's last batches), against [`Limits::queue_target`].
+//!   A burst on a calm shard may exceed the target for up to [`Limits::burst`] (a client
+//!   of the original service does not retry `overloaded`, and a few thousand sends at once
+//!   are normal for it); once the shard has refused anything, the allowance is withheld
+//!   until it has been calm for twice that long, so sustained overload meets the target;
 //! * the node's own saturation: how late a timer fires on the runtime (a task that sleeps
 //!   [`LAG_TICK`] and measures the overshoot), against [`Limits::lag_limit`]. It catches a
 //!   node whose CPU is exhausted by something other than the writer (fan-out, delivery);
@@ -24,6 +28,8 @@ pub const LAG_TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Refuse a send when the shard's queue would take longer than this to drain.
     pub queue_target: Duration,
+    /// How much work beyond the target a calm shard accepts from a burst.
+    pub burst: Duration,
     /// Refuse a queued send that waited longer than this when its batch starts.
     pub deadline: Duration,
     /// Refuse sends while the runtime's timers fire this late.
@@ -34,7 +40,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             queue_target: Duration::from_millis(100),
-            deadline: Duration::from_millis(200),
+            burst: Duration::from_millis(1000),
+            deadline: Duration::from_millis(1500),
             lag_limit: Duration::from_millis(100),
         }
     }
@@ -76,6 +83,9 @@ pub const MIN_SAMPLE_JOBS: usize = 16;
 #[derive(Default)]
 pub struct Pace {
     ns_per_job: AtomicU64,
+    /// When the shard last refused a send (nanoseconds since the admission's epoch, plus
+    /// one; zero: never).
+    refused_at: AtomicU64,
 }
 
 impl Pace {
@@ -113,6 +123,7 @@ impl Pace {
 pub struct Admission {
     limits: Limits,
     lag_ns: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Admission {
@@ -134,7 +145,11 @@ impl Admission {
                 metrics::gauge!(m::RUNTIME_LAG).set(smoothed as f64 / 1e9);
             }
         });
-        Admission { limits, lag_ns }
+        Admission {
+            limits,
+            lag_ns,
+            epoch: Instant::now(),
+        }
     }
 
     /// The limits.
@@ -150,10 +165,18 @@ impl Admission {
             return Err((Refusal::Lag, retry_after(lag)));
         }
         let wait = pace.drain_time(queued);
-        if wait > self.limits.queue_target {
-            return Err((Refusal::Queue, retry_after(wait)));
+        if wait <= self.limits.queue_target {
+            return Ok(());
         }
-        Ok(())
+        let now = self.epoch.elapsed().as_nanos() as u64 + 1;
+        let refused = pace.refused_at.load(Ordering::Relaxed);
+        let calm =
+            refused == 0 || now.saturating_sub(refused) > 2 * self.limits.burst.as_nanos() as u64;
+        if calm && wait <= self.limits.queue_target + self.limits.burst {
+            return Ok(());
+        }
+        pace.refused_at.store(now, Ordering::Relaxed);
+        Err((Refusal::Queue, retry_after(wait)))
     }
 
     /// Whether a job received at `received` is still worth writing.
@@ -194,6 +217,7 @@ mod tests {
     async fn checks_the_queue_and_the_deadline() {
         let a = Admission::start(Limits {
             queue_target: Duration::from_millis(50),
+            burst: Duration::ZERO,
             deadline: Duration::from_millis(200),
             lag_limit: Duration::from_secs(3600),
         });
@@ -207,5 +231,36 @@ mod tests {
         assert!(!a.fresh(Instant::now() - Duration::from_millis(300)));
         assert_eq!(retry_after(Duration::from_millis(1)), 50);
         assert_eq!(retry_after(Duration::from_secs(60)), 2000);
+    }
+
+    #[tokio::test]
+    async fn a_burst_on_a_calm_shard_is_taken_and_sustained_overload_is_not() {
+        let a = Admission::start(Limits {
+            queue_target: Duration::from_millis(50),
+            burst: Duration::from_millis(100),
+            deadline: Duration::from_secs(1),
+            lag_limit: Duration::from_secs(3600),
+        });
+        let pace = Pace::default();
+        pace.record(16, Duration::from_millis(16)); // 1 ms a job
+        assert!(
+            a.check(&pace, 120).is_ok(),
+            "120 ms of work: within the burst"
+        );
+        let (why, _) = a.check(&pace, 200).unwrap_err();
+        assert_eq!(why, Refusal::Queue, "past the target and the burst");
+        // Having refused, the shard gets no allowance until it has been calm a while.
+        let (why, _) = a.check(&pace, 60).unwrap_err();
+        assert_eq!(
+            why,
+            Refusal::Queue,
+            "no burst allowance right after a refusal"
+        );
+        assert!(a.check(&pace, 40).is_ok(), "within the target, always");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            a.check(&pace, 120).is_ok(),
+            "calm again: the allowance is back"
+        );
     }
 }
