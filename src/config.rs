@@ -202,16 +202,16 @@ pub struct Config {
     /// (`GROUP_FANOUT_MIN_MEMBERS`, default 100; 0: never).
     pub group_fanout_min_members: usize,
     /// Admission control: refuse a send (`overloaded`) when its writer queue would take longer
-    /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 100).
+    /// than this to drain (`SEND_QUEUE_TARGET_MS`, default 1000).
     pub send_queue_target: Duration,
     /// Admission control: refuse a queued send that waited longer than this
-    /// (`SEND_DEADLINE_MS`, default 1500).
+    /// (`SEND_DEADLINE_MS`, default 4000).
     pub send_deadline: Duration,
     /// Work beyond `send_queue_target` a calm writer shard accepts from a burst
-    /// (`SEND_BURST_MS`, default 1000; 0 = none).
+    /// (`SEND_BURST_MS`, default 2000; 0 = none).
     pub send_burst: Duration,
     /// Admission control: refuse sends while the node's timers fire later than this
-    /// (`SEND_LAG_LIMIT_MS`, default 100).
+    /// (`SEND_LAG_LIMIT_MS`, default 500).
     pub send_lag_limit: Duration,
     /// Kernel send buffer per client socket (`SOCKET_SEND_BUFFER_BYTES`); unset leaves the
     /// kernel's autotuning. Small values bound kernel memory per slow client and make a
@@ -554,15 +554,15 @@ impl Config {
             group_fanout_min_members: r.number("GROUP_FANOUT_MIN_MEMBERS", 100, 0, 10_000_000)?,
             send_queue_target: Duration::from_millis(r.number(
                 "SEND_QUEUE_TARGET_MS",
-                100,
+                1000,
                 1,
                 60_000,
             )?),
-            send_burst: Duration::from_millis(r.number("SEND_BURST_MS", 1000, 0, 600_000)?),
-            send_deadline: Duration::from_millis(r.number("SEND_DEADLINE_MS", 1500, 1, 600_000)?),
+            send_burst: Duration::from_millis(r.number("SEND_BURST_MS", 2000, 0, 600_000)?),
+            send_deadline: Duration::from_millis(r.number("SEND_DEADLINE_MS", 4000, 1, 600_000)?),
             send_lag_limit: Duration::from_millis(r.number(
                 "SEND_LAG_LIMIT_MS",
-                100,
+                500,
                 1,
                 600_000,
             )?),

@@ -39,10 +39,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            queue_target: Duration::from_millis(100),
-            burst: Duration::from_millis(1000),
-            deadline: Duration::from_millis(1500),
-            lag_limit: Duration::from_millis(100),
+            queue_target: Duration::from_millis(1000),
+            burst: Duration::from_millis(2000),
+            deadline: Duration::from_millis(4000),
+            lag_limit: Duration::from_millis(500),
         }
     }
 }
