@@ -43,7 +43,7 @@ impl Services {
         let mut db = self.store.conn().await?;
         let tx = db.transaction().await?;
         let edited = match store::messages::edit(&tx, message, user, content, window).await? {
-            Edit::Done(m) => m,
+            Edit::Done(m) => *m,
             Edit::NotFound => {
                 return Err(Error::not_found(Code::MessageNotFound, "Message not found"));
             }

@@ -133,8 +133,8 @@ pub async fn pending(
 /// How a recall attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recall {
-    /// Recalled now; the message as it is stored.
-    Done(Message),
+    /// Recalled now; the message as it is stored (boxed: the other outcomes are small).
+    Done(Box<Message>),
     /// No such message.
     NotFound,
     /// Someone else's message.
@@ -189,16 +189,16 @@ pub async fn recall(
              WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
         ))
         .await?;
-    Ok(Recall::Done(from_row(
+    Ok(Recall::Done(Box::new(from_row(
         &client.query_one(&stmt, &[&id, &bucket]).await?,
-    )))
+    ))))
 }
 
 /// How an edit attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edit {
-    /// Edited now; the message as it is stored.
-    Done(Message),
+    /// Edited now; the message as it is stored (boxed: the other outcomes are small).
+    Done(Box<Message>),
     /// No such message.
     NotFound,
     /// Someone else's message.
@@ -281,7 +281,7 @@ pub async fn edit(
              WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
         ))
         .await?;
-    Ok(Edit::Done(from_row(
+    Ok(Edit::Done(Box::new(from_row(
         &client.query_one(&stmt, &[&id, &bucket, &content]).await?,
-    )))
+    ))))
 }
