@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod conversations;
+pub mod edit;
 pub mod events;
 pub mod export;
 pub mod groups;

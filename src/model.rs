@@ -205,6 +205,8 @@ pub struct Message {
     pub is_recalled: bool,
     /// When it was recalled.
     pub recalled_at: Option<Timestamp>,
+    /// When its text was last edited by its sender.
+    pub edited_at: Option<Timestamp>,
     /// Commit time.
     pub created_at: Timestamp,
     /// The sender's idempotency key, if it gave one.

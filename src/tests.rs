@@ -41,6 +41,7 @@ mod limits_groups;
 mod limits_http;
 mod limits_ws;
 mod loadtest_smoke;
+mod message_edit;
 mod metrics_port;
 mod migrations;
 mod partitions;

@@ -1,7 +1,7 @@
 // End-to-end test of the web client (src/http/ui/) in headless Chromium, run by
 // src/tests/browser.rs against two nodes started with DEV_UI=1 and typing indicators on.
 // Two browser contexts are two users, one on each node: they chat, see typing and read
-// receipts, reply, send an emoji and an image, one recalls a message, the other goes offline
+// receipts, reply, send an emoji and an image, one recalls a message and edits another, the other goes offline
 // and finds on return what was sent meanwhile; then an admin sees both nodes and turns a
 // setting off. Screenshots of the main steps go to SCREENSHOT_DIR.
 //
@@ -198,6 +198,20 @@ async function run(browser) {
   await until('A sees its own recall', async () =>
     (await a.locator(`[data-message-id="${recalledId}"]`).getAttribute('data-recalled')) === 'true');
   await shot(b, '04-b-sees-the-recall');
+
+  step('A edits a message; B sees the new text, marked edited');
+  const draft = 'This one will be edited';
+  const fixed = 'This one was edited';
+  await sendText(a, draft);
+  await message(b, draft).waitFor();
+  const editedId = await message(a, draft).getAttribute('data-message-id');
+  a.once('dialog', (dialog) => dialog.accept(fixed));
+  await message(a, draft).getByTestId('edit-button').click();
+  const editedOnB = b.locator(`[data-message-id="${editedId}"]`);
+  await until('B sees the edit', async () => (await textOf(editedOnB.getByTestId('message-text'))) === fixed);
+  check((await textOf(editedOnB.getByTestId('message-edited'))) === 'edited', 'B sees it marked edited');
+  const editedOnA = a.locator(`[data-message-id="${editedId}"]`);
+  await until('A sees its own edit', async () => (await textOf(editedOnA.getByTestId('message-text'))) === fixed);
 
   step('B closes its page; A sees B go offline and writes twice');
   await b.close();

@@ -191,6 +191,7 @@ mod tests {
             reply_to_message_id: None,
             is_recalled: false,
             recalled_at: None,
+            edited_at: None,
             created_at: Timestamp(at),
             client_msg_id: None,
         }

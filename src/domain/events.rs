@@ -55,6 +55,9 @@ pub struct MessageData<'a> {
     /// True when the message was recalled (only in repaired deliveries).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub is_recalled: bool,
+    /// When its text was last edited (only in repaired deliveries of an edited message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Timestamp>,
 }
 
 /// A `message` event for `m` as seen by a member whose `can_send` is given.
@@ -76,6 +79,7 @@ pub fn message(m: &Message, can_send: bool) -> Bytes {
             seq: m.seq,
             client_msg_id: m.client_msg_id.as_deref(),
             is_recalled: recalled,
+            edited_at: m.edited_at,
         },
     )
 }
@@ -115,6 +119,9 @@ pub struct MessageObject<'a> {
     /// The sender's idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<&'a str>,
+    /// When its text was last edited; absent when never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Timestamp>,
 }
 
 impl<'a> From<&'a Message> for MessageObject<'a> {
@@ -134,6 +141,7 @@ impl<'a> From<&'a Message> for MessageObject<'a> {
             created_at: m.created_at,
             seq: m.seq,
             client_msg_id: m.client_msg_id.as_deref(),
+            edited_at: m.edited_at,
         }
     }
 }
@@ -345,6 +353,26 @@ pub fn recalled(conversation_id: ConversationId, message_id: MessageId) -> Bytes
         Data {
             message_id,
             conversation_id,
+        },
+    )
+}
+
+/// `message_edited`: a message's text was edited by its sender (`edited_at` is when).
+pub fn message_edited(m: &Message) -> Bytes {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        content: Option<&'a str>,
+        edited_at: Option<Timestamp>,
+    }
+    frame(
+        "message_edited",
+        Data {
+            conversation_id: m.conversation_id,
+            message_id: m.id,
+            content: m.content.as_deref(),
+            edited_at: m.edited_at,
         },
     )
 }

@@ -135,6 +135,7 @@ mod tests {
             reply_to_message_id: None,
             is_recalled: recalled,
             recalled_at: recalled.then_some(Timestamp(5)),
+            edited_at: None,
             created_at: Timestamp(1),
             client_msg_id: None,
         };

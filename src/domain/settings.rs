@@ -48,6 +48,8 @@ pub const BLOCK: &str = "enable_block_feature";
 pub const MAX_VIDEO_SIZE_MB: &str = "max_video_size_mb";
 /// Recall window in seconds.
 pub const RECALL_WINDOW: &str = "recall_window_seconds";
+/// Edit window in seconds.
+pub const EDIT_WINDOW: &str = "edit_window_seconds";
 /// Offline messages sent on one connect.
 pub const OFFLINE_MAX: &str = "offline_max_per_connect";
 /// Per-user message rate limit.
@@ -93,6 +95,11 @@ pub const DEFINITIONS: &[Definition] = &[
         description: "Seconds after sending during which a message can be recalled",
     },
     Definition {
+        key: EDIT_WINDOW,
+        kind: Kind::Int { max: 86_400 * 365 },
+        description: "Seconds after sending during which a text message can be edited by its sender; 0 turns editing off",
+    },
+    Definition {
         key: OFFLINE_MAX,
         kind: Kind::Int { max: 100_000 },
         description: "Most offline messages delivered on one connect; the rest are announced by offline_truncated",
@@ -127,6 +134,7 @@ fn default_value(key: &str, config: &Config) -> String {
         READ_RECEIPT | ONLINE_STATUS | FIRST_MESSAGE_LIMIT | BLOCK => "true".into(),
         MAX_VIDEO_SIZE_MB => config.max_video_size_mb.to_string(),
         RECALL_WINDOW => "120".into(),
+        EDIT_WINDOW => "900".into(),
         OFFLINE_MAX => "1000".into(),
         MAX_MESSAGES_PER_SECOND => "20".into(),
         MAX_GROUP_MEMBERS => "2000".into(),
@@ -177,6 +185,8 @@ pub struct Snapshot {
     pub max_video_size_mb: u64,
     /// `recall_window_seconds`.
     pub recall_window_seconds: u64,
+    /// `edit_window_seconds` (0 = editing off).
+    pub edit_window_seconds: u64,
     /// `offline_max_per_connect`.
     pub offline_max_per_connect: u64,
     /// `max_messages_per_second` (0 = unlimited).
@@ -203,6 +213,7 @@ impl Snapshot {
             block: flag(BLOCK),
             max_video_size_mb: int(MAX_VIDEO_SIZE_MB),
             recall_window_seconds: int(RECALL_WINDOW),
+            edit_window_seconds: int(EDIT_WINDOW),
             offline_max_per_connect: int(OFFLINE_MAX),
             max_messages_per_second: int(MAX_MESSAGES_PER_SECOND),
             max_group_members: int(MAX_GROUP_MEMBERS),
@@ -291,6 +302,7 @@ mod tests {
         let snap = Snapshot::from_rows(BTreeMap::new(), &config);
         assert!(!snap.typing && !snap.block);
         assert_eq!(snap.recall_window_seconds, 120);
+        assert_eq!(snap.edit_window_seconds, 900);
         assert_eq!(snap.max_video_size_mb, 50);
         assert_eq!(snap.max_group_members, 2000);
     }

@@ -62,9 +62,10 @@ codes! {
     InvalidTypingFormat = "invalid_typing_format",
     InvalidReadFormat = "invalid_read_format",
     InvalidRecallFormat = "invalid_recall_format",
+    InvalidEditFormat = "invalid_edit_format",
     InvalidSetCurrentConversationFormat = "invalid_set_current_conversation_format",
     InvalidAckFormat = "invalid_ack_format",
-    // Messages: sending, reading, recalling.
+    // Messages: sending, reading, recalling, editing.
     ConversationRequired = "conversation_required",
     SelfMessage = "self_message",
     InvalidMessageType = "invalid_message_type",
@@ -82,6 +83,9 @@ codes! {
     NotSender = "not_sender",
     AlreadyRecalled = "already_recalled",
     RecallWindowPassed = "recall_window_passed",
+    NotTextMessage = "not_text_message",
+    MessageRecalled = "message_recalled",
+    EditWindowPassed = "edit_window_passed",
     ReadReceiptsDisabled = "read_receipts_disabled",
     // Conversations, groups and members.
     NotMember = "not_member",

@@ -1,5 +1,5 @@
 //! `messages` rows: ranges by seq for delivery and repair, look-ups by id and by client
-//! message id, recall, and the ids of new messages.
+//! message id, recall, edit, and the ids of new messages.
 //!
 //! `messages` is partitioned by `bucket`, the last byte of the conversation id (migration
 //! 0006). Every query here names the bucket (`msg_bucket(conversation)`) so PostgreSQL reads
@@ -15,11 +15,12 @@ use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
 
 /// The column list every message query selects, in [`from_row`] order.
 pub const COLUMNS: &str = "id, conversation_id, seq, sender_id, message_type, content, metadata, \
-     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id";
+     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id, edited_at";
 
 /// [`COLUMNS`] qualified with the alias `m`, for joins.
 pub const COLUMNS_M: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.metadata, \
-     m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id";
+     m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id, \
+     m.edited_at";
 
 /// A message from a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Message {
@@ -36,6 +37,7 @@ pub fn from_row(row: &Row) -> Message {
         recalled_at: row.get(9),
         created_at: row.get::<_, Option<Timestamp>>(10).unwrap_or(Timestamp(0)),
         client_msg_id: row.get(11),
+        edited_at: row.get(12),
     }
 }
 
@@ -131,8 +133,8 @@ pub async fn pending(
 /// How a recall attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recall {
-    /// Recalled now; the message as it is stored.
-    Done(Message),
+    /// Recalled now; the message as it is stored (boxed: the other outcomes are small).
+    Done(Box<Message>),
     /// No such message.
     NotFound,
     /// Someone else's message.
@@ -187,7 +189,99 @@ pub async fn recall(
              WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
         ))
         .await?;
-    Ok(Recall::Done(from_row(
+    Ok(Recall::Done(Box::new(from_row(
         &client.query_one(&stmt, &[&id, &bucket]).await?,
-    )))
+    ))))
+}
+
+/// How an edit attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// Edited now; the message as it is stored (boxed: the other outcomes are small).
+    Done(Box<Message>),
+    /// No such message.
+    NotFound,
+    /// Someone else's message.
+    NotSender,
+    /// The sender is no longer an active member of the message's conversation.
+    NotMember,
+    /// Not a text message.
+    NotText,
+    /// Recalled.
+    Recalled,
+    /// Outside the window; whole seconds since it was sent.
+    TooLate(i64),
+}
+
+/// Replaces the text of `id` by `content` for `sender`, if `sender` sent it, is still an
+/// active member of its conversation, and it is a text message, not recalled, sent at most
+/// `window_seconds` ago by the database clock (0: never). Sets `edited_at`. Run it inside
+/// a transaction: the row is locked while it is judged; the caller updates the search
+/// table in the same transaction ([`crate::store::search::replace_text`]).
+pub async fn edit(
+    client: &impl GenericClient,
+    id: MessageId,
+    sender: UserId,
+    content: &str,
+    window_seconds: i64,
+) -> Result<Edit> {
+    // The id's own bucket first; then every partition, for ids older than the partitioning.
+    let mut found = None;
+    for sql in [
+        "SELECT m.sender_id, m.message_type, COALESCE(m.is_recalled, FALSE),
+                COALESCE(greatest(round(extract(epoch FROM now() - m.created_at)), 0), 0)::int8,
+                COALESCE(now() - m.created_at > make_interval(secs => $3::int8), TRUE),
+                m.bucket,
+                EXISTS (SELECT 1 FROM conversation_members cm
+                        WHERE cm.conversation_id = m.conversation_id AND cm.user_id = $2
+                          AND cm.left_at IS NULL)
+         FROM messages m WHERE m.id = $1 AND m.bucket = msg_bucket($1) FOR UPDATE OF m",
+        "SELECT m.sender_id, m.message_type, COALESCE(m.is_recalled, FALSE),
+                COALESCE(greatest(round(extract(epoch FROM now() - m.created_at)), 0), 0)::int8,
+                COALESCE(now() - m.created_at > make_interval(secs => $3::int8), TRUE),
+                m.bucket,
+                EXISTS (SELECT 1 FROM conversation_members cm
+                        WHERE cm.conversation_id = m.conversation_id AND cm.user_id = $2
+                          AND cm.left_at IS NULL)
+         FROM messages m WHERE m.id = $1 FOR UPDATE OF m",
+    ] {
+        let stmt = client.prepare_cached(sql).await?;
+        found = client
+            .query_opt(&stmt, &[&id, &sender, &window_seconds])
+            .await?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some(row) = found else {
+        return Ok(Edit::NotFound);
+    };
+    let owner: UserId = row.get(0);
+    let kind: crate::model::MessageType = row.get(1);
+    let (recalled, elapsed, late, bucket, member): (bool, i64, bool, i16, bool) =
+        (row.get(2), row.get(3), row.get(4), row.get(5), row.get(6));
+    if owner != sender {
+        return Ok(Edit::NotSender);
+    }
+    if !member {
+        return Ok(Edit::NotMember);
+    }
+    if kind != crate::model::MessageType::Text {
+        return Ok(Edit::NotText);
+    }
+    if recalled {
+        return Ok(Edit::Recalled);
+    }
+    if late {
+        return Ok(Edit::TooLate(elapsed));
+    }
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE messages SET content = $3, edited_at = now()
+             WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
+        ))
+        .await?;
+    Ok(Edit::Done(Box::new(from_row(
+        &client.query_one(&stmt, &[&id, &bucket, &content]).await?,
+    ))))
 }

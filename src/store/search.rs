@@ -3,12 +3,12 @@
 //! index on `message_search` serves it for Chinese and English alike. `message_search`
 //! is filled by the cluster's indexer up to a stored high-water mark ([`progress`],
 //! [`index`]; [`sweep`] for stragglers), and [`messages`] reads what lies after the mark
-//! from `messages` itself.
+//! from `messages` itself. An edit rewrites its message's row at once ([`replace_text`]).
 
 use deadpool_postgres::GenericClient;
 
 use crate::error::Result;
-use crate::model::{ConversationId, Message, Timestamp, UserId};
+use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
 use crate::store::messages::{COLUMNS_M, from_row};
 
 /// True when `user` is an active member of `conversation`.
@@ -135,6 +135,34 @@ pub async fn messages(
         }
     };
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// Puts the edited text of message `id` into `message_search`, in the edit's transaction
+/// (after the `messages` row is updated), so the indexed part of a search matches the new
+/// words and not the old ones. The row is written whether or not the indexer has reached
+/// the message: search reads rows only up to the mark, and the indexer's insert of the
+/// message (`ON CONFLICT DO NOTHING`) then keeps this one. An insert the indexer has not
+/// committed yet, made from a snapshot with the old text, holds this statement until it
+/// commits and is then overwritten; one begun after this statement waits for the edit
+/// to commit and finds the row.
+pub async fn replace_text(
+    client: &impl GenericClient,
+    id: MessageId,
+    conversation: ConversationId,
+    created_at: Timestamp,
+    content: &str,
+) -> Result<()> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO message_search (message_id, conversation_id, created_at, content)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (message_id) DO UPDATE SET content = EXCLUDED.content",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&id, &conversation, &created_at, &content])
+        .await?;
+    Ok(())
 }
 
 /// Where the indexer stands, read at the start of a pass.

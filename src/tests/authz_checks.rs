@@ -116,7 +116,7 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
             p.subject = Some(t);
             p.body = Some(json!({"role": "admin"}));
         }
-        R::MessageRecall => {
+        R::MessageRecall | R::MessageEdit => {
             let m = match (variant, who, me) {
                 ("own message", Owner | Admin | Member, Some(me)) => {
                     uuid_of(&fx.say(me, Some(fx.group), None, &marker).await["id"])
@@ -131,6 +131,10 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
                 ("own message", _, _) => fx.group_msg,
                 _ => uuid_of(&fx.say(member, Some(fx.group), None, &marker).await["id"]),
             };
+            if id == R::MessageEdit {
+                fx.unrecall(m).await;
+                p.body = Some(json!({ "content": edited_text(&marker) }));
+            }
             p.params.push(("id", m.to_string()));
             p.subject = Some(m);
         }
@@ -206,6 +210,11 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
         }
     }
     p
+}
+
+/// The text an edit cell gives its message.
+pub(super) fn edited_text(marker: &str) -> String {
+    format!("{marker} edited")
 }
 
 /// The member column a pin or mute route sets.
@@ -375,6 +384,17 @@ pub(super) async fn verify(
             vec![(admin == ok, "promoted exactly when 200")]
         }
         R::MessageRecall => vec![(fx.recalled(s).await == ok, "recalled exactly when 200")],
+        R::MessageEdit => {
+            let text = edited_text(mark);
+            let answered = !ok || (data["id"] == json!(s) && data["content"] == text.as_str());
+            vec![
+                (
+                    fx.edited_to(s, &text).await == ok,
+                    "edited exactly when 200",
+                ),
+                (answered, "the answer is the edited message"),
+            ]
+        }
         R::MessagesSearch if ok && variant == "everywhere" => {
             let found = ids(items(data, "messages"), "id");
             let in_group = who.in_group();

@@ -95,6 +95,7 @@ impl Fixture {
         let c = Cluster::start(1, &[("ADMIN_USER_IDS", listed.as_str())]).await;
         for (key, value) in [
             ("recall_window_seconds", "3600"),
+            ("edit_window_seconds", "3600"),
             ("max_messages_per_second", "0"),
             ("enable_typing_indicator", "true"),
         ] {
@@ -303,6 +304,19 @@ impl Fixture {
     pub async fn recalled(&self, message: Uuid) -> bool {
         let sql = "SELECT is_recalled FROM messages WHERE id = $1";
         self.value(sql, &[&message]).await.unwrap_or(false)
+    }
+
+    /// Takes back a recall of `message` (a recall cell may have recalled a fixture's
+    /// message that an edit cell then edits).
+    pub async fn unrecall(&self, message: Uuid) {
+        let sql = "UPDATE messages SET is_recalled = FALSE, recalled_at = NULL WHERE id = $1";
+        self.db.execute(sql, &[&message]).await.unwrap();
+    }
+
+    /// Is the text of `message` now `text`, edited?
+    pub async fn edited_to(&self, message: Uuid, text: &str) -> bool {
+        let sql = "SELECT content = $2 AND edited_at IS NOT NULL FROM messages WHERE id = $1";
+        self.value(sql, &[&message, &text]).await == Some(true)
     }
 
     /// Has `user` blocked `target`?

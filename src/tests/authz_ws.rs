@@ -1,8 +1,10 @@
 //! The authorization matrix over WebSocket (issue 7 item 3): every client frame
-//! (`message`, `typing`, `read`, `recall`, `set_current_conversation`, `ack`, `heartbeat`)
+//! (`message`, `typing`, `read`, `recall`, `edit`, `set_current_conversation`, `ack`,
+//! `heartbeat`)
 //! sent by every kind of caller of `authz` on a real node. Each cell states the `error`
 //! code the caller must get, or the effect that must happen (delivered to the members,
-//! typing or receipt shown, recalled, viewing, delivery cursor stored, presence refreshed),
+//! typing or receipt shown, recalled, edited, viewing, delivery cursor stored, presence
+//! refreshed),
 //! or that the frame is ignored; and in every cell nobody outside the conversation
 //! concerned hears anything of it (DECISIONS.md "members who left get nothing").
 
@@ -26,17 +28,19 @@ fn frame_type(r: &Request) -> &'static str {
         Request::Typing { .. } => "typing",
         Request::Read { .. } => "read",
         Request::Recall { .. } => "recall",
+        Request::Edit { .. } => "edit",
         Request::SetCurrentConversation(_) => "set_current_conversation",
         Request::Ack { .. } => "ack",
     }
 }
 
 /// Every client frame type; each needs at least one row.
-const FRAME_TYPES: [&str; 7] = [
+const FRAME_TYPES: [&str; 8] = [
     "message",
     "typing",
     "read",
     "recall",
+    "edit",
     "set_current_conversation",
     "ack",
     "heartbeat",
@@ -56,6 +60,10 @@ pub(super) enum Kind {
     RecallOwn,
     /// Recalling a fresh message of the member.
     RecallMembers,
+    /// Editing a message the caller sent.
+    EditOwn,
+    /// Editing a fresh message of the member.
+    EditMembers,
     /// Viewing the caller's conversation while someone else writes in it.
     Viewing,
     /// Acknowledging a fresh message of someone else in the caller's conversation.
@@ -70,6 +78,7 @@ impl Kind {
             Kind::Typing => "typing",
             Kind::Read => "read",
             Kind::RecallOwn | Kind::RecallMembers => "recall",
+            Kind::EditOwn | Kind::EditMembers => "edit",
             Kind::Viewing => "set_current_conversation",
             Kind::Ack => "ack",
             Kind::Heartbeat => "heartbeat",
@@ -80,8 +89,8 @@ impl Kind {
         let variant = match self {
             Kind::Message => " (conversation_id)",
             Kind::MessageToPartner => " (receiver_id = the blocker)",
-            Kind::RecallOwn => " (own message)",
-            Kind::RecallMembers => " (member's message)",
+            Kind::RecallOwn | Kind::EditOwn => " (own message)",
+            Kind::RecallMembers | Kind::EditMembers => " (member's message)",
             _ => "",
         };
         format!("{}{variant}", self.frame_type())
@@ -119,6 +128,8 @@ const WS: &[(Kind, &str, [Expect; 9])] = &[
     (Kind::Read, "read", [D, D, D, NM, NM, D, NM, NM, NO]),
     (Kind::RecallOwn, "recalled", [D, D, D, NM, D, D, D, D, NO]),
     (Kind::RecallMembers, "recalled", [NS, NS, D, NS, NS, NS, NS, NS, NO]),
+    (Kind::EditOwn, "edited", [D, D, D, NM, D, D, D, D, NO]),
+    (Kind::EditMembers, "edited", [NS, NS, D, NS, NS, NS, NS, NS, NO]),
     (Kind::Viewing, "viewing", [D, D, D, IG, IG, D, IG, IG, NO]),
     (Kind::Ack, "cursor stored", [D, D, D, IG, IG, D, IG, IG, NO]),
     (Kind::Heartbeat, "online", [D, D, D, D, D, D, D, D, NO]),

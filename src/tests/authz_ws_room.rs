@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::authz::{EVERYONE, Fixture, Who};
+use super::authz_checks::edited_text;
 use super::authz_ws::Kind;
 use super::realtime::{send_text, uuid_of};
 use super::ws_client::{ConnectOptions, Ws};
@@ -30,6 +31,16 @@ pub(super) struct Cell {
     /// Who may hear of it at all; every other socket must see nothing with a needle.
     pub(super) allowed: Vec<Uuid>,
     pub(super) needles: Vec<String>,
+}
+
+/// The frame of a recall or edit cell acting on `mid`.
+fn act(kind: Kind, mid: Uuid, marker: &str) -> Value {
+    match kind {
+        Kind::EditOwn | Kind::EditMembers => json!({"type": "edit", "data": {
+            "message_id": mid, "content": edited_text(marker),
+        }}),
+        _ => json!({"type": "recall", "data": {"message_id": mid}}),
+    }
 }
 
 /// The fixture with one ack-mode connection per principal with a token, and the partner.
@@ -156,7 +167,7 @@ impl Room {
                     json!({"type": "ack", "data": {"conversation_id": conversation, "seq": cell.seq}})
                 };
             }
-            Kind::RecallOwn => {
+            Kind::RecallOwn | Kind::EditOwn => {
                 let mid = match who {
                     Owner | Admin | Member => {
                         uuid_of(&self.say(me, Some(conversation), None, &marker).await["id"])
@@ -171,12 +182,15 @@ impl Room {
                         uuid_of(&m["id"])
                     }
                 };
+                if kind == Kind::EditOwn {
+                    self.fx.unrecall(mid).await;
+                }
                 cell.audience = cell.allowed.clone();
                 cell.needles.push(mid.to_string());
                 cell.mid = Some(mid);
-                cell.frame = json!({"type": "recall", "data": {"message_id": mid}});
+                cell.frame = act(kind, mid, &marker);
             }
-            Kind::RecallMembers => {
+            Kind::RecallMembers | Kind::EditMembers => {
                 let group = self.fx.group;
                 let m = self
                     .say(self.fx.user(Member), Some(group), None, &marker)
@@ -185,9 +199,9 @@ impl Room {
                 cell.conversation = group;
                 cell.allowed = self.fx.members(group);
                 cell.audience = cell.allowed.clone();
+                cell.frame = act(kind, mid, &marker);
                 cell.needles = vec![group.to_string(), marker, mid.to_string()];
                 cell.mid = Some(mid);
-                cell.frame = json!({"type": "recall", "data": {"message_id": mid}});
             }
             Kind::Viewing => {
                 cell.audience = Vec::new();
@@ -247,6 +261,16 @@ impl Room {
             Kind::RecallOwn | Kind::RecallMembers => {
                 let mut parts = vec![self.fx.recalled(cell.mid.unwrap_or_default()).await];
                 parts.extend(each("recalled", &[("message_id", mid)]));
+                parts
+            }
+            Kind::EditOwn | Kind::EditMembers => {
+                let text = edited_text(&cell.marker);
+                let stored = self.fx.edited_to(cell.mid.unwrap_or_default(), &text);
+                let mut parts = vec![stored.await];
+                parts.extend(each(
+                    "message_edited",
+                    &[("message_id", mid), ("content", json!(text))],
+                ));
                 parts
             }
             Kind::Viewing => {

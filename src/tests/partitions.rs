@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::harness::TestEnv;
 use crate::model::{ConversationId, MessageId, Page, Timestamp, UserId};
 use crate::store::listing;
-use crate::store::messages::{self, Recall};
+use crate::store::messages::{self, Edit, Recall};
 use crate::store::{Store, members, migrate, search};
 
 /// Scans (sequential + index) of each `messages_pNN` partition so far. The observer's own
@@ -267,6 +267,16 @@ async fn each_message_query_reads_one_partition() {
         expected,
         "recall"
     );
+    let before = scans(&observer).await;
+    let outcome = messages::edit(&worker, mid(4), user, "edited", 3600)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Edit::Done(ref m) if m.id == mid(4)
+            && m.content.as_deref() == Some("edited") && m.edited_at.is_some()),
+        "{outcome:?}"
+    );
+    assert_eq!(touched(&observer, &worker, &before).await, expected, "edit");
 
     // A message id from before the partitioning (its last byte is not its bucket) is
     // found by the fall-back over every partition.
@@ -283,12 +293,20 @@ async fn each_message_query_reads_one_partition() {
         )
         .await
         .unwrap();
+    let outcome = messages::edit(&worker, legacy, user, "new", 3600)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Edit::Done(ref m) if m.id == legacy && m.edited_at.is_some()));
     let outcome = messages::recall(&worker, legacy, user, 3600).await.unwrap();
     assert!(matches!(outcome, Recall::Done(ref m) if m.id == legacy));
     let missing = messages::recall(&worker, MessageId::new_v4(), user, 3600)
         .await
         .unwrap();
     assert_eq!(missing, Recall::NotFound);
+    let missing = messages::edit(&worker, MessageId::new_v4(), user, "x", 3600)
+        .await
+        .unwrap();
+    assert_eq!(missing, Edit::NotFound);
 
     // A row whose bucket does not follow its conversation is refused.
     let err = observer

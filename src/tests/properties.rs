@@ -186,6 +186,7 @@ fn the_frame_decoder_never_panics_and_answers_every_frame() {
         "typing",
         "read",
         "recall",
+        "edit",
         "set_current_conversation",
         "ack",
         "heartbeat",

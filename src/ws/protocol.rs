@@ -42,6 +42,14 @@ pub enum Request {
         /// Message.
         message_id: MessageId,
     },
+    /// Edit one's own text message.
+    Edit {
+        /// Message.
+        message_id: MessageId,
+        /// The new text (checked like a text message's by the domain, so a missing one
+        /// gets the send's `content_required`).
+        content: Option<String>,
+    },
     /// Which conversation this connection is viewing (`None` clears).
     SetCurrentConversation(Option<ConversationId>),
     /// `?ack=1` connections: everything up to `seq` in the conversation has arrived.
@@ -87,6 +95,12 @@ struct ReadData {
 #[derive(Deserialize)]
 struct RecallData {
     message_id: String,
+}
+
+#[derive(Deserialize)]
+struct EditData {
+    message_id: String,
+    content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +184,17 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
             d.message_id
                 .parse::<MessageId>()
                 .map(|message_id| Request::Recall { message_id })
+                .map_err(|_| bad())
+        }
+        "edit" => {
+            let bad = || format_error(Code::InvalidEditFormat, "Invalid edit format");
+            let d: EditData = data_as(envelope.data).ok_or_else(bad)?;
+            d.message_id
+                .parse::<MessageId>()
+                .map(|message_id| Request::Edit {
+                    message_id,
+                    content: d.content,
+                })
                 .map_err(|_| bad())
         }
         "set_current_conversation" => {
@@ -262,6 +287,29 @@ mod tests {
                 seq: 5
             })
         );
+        let m = MessageId::new_v4();
+        assert_eq!(
+            dec(&format!(
+                r#"{{"type":"edit","data":{{"message_id":"{m}","content":"new \"text\""}}}}"#
+            )),
+            Ok(Request::Edit {
+                message_id: m,
+                content: Some("new \"text\"".into())
+            })
+        );
+        // Content is the domain's to judge: missing or null decodes to none.
+        for data in [
+            format!(r#"{{"message_id":"{m}"}}"#),
+            format!(r#"{{"message_id":"{m}","content":null}}"#),
+        ] {
+            assert_eq!(
+                dec(&format!(r#"{{"type":"edit","data":{data}}}"#)),
+                Ok(Request::Edit {
+                    message_id: m,
+                    content: None
+                })
+            );
+        }
     }
 
     #[test]
@@ -301,6 +349,19 @@ mod tests {
                 "Invalid recall format",
             ),
             (r#"{"type":"recall"}"#, "Invalid recall format"),
+            (r#"{"type":"edit"}"#, "Invalid edit format"),
+            (
+                r#"{"type":"edit","data":{"message_id":"nope","content":"x"}}"#,
+                "Invalid edit format",
+            ),
+            (
+                r#"{"type":"edit","data":{"content":"x"}}"#,
+                "Invalid edit format",
+            ),
+            (
+                r#"{"type":"edit","data":{"message_id":"00000000-0000-0000-0000-000000000001","content":5}}"#,
+                "Invalid edit format",
+            ),
             (
                 r#"{"type":"set_current_conversation","data":{"conversation_id":"bad"}}"#,
                 "Invalid set_current_conversation format",

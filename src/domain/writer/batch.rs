@@ -261,6 +261,7 @@ async fn write_batch_on(
             reply_to_message_id: job.draft.reply_to_message_id,
             is_recalled: false,
             recalled_at: None,
+            edited_at: None,
             created_at: c.stamp(now),
             client_msg_id: job.draft.client_msg_id.clone(),
         };

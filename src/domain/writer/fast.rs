@@ -183,6 +183,7 @@ pub(super) fn plan(batch: &[Job], known: &KnownMap, settings: &Snapshot) -> Plan
                 reply_to_message_id: job.draft.reply_to_message_id,
                 is_recalled: false,
                 recalled_at: None,
+                edited_at: None,
                 created_at: crate::model::Timestamp(0),
                 client_msg_id: job.draft.client_msg_id.clone(),
             });

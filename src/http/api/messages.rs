@@ -1,4 +1,7 @@
-//! Message routes: recall (the same rule and events as over WebSocket) and search.
+//! Message routes: recall and edit (the same rules and events as over WebSocket) and
+//! search.
+
+use serde::Deserialize;
 
 use crate::error::{Code, Error, Result};
 use crate::http::response::Resp;
@@ -11,6 +14,26 @@ pub async fn recall(ctx: &Ctx, call: Call) -> Result<Resp> {
     ctx.services.recall(caller.user_id, id).await?;
     Ok(crate::http::response::ok_message(
         "Message recalled successfully",
+    ))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    content: Option<String>,
+}
+
+/// `POST /api/v1/messages/:id/edit` `{content}`: the same rule and event as the WebSocket
+/// `edit`; answers the message as history shows it.
+pub async fn edit(ctx: &Ctx, call: Call) -> Result<Resp> {
+    let caller = call.caller()?;
+    let id = crate::http::params::path_uuid(&call, "id", "Invalid message ID")?;
+    let b: EditBody = crate::http::body::json(call.req.into_body()).await?;
+    let edited = ctx
+        .services
+        .edit(caller.user_id, id, b.content.as_deref())
+        .await?;
+    Ok(crate::http::response::ok(
+        crate::domain::events::MessageObject::from(&edited),
     ))
 }
 

@@ -82,6 +82,9 @@ const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made
 /// What every pin and mute route says besides its summary.
 const SETTINGS_NOTE: &str = "Active members only (403 not_member otherwise, former members too); no body. Answers the caller's settings now. A change (not a repeat) reaches every device of the caller, on any node, as the WebSocket event conversation_settings_update with the same data; nobody else sees a member's settings.";
 
+/// What the edit route says besides its summary.
+const EDIT_NOTE: &str = "The same rule and event as the WebSocket frame edit. Only the sender (403 not_sender), still an active member (403 not_member), of a text message (400 not_text_message) not recalled (400 message_recalled), at most edit_window_seconds after it was sent (setting, default 900; 0 turns editing off; 400 edit_window_passed); an unknown message is 404 message_not_found. The content is checked like a text message's (content_required, content_too_long, invalid_content). Answers the message as history shows it, with the new content and edited_at; every active member, on any node, gets the WebSocket event message_edited {conversation_id, message_id, content, edited_at}. History, export and search show the latest text only.";
+
 pub static DOCS: &[Doc] = &[
     doc!(GET "/health", "Liveness: data.status = \"ok\"", query: &[], body: None, data: Some("Health"), auth: "public"),
     doc!(GET "/ready", "Readiness: 200 when PostgreSQL and Redis answer and the node is not draining, else 503", query: &[], body: None, data: Some("Ready"), auth: "public"),
@@ -107,6 +110,7 @@ pub static DOCS: &[Doc] = &[
     doc!(POST "/api/v1/conversations/:id/leave", "Leave a group (the owner must hand over ownership first)", query: &[], body: None, data: None, auth: "user"),
     doc!(POST "/api/v1/conversations/:id/members/:user_id/role", "Change a member's role (owner only; making someone owner demotes the old owner to admin)", query: &[], body: Some("RoleRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/messages/:id/recall", "Recall one's own message within the recall window", query: &[], body: None, data: None, auth: "user"),
+    doc!(POST "/api/v1/messages/:id/edit", "Edit the text of one's own text message within the edit window", query: &[], body: Some("EditRequest"), data: Some("Message"), auth: "user", note: Some(EDIT_NOTE)),
     doc!(GET "/api/v1/messages/search", "Search the caller's active conversations, newest first", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), ("conversation_id", "string", "only this conversation"), PAGING[0], PAGING[1]], body: None, data: Some("MessageList"), auth: "user", note: Some(SEARCH_FRESHNESS)),
     doc!(GET "/api/v1/notifications", "The caller's notifications, most important and newest first", query: &[PAGING[0], PAGING[1], ("unread_only", "string", "true for unread only")], body: None, data: Some("NotificationList"), auth: "user"),
     doc!(POST "/api/v1/notifications/read-all", "Mark every notification read", query: &[], body: None, data: None, auth: "user"),
@@ -365,6 +369,65 @@ mod tests {
         assert!(
             item.contains("is_pinned") && item.contains("is_muted"),
             "{item}"
+        );
+    }
+
+    #[test]
+    fn edit_documents_its_body_answer_rules_and_event() {
+        let op = &document()["paths"]["/api/v1/messages/{id}/edit"]["post"];
+        assert!(
+            op["requestBody"]
+                .to_string()
+                .contains("#/components/schemas/EditRequest"),
+            "{op}"
+        );
+        assert!(
+            op["responses"]["200"]
+                .to_string()
+                .contains("#/components/schemas/Message"),
+            "{op}"
+        );
+        assert_eq!(required("EditRequest"), ["content"]);
+        let message = &document()["components"]["schemas"]["Message"]["properties"];
+        assert!(message["edited_at"].is_object());
+        let described = op["description"].as_str().expect("a description");
+        for code in [
+            Code::NotSender,
+            Code::NotMember,
+            Code::NotTextMessage,
+            Code::MessageRecalled,
+            Code::EditWindowPassed,
+            Code::MessageNotFound,
+            Code::ContentRequired,
+            Code::ContentTooLong,
+        ] {
+            assert!(described.contains(code.as_str()), "{code:?}: {described}");
+        }
+        // The event it names, with the keys it names.
+        let m = crate::model::Message {
+            id: crate::model::MessageId::new_v4(),
+            conversation_id: crate::model::ConversationId::new_v4(),
+            seq: 1,
+            sender_id: crate::model::UserId::new_v4(),
+            message_type: crate::model::MessageType::Text,
+            content: Some("new".into()),
+            metadata: None,
+            reply_to_message_id: None,
+            is_recalled: false,
+            recalled_at: None,
+            edited_at: Some(crate::model::Timestamp(7)),
+            created_at: crate::model::Timestamp(1),
+            client_msg_id: None,
+        };
+        let event: Value =
+            serde_json::from_slice(&crate::domain::events::message_edited(&m)).unwrap();
+        assert_eq!(event["type"], "message_edited");
+        assert_eq!(
+            keys(&event["data"]),
+            ["content", "conversation_id", "edited_at", "message_id"]
+        );
+        assert!(
+            described.contains("message_edited {conversation_id, message_id, content, edited_at}")
         );
     }
 

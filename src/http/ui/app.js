@@ -313,6 +313,9 @@ function renderMessage(m) {
   li.append(renderBody(m, mine));
   const sentAt = new Date(m.created_at).toLocaleTimeString();
   const meta = el('div', { class: 'meta' }, el('time', { textContent: sentAt }));
+  if (m.edited_at && !m.is_recalled) {
+    meta.append(el('span', { class: 'edited', testid: 'message-edited', textContent: 'edited' }));
+  }
   if (!m.is_recalled) {
     if (mine) {
       const read = m.seq <= (state.readSeq.get(m.conversation_id) || 0);
@@ -324,6 +327,9 @@ function renderMessage(m) {
       renderReply();
       $('composer-input').focus();
     }));
+    if (mine && m.message_type === 'text') {
+      meta.append(linkButton('edit-button', 'edit', () => editMessage(m)));
+    }
     if (mine) {
       meta.append(linkButton('recall-button', 'recall', () =>
         send('recall', { message_id: m.id }) || flash('chat-error', 'Not connected.')));
@@ -352,6 +358,18 @@ function send(type, data) {
   if (state.ws?.readyState !== WebSocket.OPEN) return false;
   state.ws.send(JSON.stringify({ type, data }));
   return true;
+}
+
+/** Asks for the new text of one's own message and sends an `edit`; the server's
+ * `message_edited` (or an `error`) answers. */
+function editMessage(m) {
+  const text = prompt('Edit message', m.content ?? '');
+  if (text == null || text === m.content) return;
+  if (!text.trim()) {
+    flash('chat-error', 'A message cannot be empty; recall it instead.');
+    return;
+  }
+  if (!send('edit', { message_id: m.id, content: text })) flash('chat-error', 'Not connected.');
 }
 
 function sendMessage(fields) {
@@ -424,6 +442,12 @@ const handlers = {
     if (!m) return;
     Object.assign(m, { is_recalled: true, content: null, metadata: null });
     if (state.replyTo?.id === m.id) state.replyTo = null;
+    renderAll();
+  },
+  message_edited(d) {
+    const m = state.messages.find((x) => x.id === d.message_id);
+    if (!m) return;
+    Object.assign(m, { content: d.content, edited_at: d.edited_at });
     renderAll();
   },
   online_status_update(d) {

@@ -151,6 +151,7 @@ fn request_label(r: &Request) -> &'static str {
         Request::Typing { .. } => "typing",
         Request::Read { .. } => "read",
         Request::Recall { .. } => "recall",
+        Request::Edit { .. } => "edit",
         Request::SetCurrentConversation(_) => "set_current_conversation",
         Request::Ack { .. } => "ack",
     }
@@ -236,6 +237,13 @@ async fn handle(
             message_id,
         } => services.read(user, conversation_id, message_id, conn).await,
         Request::Recall { message_id } => services.recall(user, message_id).await.map(|_| ()),
+        Request::Edit {
+            message_id,
+            content,
+        } => services
+            .edit(user, message_id, content.as_deref())
+            .await
+            .map(|_| ()),
         Request::SetCurrentConversation(conversation) => {
             hub.set_viewing(user, conn, conversation);
             Ok(())
