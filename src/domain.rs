@@ -6,6 +6,7 @@ pub mod chat;
 pub mod conversations;
 pub mod events;
 pub mod export;
+pub mod forward;
 pub mod groups;
 pub mod member_settings;
 pub mod members;

@@ -193,6 +193,7 @@ mod tests {
             recalled_at: None,
             created_at: Timestamp(at),
             client_msg_id: None,
+            forwarded_from: None,
         }
     }
 

@@ -145,7 +145,7 @@ impl Services {
                     ),
                 ));
             }
-            Recall::Done(m) => m,
+            Recall::Done(m) => *m,
         };
         let members =
             store::conversations::active_members(&tx, &[recalled.conversation_id]).await?;

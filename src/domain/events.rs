@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Code;
-use crate::model::{ConversationId, Message, MessageId, MessageType, Timestamp, UserId};
+use crate::model::{
+    ConversationId, ForwardedFrom, Message, MessageId, MessageType, Timestamp, UserId,
+};
 
 #[derive(Serialize)]
 struct Frame<'a, T: Serialize> {
@@ -55,6 +57,9 @@ pub struct MessageData<'a> {
     /// True when the message was recalled (only in repaired deliveries).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub is_recalled: bool,
+    /// The source of a forwarded message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
 }
 
 /// A `message` event for `m` as seen by a member whose `can_send` is given.
@@ -76,6 +81,7 @@ pub fn message(m: &Message, can_send: bool) -> Bytes {
             seq: m.seq,
             client_msg_id: m.client_msg_id.as_deref(),
             is_recalled: recalled,
+            forwarded_from: m.forwarded_from,
         },
     )
 }
@@ -115,6 +121,9 @@ pub struct MessageObject<'a> {
     /// The sender's idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<&'a str>,
+    /// The source of a forwarded message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
 }
 
 impl<'a> From<&'a Message> for MessageObject<'a> {
@@ -134,6 +143,7 @@ impl<'a> From<&'a Message> for MessageObject<'a> {
             created_at: m.created_at,
             seq: m.seq,
             client_msg_id: m.client_msg_id.as_deref(),
+            forwarded_from: m.forwarded_from,
         }
     }
 }

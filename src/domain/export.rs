@@ -137,6 +137,7 @@ mod tests {
             recalled_at: recalled.then_some(Timestamp(5)),
             created_at: Timestamp(1),
             client_msg_id: None,
+            forwarded_from: None,
         };
         let messages = [message(1, false), message(2, true)];
         let out = lines(&messages);

@@ -1,5 +1,5 @@
-//! `messages` rows: ranges by seq for delivery and repair, look-ups by id and by client
-//! message id, recall, and the ids of new messages.
+//! `messages` rows: ranges by seq for delivery and repair, look-ups by id (the sources of
+//! a forward) and by client message id, recall, and the ids of new messages.
 //!
 //! `messages` is partitioned by `bucket`, the last byte of the conversation id (migration
 //! 0006). Every query here names the bucket (`msg_bucket(conversation)`) so PostgreSQL reads
@@ -11,15 +11,17 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::error::Result;
-use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
+use crate::model::{ConversationId, ForwardedFrom, Message, MessageId, Timestamp, UserId};
 
 /// The column list every message query selects, in [`from_row`] order.
 pub const COLUMNS: &str = "id, conversation_id, seq, sender_id, message_type, content, metadata, \
-     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id";
+     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id, \
+     forwarded_message_id, forwarded_sender_id, forwarded_created_at";
 
 /// [`COLUMNS`] qualified with the alias `m`, for joins.
 pub const COLUMNS_M: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.metadata, \
-     m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id";
+     m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id, \
+     m.forwarded_message_id, m.forwarded_sender_id, m.forwarded_created_at";
 
 /// A message from a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Message {
@@ -36,6 +38,18 @@ pub fn from_row(row: &Row) -> Message {
         recalled_at: row.get(9),
         created_at: row.get::<_, Option<Timestamp>>(10).unwrap_or(Timestamp(0)),
         client_msg_id: row.get(11),
+        forwarded_from: match (
+            row.get::<_, Option<MessageId>>(12),
+            row.get::<_, Option<UserId>>(13),
+            row.get::<_, Option<Timestamp>>(14),
+        ) {
+            (Some(message_id), Some(sender_id), Some(created_at)) => Some(ForwardedFrom {
+                message_id,
+                sender_id,
+                created_at,
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -82,6 +96,38 @@ pub async fn by_client_ids(
         .await?;
     let rows = client.query(&stmt, &[&senders, &client_ids]).await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// The messages with these ids (in no particular order; unknown ids are left out). Each is
+/// looked for in its id's bucket first, then the ids not found there over every partition
+/// (ids older than the partitioning).
+pub async fn by_ids(client: &impl GenericClient, ids: &[MessageId]) -> Result<Vec<Message>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS_M} FROM unnest($1::uuid[]) AS t(id)
+             JOIN messages m ON m.id = t.id AND m.bucket = msg_bucket(t.id)"
+        ))
+        .await?;
+    let mut found: Vec<Message> = client
+        .query(&stmt, &[&ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    let missing: Vec<MessageId> = ids
+        .iter()
+        .filter(|id| !found.iter().any(|m| m.id == **id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE id = ANY($1)"
+            ))
+            .await?;
+        found.extend(client.query(&stmt, &[&missing]).await?.iter().map(from_row));
+    }
+    Ok(found)
 }
 
 /// Messages of `conversation` with `after < seq <= upto`, oldest first, at most `limit`.
@@ -131,8 +177,8 @@ pub async fn pending(
 /// How a recall attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recall {
-    /// Recalled now; the message as it is stored.
-    Done(Message),
+    /// Recalled now; the message as it is stored (boxed: it is much bigger than the rest).
+    Done(Box<Message>),
     /// No such message.
     NotFound,
     /// Someone else's message.
@@ -187,7 +233,7 @@ pub async fn recall(
              WHERE id = $1 AND bucket = $2 RETURNING {COLUMNS}"
         ))
         .await?;
-    Ok(Recall::Done(from_row(
+    Ok(Recall::Done(Box::new(from_row(
         &client.query_one(&stmt, &[&id, &bucket]).await?,
-    )))
+    ))))
 }

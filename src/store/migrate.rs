@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_member_settings.sql",
         sql: include_str!("../../sql/0009_member_settings.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_forwarded_from.sql",
+        sql: include_str!("../../sql/0010_forwarded_from.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").
