@@ -81,6 +81,8 @@ struct UserEntry {
 struct Shard {
     users: HashMap<UserId, UserEntry>,
     dirty: HashSet<UserId>,
+    /// Send budgets of users without a device here, spent by HTTP forwards.
+    away_budgets: HashMap<UserId, rate::Bucket>,
 }
 
 /// What the hub is built from; the composition root (`app.rs`) fills it in.
@@ -178,6 +180,11 @@ impl Hub {
                     false
                 }
                 None => {
+                    // A budget spent by HTTP forwards while the user had no device here.
+                    let send_budget = shard
+                        .away_budgets
+                        .remove(&user)
+                        .unwrap_or_else(rate::Bucket::full);
                     shard.users.insert(
                         user,
                         UserEntry {
@@ -190,7 +197,7 @@ impl Hub {
                             subscribed: false,
                             sub_waiters: Vec::new(),
                             sync_waiters: vec![tx],
-                            send_budget: rate::Bucket::full(),
+                            send_budget,
                             chatter: rate::Chatter::default(),
                             hold: None,
                         },

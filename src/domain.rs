@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod edit;
 pub mod events;
 pub mod export;
+pub mod forward;
 pub mod groups;
 pub mod member_settings;
 pub mod members;

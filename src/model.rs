@@ -211,6 +211,20 @@ pub struct Message {
     pub created_at: Timestamp,
     /// The sender's idempotency key, if it gave one.
     pub client_msg_id: Option<String>,
+    /// The message this one was forwarded from, if it was.
+    pub forwarded_from: Option<ForwardedFrom>,
+}
+
+/// Where a forwarded message came from: the source message's id, sender and time
+/// (`forwarded_from` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ForwardedFrom {
+    /// The source message.
+    pub message_id: MessageId,
+    /// Its sender.
+    pub sender_id: UserId,
+    /// When it was sent.
+    pub created_at: Timestamp,
 }
 
 #[cfg(test)]

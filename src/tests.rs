@@ -28,6 +28,7 @@ mod http_api;
 mod http_batch_send;
 mod http_conversations;
 mod http_export;
+mod http_forward;
 mod http_member_settings;
 mod http_members;
 mod http_notification_events;

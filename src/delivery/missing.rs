@@ -194,6 +194,7 @@ mod tests {
             edited_at: None,
             created_at: Timestamp(at),
             client_msg_id: None,
+            forwarded_from: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The per-user send rate limit: a token bucket per local user, kept with the user's
-//! delivery state (`per_second` tokens a second, a burst of twice that). Beside it, the
+//! delivery state (`per_second` tokens a second, a burst of twice that); an HTTP forward
+//! takes one token per message it sends, at once (a user without a device on this node
+//! gets a bucket of its own here). Beside it, the
 //! user's chatter: when `heartbeat` last refreshed presence and when `typing` last
 //! published per conversation, so neither costs a Redis round trip per frame.
 
@@ -82,9 +84,61 @@ impl Bucket {
             false
         }
     }
+
+    /// Takes `n` tokens at once at `now`, when the bucket holds `n` or, for more than the
+    /// burst, is full: a send of more messages than the burst leaves the bucket in debt,
+    /// which the refill pays back before the next send, so the rate holds over time.
+    /// Otherwise takes nothing and returns the milliseconds until it would succeed.
+    fn take_many(&mut self, n: u64, per_second: u64, now: Instant) -> Result<(), u64> {
+        let burst = (per_second * 2) as f64;
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens.min(burst) + elapsed * per_second as f64).min(burst);
+        self.refilled = now;
+        let need = (n as f64).min(burst);
+        if self.tokens >= need {
+            self.tokens -= n as f64;
+            Ok(())
+        } else {
+            Err((((need - self.tokens) / per_second as f64) * 1000.0).ceil() as u64)
+        }
+    }
+
+    /// True when the bucket is full at `now` (as good as absent).
+    fn full_at(&self, per_second: u64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens + elapsed * per_second as f64 >= (per_second * 2) as f64
+    }
 }
 
+/// Away budgets a hub shard holds before it forgets the full ones.
+const AWAY_PRUNE_AT: usize = 1024;
+
 impl Hub {
+    /// Takes `n` tokens at once from the user's send budget (see [`Bucket::take_many`]):
+    /// the budget of the user's devices here, or, without one, a budget kept for the user
+    /// on this node (handed to the user's first device). `Err` carries the milliseconds to
+    /// wait. `per_second` 0 means unlimited.
+    pub fn allow_sends(&self, user: UserId, n: u64, per_second: u64) -> Result<(), u64> {
+        if per_second == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut shard = self.shard(user);
+        if let Some(e) = shard.users.get_mut(&user) {
+            return e.send_budget.take_many(n, per_second, now);
+        }
+        if shard.away_budgets.len() >= AWAY_PRUNE_AT {
+            shard
+                .away_budgets
+                .retain(|_, b| !b.full_at(per_second, now));
+        }
+        shard
+            .away_budgets
+            .entry(user)
+            .or_insert_with(Bucket::full)
+            .take_many(n, per_second, now)
+    }
+
     /// Takes one token from the user's send budget (`per_second`, burst twice that; 0 means
     /// unlimited). False when the user is over the limit.
     pub fn allow_send(&self, user: UserId, per_second: u64) -> bool {
@@ -160,6 +214,30 @@ mod tests {
         assert_eq!(c.typing.len(), 100);
         assert!(c.typing(a, every, t1 + every));
         assert_eq!(c.typing.len(), 1, "every other interval had passed");
+    }
+
+    #[test]
+    fn many_at_once_all_or_nothing_and_debt_past_the_burst() {
+        let mut b = Bucket::full();
+        let t0 = b.refilled;
+        assert_eq!(b.take_many(5, 3, t0), Ok(()), "within the burst of 6");
+        assert!(b.take_many(2, 3, t0).is_err(), "one left: two are refused");
+        assert_eq!(
+            b.take_many(1, 3, t0),
+            Ok(()),
+            "nothing was taken by the refusal"
+        );
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(b.full_at(3, t1));
+        assert_eq!(
+            b.take_many(12, 3, t1),
+            Ok(()),
+            "a full bucket lets 12 through"
+        );
+        // 6 in debt: 7 tokens to earn (7/3 s) before one send passes again.
+        assert_eq!(b.take_many(1, 3, t1), Err(2334));
+        assert!(b.take_many(1, 3, t1 + Duration::from_millis(2300)).is_err());
+        assert!(b.take_many(1, 3, t1 + Duration::from_millis(2400)).is_ok());
     }
 
     #[test]

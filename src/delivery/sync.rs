@@ -193,7 +193,7 @@ impl Hub {
         let mut effects = Effects::default();
         {
             let mut shard = self.shard(user);
-            let Shard { users, dirty } = &mut *shard;
+            let Shard { users, dirty, .. } = &mut *shard;
             let Some(entry) = users.get_mut(&user) else {
                 return;
             };

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Code;
-use crate::model::{ConversationId, Message, MessageId, MessageType, Timestamp, UserId};
+use crate::model::{
+    ConversationId, ForwardedFrom, Message, MessageId, MessageType, Timestamp, UserId,
+};
 
 #[derive(Serialize)]
 struct Frame<'a, T: Serialize> {
@@ -58,6 +60,9 @@ pub struct MessageData<'a> {
     /// When its text was last edited (only in repaired deliveries of an edited message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<Timestamp>,
+    /// The source of a forwarded message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
 }
 
 /// A `message` event for `m` as seen by a member whose `can_send` is given.
@@ -80,6 +85,7 @@ pub fn message(m: &Message, can_send: bool) -> Bytes {
             client_msg_id: m.client_msg_id.as_deref(),
             is_recalled: recalled,
             edited_at: m.edited_at,
+            forwarded_from: m.forwarded_from,
         },
     )
 }
@@ -122,6 +128,9 @@ pub struct MessageObject<'a> {
     /// When its text was last edited; absent when never.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<Timestamp>,
+    /// The source of a forwarded message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
 }
 
 impl<'a> From<&'a Message> for MessageObject<'a> {
@@ -142,6 +151,7 @@ impl<'a> From<&'a Message> for MessageObject<'a> {
             seq: m.seq,
             client_msg_id: m.client_msg_id.as_deref(),
             edited_at: m.edited_at,
+            forwarded_from: m.forwarded_from,
         }
     }
 }

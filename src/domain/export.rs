@@ -138,6 +138,7 @@ mod tests {
             edited_at: None,
             created_at: Timestamp(1),
             client_msg_id: None,
+            forwarded_from: None,
         };
         let messages = [message(1, false), message(2, true)];
         let out = lines(&messages);

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::settings::Snapshot;
 use crate::error::{Code, Error};
-use crate::model::{ConversationId, MessageId, MessageType, UserId};
+use crate::model::{ConversationId, ForwardedFrom, MessageId, MessageType, UserId};
 
 /// Longest text, in characters.
 pub const MAX_TEXT_CHARS: usize = 10_000;
@@ -29,6 +29,8 @@ pub struct Draft {
     pub reply_to_message_id: Option<MessageId>,
     /// Idempotency key, unique per sender.
     pub client_msg_id: Option<String>,
+    /// Set only by a forward (never by a client's `message` frame): the source message.
+    pub forwarded_from: Option<ForwardedFrom>,
 }
 
 fn invalid(code: Code, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 mod admission;
+mod all_or_nothing;
 mod batch;
 mod fast;
 
@@ -79,6 +80,7 @@ pub struct Deps {
 pub struct Writer {
     shards: Arc<[Shard]>,
     admission: Admission,
+    deps: Deps,
 }
 
 /// One shard's queue and pace.
@@ -128,6 +130,7 @@ impl Writer {
         Writer {
             shards: shards.into(),
             admission,
+            deps,
         }
     }
 
@@ -272,12 +275,12 @@ async fn write_carefully(
     known: &mut KnownMap,
     fan_tx: &mpsc::Sender<Fanout>,
 ) {
-    let mut outcome = write_batch(deps, &batch).await;
+    let mut outcome = write_batch(deps, &batch, false).await;
     for attempt in 1..=3 {
         match &outcome {
             Err(e) if crate::error::is_retryable(e) => {
                 tracing::debug!(error = %e, attempt, "batch hit a deadlock or serialization failure; retrying");
-                outcome = write_batch(deps, &batch).await;
+                outcome = write_batch(deps, &batch, false).await;
             }
             _ => break,
         }
@@ -293,7 +296,7 @@ async fn write_carefully(
             tracing::warn!(error = %e, jobs = batch.len(), "batch failed; retrying its sends one by one");
             for job in batch {
                 let one = std::slice::from_ref(&job);
-                match write_batch(deps, one).await {
+                match write_batch(deps, one, false).await {
                     Ok((outcomes, learned)) => {
                         for (conv, k) in learned {
                             known.put(conv, k);
@@ -422,39 +425,44 @@ fn message_type_label(t: &MessageType) -> &'static str {
 async fn fanout_loop(bus: Bus, mut rx: mpsc::Receiver<Fanout>) {
     let mut users = Vec::new();
     while let Some(f) = rx.recv().await {
-        let m = &f.message;
-        let preview = events::preview(&m.message_type, m.content.as_deref(), false);
-        let envelope = |frame: Bytes| {
-            let routed = Routed::Message {
-                conversation_id: m.conversation_id,
-                seq: m.seq,
-                sender_id: m.sender_id,
-                created_at: m.created_at,
-                preview: preview.clone(),
-                frame,
-            };
-            let mut env = bus.envelope(128 + m.content.as_ref().map_or(0, String::len));
-            routed.encode_into(&mut env);
-            env.freeze()
-        };
-        let to_recipients = envelope(events::message(m, true));
-        users.clear();
-        if f.sender_can_send {
-            // The echo is the recipients' frame: the sender rides in the same envelope.
-            users.push(m.sender_id);
-        } else {
-            bus.route(m.sender_id, envelope(events::message(m, false)))
-                .await;
-        }
-        users.extend(
-            f.members
-                .list
-                .iter()
-                .map(|(u, _)| *u)
-                .filter(|u| *u != m.sender_id),
-        );
-        bus.route_many(&users, to_recipients, m.conversation_id)
-            .await;
-        metrics::histogram!(m::SEND_LATENCY).record(f.received.elapsed().as_secs_f64());
+        publish(&bus, &f, &mut users).await;
     }
+}
+
+/// Publishes one committed message (see [`fanout_loop`]); `users` is scratch space.
+async fn publish(bus: &Bus, f: &Fanout, users: &mut Vec<UserId>) {
+    let m = &f.message;
+    let preview = events::preview(&m.message_type, m.content.as_deref(), false);
+    let envelope = |frame: Bytes| {
+        let routed = Routed::Message {
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            created_at: m.created_at,
+            preview: preview.clone(),
+            frame,
+        };
+        let mut env = bus.envelope(128 + m.content.as_ref().map_or(0, String::len));
+        routed.encode_into(&mut env);
+        env.freeze()
+    };
+    let to_recipients = envelope(events::message(m, true));
+    users.clear();
+    if f.sender_can_send {
+        // The echo is the recipients' frame: the sender rides in the same envelope.
+        users.push(m.sender_id);
+    } else {
+        bus.route(m.sender_id, envelope(events::message(m, false)))
+            .await;
+    }
+    users.extend(
+        f.members
+            .list
+            .iter()
+            .map(|(u, _)| *u)
+            .filter(|u| *u != m.sender_id),
+    );
+    bus.route_many(users, to_recipients, m.conversation_id)
+        .await;
+    metrics::histogram!(m::SEND_LATENCY).record(f.received.elapsed().as_secs_f64());
 }

@@ -87,6 +87,14 @@ codes! {
     MessageRecalled = "message_recalled",
     EditWindowPassed = "edit_window_passed",
     ReadReceiptsDisabled = "read_receipts_disabled",
+    // Forwarding.
+    InvalidMessageId = "invalid_message_id",
+    MessageIdsRequired = "message_ids_required",
+    ConversationIdsRequired = "conversation_ids_required",
+    TooManyMessages = "too_many_messages",
+    TooManyConversations = "too_many_conversations",
+    DuplicateMessageId = "duplicate_message_id",
+    DuplicateConversationId = "duplicate_conversation_id",
     // Conversations, groups and members.
     NotMember = "not_member",
     InvalidReceiver = "invalid_receiver",

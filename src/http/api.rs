@@ -57,6 +57,7 @@ pub async fn dispatch(ctx: &Ctx, call: Call) -> Result<Resp> {
         R::MemberRole => members::change_role(ctx, call).await,
         R::MessageRecall => messages::recall(ctx, call).await,
         R::MessageEdit => messages::edit(ctx, call).await,
+        R::MessagesForward => messages::forward(ctx, call).await,
         R::MessagesSearch => messages::search(ctx, call).await,
         R::NotificationsList => notifications::list(ctx, call).await,
         R::NotificationsReadAll => notifications::read_all(ctx, call).await,

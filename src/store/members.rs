@@ -138,6 +138,22 @@ pub enum Read {
     NoSuchMessage,
 }
 
+/// Those of `conversations` that `user` is an active member of.
+pub async fn active_in(
+    client: &impl GenericClient,
+    user: UserId,
+    conversations: &[ConversationId],
+) -> Result<Vec<ConversationId>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT conversation_id FROM conversation_members
+             WHERE user_id = $1 AND conversation_id = ANY($2) AND left_at IS NULL",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&user, &conversations]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Moves `user`'s read cursor in `conversation` to `message`, if that is forward.
 pub async fn mark_read(
     client: &impl GenericClient,

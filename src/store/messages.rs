@@ -1,5 +1,5 @@
-//! `messages` rows: ranges by seq for delivery and repair, look-ups by id and by client
-//! message id, recall, edit, and the ids of new messages.
+//! `messages` rows: ranges by seq for delivery and repair, look-ups by id (the sources of
+//! a forward) and by client message id, recall, edit, and the ids of new messages.
 //!
 //! `messages` is partitioned by `bucket`, the last byte of the conversation id (migration
 //! 0006). Every query here names the bucket (`msg_bucket(conversation)`) so PostgreSQL reads
@@ -11,16 +11,17 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::error::Result;
-use crate::model::{ConversationId, Message, MessageId, Timestamp, UserId};
+use crate::model::{ConversationId, ForwardedFrom, Message, MessageId, Timestamp, UserId};
 
 /// The column list every message query selects, in [`from_row`] order.
 pub const COLUMNS: &str = "id, conversation_id, seq, sender_id, message_type, content, metadata, \
-     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id, edited_at";
+     reply_to_message_id, COALESCE(is_recalled, FALSE), recalled_at, created_at, client_msg_id, \
+     edited_at, forwarded_message_id, forwarded_sender_id, forwarded_created_at";
 
 /// [`COLUMNS`] qualified with the alias `m`, for joins.
 pub const COLUMNS_M: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.metadata, \
      m.reply_to_message_id, COALESCE(m.is_recalled, FALSE), m.recalled_at, m.created_at, m.client_msg_id, \
-     m.edited_at";
+     m.edited_at, m.forwarded_message_id, m.forwarded_sender_id, m.forwarded_created_at";
 
 /// A message from a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Message {
@@ -38,6 +39,18 @@ pub fn from_row(row: &Row) -> Message {
         created_at: row.get::<_, Option<Timestamp>>(10).unwrap_or(Timestamp(0)),
         client_msg_id: row.get(11),
         edited_at: row.get(12),
+        forwarded_from: match (
+            row.get::<_, Option<MessageId>>(13),
+            row.get::<_, Option<UserId>>(14),
+            row.get::<_, Option<Timestamp>>(15),
+        ) {
+            (Some(message_id), Some(sender_id), Some(created_at)) => Some(ForwardedFrom {
+                message_id,
+                sender_id,
+                created_at,
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -84,6 +97,38 @@ pub async fn by_client_ids(
         .await?;
     let rows = client.query(&stmt, &[&senders, &client_ids]).await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// The messages with these ids (in no particular order; unknown ids are left out). Each is
+/// looked for in its id's bucket first, then the ids not found there over every partition
+/// (ids older than the partitioning).
+pub async fn by_ids(client: &impl GenericClient, ids: &[MessageId]) -> Result<Vec<Message>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS_M} FROM unnest($1::uuid[]) AS t(id)
+             JOIN messages m ON m.id = t.id AND m.bucket = msg_bucket(t.id)"
+        ))
+        .await?;
+    let mut found: Vec<Message> = client
+        .query(&stmt, &[&ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    let missing: Vec<MessageId> = ids
+        .iter()
+        .filter(|id| !found.iter().any(|m| m.id == **id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE id = ANY($1)"
+            ))
+            .await?;
+        found.extend(client.query(&stmt, &[&missing]).await?.iter().map(from_row));
+    }
+    Ok(found)
 }
 
 /// Messages of `conversation` with `after < seq <= upto`, oldest first, at most `limit`.

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_message_edits.sql",
         sql: include_str!("../../sql/0010_message_edits.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_forwarded_from.sql",
+        sql: include_str!("../../sql/0011_forwarded_from.sql"),
+    },
 ];
 
 /// Key of the advisory lock that serializes migrations across nodes ("dinqmigr").

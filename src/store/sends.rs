@@ -6,7 +6,8 @@
 //! the rows were locked and checked: the idempotency keys, the messages (only those whose
 //! key was new), the conversations' counters and last-message fields, and the senders' read
 //! cursors (member rows locked in (conversation, user) order, like every multi-row member
-//! update).
+//! update). Only the careful path writes forwarded messages (their `forwarded_*` columns;
+//! NULL for every other message), so [`FAST_SQL`] does not name those columns.
 
 use deadpool_postgres::GenericClient;
 
@@ -26,12 +27,15 @@ WITH keyed AS (
 ), inserted AS (
     INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, metadata,
                           reply_to_message_id, created_at, client_msg_id, status, is_recalled,
-                          bucket)
+                          bucket, forwarded_message_id, forwarded_sender_id,
+                          forwarded_created_at)
     SELECT id, conv, seq, sender, mtype, content, meta, reply, created, cmid, 'sent', FALSE,
-           msg_bucket(conv)
+           msg_bucket(conv), fwd_id, fwd_sender, fwd_at
     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::text[], $6::text[],
-                $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[])
-         AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid)
+                $7::jsonb[], $8::uuid[], $9::timestamptz[], $10::text[], $21::uuid[],
+                $22::uuid[], $23::timestamptz[])
+         AS t(id, conv, seq, sender, mtype, content, meta, reply, created, cmid, fwd_id,
+              fwd_sender, fwd_at)
     WHERE cmid IS NULL OR id IN (SELECT message_id FROM keyed)
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -91,6 +95,19 @@ pub async fn write(
     let r_users: Vec<UserId> = reads.iter().map(|r| r.1).collect();
     let r_seqs: Vec<i64> = reads.iter().map(|r| r.2).collect();
     let r_mids: Vec<MessageId> = reads.iter().map(|r| r.3).collect();
+    // Forwarded messages only; NULLs otherwise (no extra row, nothing more written).
+    let f_ids: Vec<Option<MessageId>> = messages
+        .iter()
+        .map(|m| m.forwarded_from.map(|f| f.message_id))
+        .collect();
+    let f_senders: Vec<Option<UserId>> = messages
+        .iter()
+        .map(|m| m.forwarded_from.map(|f| f.sender_id))
+        .collect();
+    let f_ats: Vec<Option<Timestamp>> = messages
+        .iter()
+        .map(|m| m.forwarded_from.map(|f| f.created_at))
+        .collect();
     let stmt = client.prepare_cached(WRITE_SQL).await?;
     let rows = client
         .query(
@@ -116,6 +133,9 @@ pub async fn write(
                 &r_users,
                 &r_seqs,
                 &r_mids,
+                &f_ids,
+                &f_senders,
+                &f_ats,
             ],
         )
         .await?;

@@ -88,6 +88,8 @@ const HTTP: &[(RouteId, &str, [Want; 9])] = {
         (R::MessageRecall, "member's message", [NS, NS, OK, NS, NS, NS, NS, NS, ANON]),
         (R::MessageEdit, "own message", [OK, OK, OK, NM, OK, OK, OK, OK, ANON]),
         (R::MessageEdit, "member's message", [NS, NS, OK, NS, NS, NS, NS, NS, ANON]),
+        (R::MessagesForward, "its conversation's message there", [OK, OK, OK, NM, NM, Want::Err(403, "blocked"), NM, NM, ANON]),
+        (R::MessagesForward, "another conversation's message", [NM, NM, NM, NM, NM, NM, NM, NM, ANON]),
         (R::MessagesSearch, "everywhere", USERS),
         (R::MessagesSearch, "in the conversation", MEMBERS),
         (R::NotificationsList, "", USERS),

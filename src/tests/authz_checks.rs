@@ -138,6 +138,22 @@ pub(super) async fn prepare(fx: &Fixture, id: RouteId, variant: &str, who: Who, 
             p.params.push(("id", m.to_string()));
             p.subject = Some(m);
         }
+        R::MessagesForward => {
+            // The group's message to the group, the partner's to the private one; or the
+            // other conversation's message there.
+            let (own, other) = if who == Blocked {
+                (fx.partner_msg, fx.group_msg)
+            } else {
+                (fx.group_msg, fx.partner_msg)
+            };
+            let m = if variant == "another conversation's message" {
+                other
+            } else {
+                own
+            };
+            p.subject = Some(m);
+            p.body = Some(json!({"message_ids": [m], "conversation_ids": [target]}));
+        }
         R::MessagesSearch => {
             p.query = match variant {
                 "everywhere" => "?q=authzword&limit=100".into(),
@@ -393,6 +409,16 @@ pub(super) async fn verify(
                     "edited exactly when 200",
                 ),
                 (answered, "the answer is the edited message"),
+            ]
+        }
+        R::MessagesForward => {
+            let sql = "SELECT count(*) FROM messages
+                       WHERE forwarded_message_id = $1 AND sender_id = $2 AND conversation_id = $3";
+            let copies: i64 = fx.value(sql, &[&s, &me, &target]).await.unwrap_or(0);
+            let answered = !ok || data["messages"][0]["forwarded_from"]["message_id"] == json!(s);
+            vec![
+                (copies == i64::from(ok), "one copy stored exactly when 200"),
+                (answered, "the answer is the copy"),
             ]
         }
         R::MessagesSearch if ok && variant == "everywhere" => {

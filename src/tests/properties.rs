@@ -111,6 +111,7 @@ fn draft(g: &mut Gen, me: UserId) -> Draft {
             1 => Some("k".repeat(MAX_CLIENT_MSG_ID + g.below(2) as usize)),
             _ => None,
         },
+        forwarded_from: None,
     }
 }
 

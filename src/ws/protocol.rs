@@ -154,6 +154,7 @@ pub fn decode(payload: &mut [u8]) -> Result<Request, Error> {
                 metadata: d.metadata.filter(|m| !m.is_null()),
                 reply_to_message_id,
                 client_msg_id: d.client_msg_id,
+                forwarded_from: None,
             }))
         }
         "typing" => {

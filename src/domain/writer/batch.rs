@@ -44,12 +44,15 @@ impl ConvState {
 /// `COMMIT` into a rollback), so a batch costs three round trips.
 /// Besides each job's outcome it returns what the batch learned of its conversations, for
 /// the writer shard to remember (see `fast.rs`).
+/// With `all_or_nothing`, the first refusal of any job is the batch's error and nothing is
+/// written (a forward: every message of it is stored, or none).
 pub(super) async fn write_batch(
     deps: &Deps,
     batch: &[Job],
+    all_or_nothing: bool,
 ) -> Result<(Vec<Outcome>, Vec<(ConversationId, Known)>)> {
     let conn = deps.store.conn().await?;
-    let result = write_batch_on(&conn, deps, batch).await;
+    let result = write_batch_on(&conn, deps, batch, all_or_nothing).await;
     if result.is_err() {
         // Never hand a connection with an open transaction back to the pool.
         if conn.batch_execute("ROLLBACK").await.is_err() {
@@ -63,6 +66,7 @@ async fn write_batch_on(
     tx: &deadpool_postgres::Object,
     deps: &Deps,
     batch: &[Job],
+    all_or_nothing: bool,
 ) -> Result<(Vec<Outcome>, Vec<(ConversationId, Known)>)> {
     let settings = deps.settings.get();
     let conv_ids: Vec<ConversationId> = {
@@ -264,6 +268,7 @@ async fn write_batch_on(
             edited_at: None,
             created_at: c.stamp(now),
             client_msg_id: job.draft.client_msg_id.clone(),
+            forwarded_from: job.draft.forwarded_from,
         };
         c.last = Some((message.id, message.created_at));
         if let Some(cmid) = job.draft.client_msg_id.as_deref() {
@@ -281,6 +286,17 @@ async fn write_batch_on(
         });
     }
 
+    if all_or_nothing
+        && let Some(i) = outcomes
+            .iter()
+            .position(|o| !matches!(o, Outcome::Stored { .. }))
+    {
+        // The caller rolls the transaction back.
+        return Err(match outcomes.swap_remove(i) {
+            Outcome::Refused(e) => e,
+            _ => Error::internal("a send of an all-or-nothing batch was a duplicate"),
+        });
+    }
     let learned: Vec<(ConversationId, Known)> = convs
         .iter()
         .map(|(id, c)| {

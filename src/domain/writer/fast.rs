@@ -116,7 +116,8 @@ pub(super) fn plan(batch: &[Job], known: &KnownMap, settings: &Snapshot) -> Plan
             continue;
         }
         let k = &known.map[&conv];
-        if !k.members.contains(job.sender) {
+        // A forwarded message is written carefully (the statement has no column for it).
+        if !k.members.contains(job.sender) || job.draft.forwarded_from.is_some() {
             d.fast = false;
             continue;
         }
@@ -186,6 +187,7 @@ pub(super) fn plan(batch: &[Job], known: &KnownMap, settings: &Snapshot) -> Plan
                 edited_at: None,
                 created_at: crate::model::Timestamp(0),
                 client_msg_id: job.draft.client_msg_id.clone(),
+                forwarded_from: None,
             });
         }
         plan.conversations.push(FastConversation {

@@ -77,6 +77,9 @@ macro_rules! doc {
 /// The search-freshness bound (DECISIONS.md "search", README "HTTP API").
 const SEARCH_FRESHNESS: &str = "Freshness: a message is found by any search made after its echo reached the sender (the messages the search index has not reached yet are read directly), so at the latest 1 s after the echo, under any load the node accepts. With DATABASE_READ_URL search reads the replica: add its replication lag. Terms shorter than 3 characters (too short for the trigram index; common two-character Chinese words) are answered, not refused, by a bounded scan: the newest 1000 indexed messages of each of the caller's 100 most recently active conversations (plus the not yet indexed tail); longer terms search the whole history.";
 
+/// What the forward route says besides its summary.
+const FORWARD_NOTE: &str = "For each conversation of conversation_ids, the caller sends one new message per message of message_ids, in the order given; each keeps the source's message_type, content and metadata and gains forwarded_from {message_id, sender_id, created_at}: the source's, or the one it carries when it is itself forwarded. Answers the new messages, conversation by conversation; their members get ordinary message events. The caller must be an active member of each source's conversation (403 not_member), the source not recalled (400 message_recalled; 404 message_not_found for an unknown id), and allowed to send to each target as for any send (403 not_member, blocked, first_message_limit; each new message counts against max_messages_per_second: 429 rate_limited with retry_after_ms). Everything is checked before anything is stored, and the messages are written in one transaction: a refusal stores none. Bad lists: 400 message_ids_required, conversation_ids_required, too_many_messages (over 50), too_many_conversations (over 20), duplicate_message_id, duplicate_conversation_id, invalid_message_id, invalid_conversation_id.";
+
 /// Every route, documented.
 #[rustfmt::skip]
 /// What every pin and mute route says besides its summary.
@@ -111,6 +114,7 @@ pub static DOCS: &[Doc] = &[
     doc!(POST "/api/v1/conversations/:id/members/:user_id/role", "Change a member's role (owner only; making someone owner demotes the old owner to admin)", query: &[], body: Some("RoleRequest"), data: None, auth: "user"),
     doc!(POST "/api/v1/messages/:id/recall", "Recall one's own message within the recall window", query: &[], body: None, data: None, auth: "user"),
     doc!(POST "/api/v1/messages/:id/edit", "Edit the text of one's own text message within the edit window", query: &[], body: Some("EditRequest"), data: Some("Message"), auth: "user", note: Some(EDIT_NOTE)),
+    doc!(POST "/api/v1/messages/forward", "Forward messages to conversations: every message, in order, to every conversation, all or nothing", query: &[], body: Some("ForwardRequest"), data: Some("MessageList"), auth: "user", note: Some(FORWARD_NOTE)),
     doc!(GET "/api/v1/messages/search", "Search the caller's active conversations, newest first", query: &[("q", "string", "search term (or keyword)"), ("keyword", "string", "alias of q"), ("conversation_id", "string", "only this conversation"), PAGING[0], PAGING[1]], body: None, data: Some("MessageList"), auth: "user", note: Some(SEARCH_FRESHNESS)),
     doc!(GET "/api/v1/notifications", "The caller's notifications, most important and newest first", query: &[PAGING[0], PAGING[1], ("unread_only", "string", "true for unread only")], body: None, data: Some("NotificationList"), auth: "user"),
     doc!(POST "/api/v1/notifications/read-all", "Mark every notification read", query: &[], body: None, data: None, auth: "user"),
@@ -418,6 +422,7 @@ mod tests {
             edited_at: Some(crate::model::Timestamp(7)),
             created_at: crate::model::Timestamp(1),
             client_msg_id: None,
+            forwarded_from: None,
         };
         let event: Value =
             serde_json::from_slice(&crate::domain::events::message_edited(&m)).unwrap();

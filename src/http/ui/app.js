@@ -305,6 +305,10 @@ function renderMessage(m) {
   if (!mine && state.conversations.get(m.conversation_id)?.conversation_type === 'group') {
     li.append(el('small', { class: 'sender', textContent: short(m.sender_id) }));
   }
+  if (m.forwarded_from) {
+    const from = `Forwarded from ${short(m.forwarded_from.sender_id)}`;
+    li.append(el('div', { class: 'quote', testid: 'message-forwarded', textContent: from }));
+  }
   if (m.reply_to_message_id) {
     const original = state.messages.find((x) => x.id === m.reply_to_message_id);
     const quote = `↪ ${original ? preview(original) : 'an earlier message'}`;
