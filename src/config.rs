@@ -6,90 +6,25 @@
 //! map instead of mutating the process environment. A bad value is a [`ConfigError`] that
 //! names the variable and says what is expected; `main` turns it into exit code 64.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+mod env;
+mod reader;
 mod redis_url;
 mod secrets;
+
+pub use env::{Env, ProcessEnv, parse_dotenv};
+use reader::Reader;
 
 pub use redis_url::RedisConfig;
 use redis_url::redis_config;
 use secrets::STRONG_SECRET;
 pub use secrets::{MIN_SECRET_BYTES, check_jwt_secret};
-
-/// Where configuration values come from.
-pub trait Env {
-    /// The value of `key`, or `None` when it is unset.
-    fn get(&self, key: &str) -> Option<String>;
-}
-
-/// The real process environment, with values from a `.env` file as a fallback.
-pub struct ProcessEnv {
-    dotenv: HashMap<String, String>,
-}
-
-impl ProcessEnv {
-    /// Reads `.env` from the working directory when it exists. Process variables win.
-    pub fn load() -> Result<Self, ConfigError> {
-        let dotenv = match std::fs::read_to_string(".env") {
-            Ok(text) => parse_dotenv(&text).map_err(|line| ConfigError {
-                var: ".env",
-                expected: format!("KEY=value lines; line {line} is not one"),
-                got: None,
-            })?,
-            Err(_) => HashMap::new(),
-        };
-        Ok(Self { dotenv })
-    }
-}
-
-impl Env for ProcessEnv {
-    fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key)
-            .ok()
-            .or_else(|| self.dotenv.get(key).cloned())
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn get(&self, key: &str) -> Option<String> {
-        HashMap::get(self, key).cloned()
-    }
-}
-
-/// Parses `KEY=value` lines; `#` comments, blank lines, `export ` prefixes and single or
-/// double quotes around the value are accepted. Returns the 1-based number of a bad line.
-pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, usize> {
-    let mut out = HashMap::new();
-    for (idx, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line.split_once('=').ok_or(idx + 1)?;
-        let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(idx + 1);
-        }
-        let value = value.trim();
-        let value = ['"', '\'']
-            .iter()
-            .find_map(|q| {
-                value
-                    .strip_prefix(*q)
-                    .and_then(|v| v.strip_suffix(*q))
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| value.to_string());
-        out.insert(key.to_string(), value);
-    }
-    Ok(out)
-}
 
 /// A configuration value that is missing or invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,62 +239,6 @@ pub fn redact_url(url: &str) -> String {
             None => url.to_string(),
         },
         None => url.to_string(),
-    }
-}
-
-struct Reader<'a> {
-    env: &'a dyn Env,
-}
-
-impl Reader<'_> {
-    /// The trimmed value, with empty treated as unset.
-    fn opt(&self, var: &'static str) -> Option<String> {
-        self.env
-            .get(var)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn required(&self, var: &'static str, expected: &str) -> Result<String, ConfigError> {
-        self.opt(var).ok_or_else(|| ConfigError {
-            var,
-            expected: expected.to_string(),
-            got: None,
-        })
-    }
-
-    fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
-        &self,
-        var: &'static str,
-        default: T,
-        min: T,
-        max: T,
-    ) -> Result<T, ConfigError> {
-        let Some(raw) = self.opt(var) else {
-            return Ok(default);
-        };
-        match raw.parse::<T>() {
-            Ok(v) if v >= min && v <= max => Ok(v),
-            _ => Err(ConfigError {
-                var,
-                expected: format!("an integer from {min} to {max}"),
-                got: Some(raw),
-            }),
-        }
-    }
-
-    /// `1`/`true` or `0`/`false`; unset (or empty) is `default`.
-    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.opt(var).as_deref() {
-            None => Ok(default),
-            Some("1" | "true") => Ok(true),
-            Some("0" | "false") => Ok(false),
-            Some(other) => Err(ConfigError {
-                var,
-                expected: "1, true, 0 or false".into(),
-                got: Some(other.to_string()),
-            }),
-        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Tests of configuration parsing: defaults, every variable's bad values, Redis URL forms.
 
+use std::collections::HashMap;
+
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
