@@ -76,7 +76,7 @@ async fn page(
         let from = from.clone();
         async move {
             let db = from.conn().await?;
-            store::listing::export_page(&db, conversation, after, upto, PAGE).await
+            store::messages::range(&db, conversation, after, upto, PAGE).await
         }
     };
     let messages = read(reader).await?;

@@ -33,6 +33,35 @@ pub struct Draft {
     pub forwarded_from: Option<ForwardedFrom>,
 }
 
+impl Draft {
+    /// The message this draft becomes once the writer gave it an id, a seq and a time.
+    pub fn message(
+        &self,
+        id: MessageId,
+        conversation_id: ConversationId,
+        seq: i64,
+        sender_id: UserId,
+        created_at: crate::model::Timestamp,
+    ) -> crate::model::Message {
+        crate::model::Message {
+            id,
+            conversation_id,
+            seq,
+            sender_id,
+            message_type: self.message_type.clone(),
+            content: self.content.clone(),
+            metadata: self.metadata.clone().filter(|v| !v.is_null()),
+            reply_to_message_id: self.reply_to_message_id,
+            is_recalled: false,
+            recalled_at: None,
+            edited_at: None,
+            created_at,
+            client_msg_id: self.client_msg_id.clone(),
+            forwarded_from: self.forwarded_from,
+        }
+    }
+}
+
 fn invalid(code: Code, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::bad_request(code, message)
 }

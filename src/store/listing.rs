@@ -300,28 +300,6 @@ pub async fn member_last_seq(
         .map(|r| r.get(0)))
 }
 
-/// Up to `limit` messages of `conversation` with `after < seq <= upto`, oldest first: one
-/// page of an export, read by key (seq), so each page costs the same however far it is.
-pub async fn export_page(
-    client: &impl GenericClient,
-    conversation: ConversationId,
-    after: i64,
-    upto: i64,
-    limit: i64,
-) -> Result<Vec<Message>> {
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM messages
-             WHERE conversation_id = $1 AND bucket = msg_bucket($1) AND seq > $2 AND seq <= $3
-             ORDER BY seq LIMIT $4"
-        ))
-        .await?;
-    let rows = client
-        .query(&stmt, &[&conversation, &after, &upto, &limit])
-        .await?;
-    Ok(rows.iter().map(message_from_row).collect())
-}
-
 /// Hides `conversation` for `user` up to its current last seq. False when the user is not
 /// an active member.
 pub async fn hide(

@@ -254,22 +254,13 @@ async fn write_batch_on(
         c.first_sender = first_sender;
         c.replied = replied;
         c.last_seq += 1;
-        let message = Message {
-            id: store::messages::new_id(job.conversation_id),
-            conversation_id: job.conversation_id,
-            seq: c.last_seq,
-            sender_id: job.sender,
-            message_type: job.draft.message_type.clone(),
-            content: job.draft.content.clone(),
-            metadata: job.draft.metadata.clone().filter(|v| !v.is_null()),
-            reply_to_message_id: job.draft.reply_to_message_id,
-            is_recalled: false,
-            recalled_at: None,
-            edited_at: None,
-            created_at: c.stamp(now),
-            client_msg_id: job.draft.client_msg_id.clone(),
-            forwarded_from: job.draft.forwarded_from,
-        };
+        let message = job.draft.message(
+            store::messages::new_id(job.conversation_id),
+            job.conversation_id,
+            c.last_seq,
+            job.sender,
+            c.stamp(now),
+        );
         c.last = Some((message.id, message.created_at));
         if let Some(cmid) = job.draft.client_msg_id.as_deref() {
             in_batch.insert((job.sender, cmid), i);

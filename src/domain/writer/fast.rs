@@ -173,22 +173,13 @@ pub(super) fn plan(batch: &[Job], known: &KnownMap, settings: &Snapshot) -> Plan
             plan.can_send.push(
                 !(private && settings.first_message_limit && first == Some(job.sender) && !replied),
             );
-            plan.messages.push(Message {
+            plan.messages.push(job.draft.message(
                 id,
-                conversation_id: conv,
-                seq: 0,
-                sender_id: job.sender,
-                message_type: job.draft.message_type.clone(),
-                content: job.draft.content.clone(),
-                metadata: job.draft.metadata.clone().filter(|v| !v.is_null()),
-                reply_to_message_id: job.draft.reply_to_message_id,
-                is_recalled: false,
-                recalled_at: None,
-                edited_at: None,
-                created_at: crate::model::Timestamp(0),
-                client_msg_id: job.draft.client_msg_id.clone(),
-                forwarded_from: None,
-            });
+                conv,
+                0,
+                job.sender,
+                crate::model::Timestamp(0),
+            ));
         }
         plan.conversations.push(FastConversation {
             id: conv,
